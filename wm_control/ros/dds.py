@@ -1,0 +1,426 @@
+"""The ``dds`` backend: ROS 2 nodes over Cyclone DDS, speaking the ROS 2 wire protocol.
+
+What makes a ROS 2 node on the same domain see us (and us see it), as ``rmw_cyclonedds`` does:
+
+* topic ``/x/y`` is DDS topic ``rt/x/y``; type ``pkg/msg/Name`` is ``pkg::msg::dds_::Name_``;
+* payloads are plain CDR (XCDR1, little endian, encapsulation ``CDR_LE``), padded to 4 bytes with
+  the pad count in the encapsulation options as XTypes specifies; the bytes before the padding are
+  exactly ``rosbags``' serialisation (this module serialises with it, so they cannot differ);
+* QoS: reliability, durability, history/depth mapped from the ROS profiles; data representation
+  XCDR1 only;
+* participant user data ``enclave=/;``; on Jazzy, endpoint user data ``typehash=RIHS01_...;``.
+
+One :class:`DdsContext` (a participant) per process; any number of nodes on it. Each node has a
+single-threaded executor: a WaitSet over its readers plus timers with absolute deadlines on the
+monotonic clock (or on ROS time from ``/clock`` when ``use_sim_time`` is true).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import threading
+import time
+from typing import Any, Callable
+
+from cyclonedds._clayer import ddspy_take, ddspy_write
+from cyclonedds.core import GuardCondition, InstanceState, ReadCondition, SampleState, ViewState, WaitSet
+from cyclonedds.domain import DomainParticipant
+from cyclonedds.pub import DataWriter
+from cyclonedds.qos import Policy, Qos
+from cyclonedds.sub import DataReader
+from cyclonedds.topic import Topic
+from cyclonedds.util import duration
+
+from ..msgs import MessageRegistry, registry
+from . import qos as qosmod
+from .api import sec_to_sec_nsec
+from .args import resolve_topic
+
+_ANY = SampleState.Any | ViewState.Any | InstanceState.Any
+
+LOOPBACK_CONFIG = (
+    "<CycloneDDS><Domain Id=\"any\"><General><Interfaces>"
+    "<NetworkInterface name=\"lo\" multicast=\"true\"/></Interfaces>"
+    "<DontRoute>true</DontRoute></General></Domain></CycloneDDS>"
+)
+
+
+def configure_environment() -> None:
+    """Apply the ROS 2 discovery-range conventions to Cyclone DDS when the user set no config.
+
+    ``ROS_LOCALHOST_ONLY=1`` (Humble) or ``ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST`` (Jazzy) keep
+    all traffic on the loopback interface, as rmw_cyclonedds does. An explicit ``CYCLONEDDS_URI``
+    always wins.
+    """
+    if os.environ.get("CYCLONEDDS_URI"):
+        return
+    localhost = (os.environ.get("ROS_LOCALHOST_ONLY") == "1"
+                 or os.environ.get("ROS_AUTOMATIC_DISCOVERY_RANGE", "").upper() == "LOCALHOST")
+    if localhost:
+        os.environ["CYCLONEDDS_URI"] = LOOPBACK_CONFIG
+
+
+def dds_qos(p: qosmod.QoSProfile, user_data: bytes | None = None) -> Qos:
+    policies = [
+        Policy.Reliability.Reliable(duration(seconds=1)) if p.reliability == "reliable"
+        else Policy.Reliability.BestEffort,
+        Policy.Durability.TransientLocal if p.durability == "transient_local" else Policy.Durability.Volatile,
+        Policy.History.KeepLast(p.depth) if p.history == "keep_last" else Policy.History.KeepAll,
+        Policy.DataRepresentation(use_cdrv0_representation=True),
+    ]
+    if user_data:
+        policies.append(Policy.Userdata(user_data))
+    return Qos(*policies)
+
+
+def pad_cdr(data: bytes) -> bytes:
+    """Pad a CDR payload to a multiple of 4 and record the pad count in the options (XTypes 7.6.3)."""
+    pad = (-len(data)) % 4
+    if not pad:
+        return data
+    return data[:3] + bytes([data[3] | pad]) + data[4:] + b"\0" * pad
+
+
+def unpad_cdr(data: bytes) -> bytes:
+    pad = data[3] & 0x3 if len(data) >= 4 else 0
+    return data[:len(data) - pad] if pad else data
+
+
+class DdsContext:
+    """One DDS participant per process, shared by the nodes in it."""
+
+    _instance: "DdsContext | None" = None
+    _lock = threading.Lock()
+
+    def __init__(self, domain_id: int | None = None):
+        configure_environment()
+        if domain_id is None:
+            domain_id = int(os.environ.get("ROS_DOMAIN_ID", "0") or 0)
+        if not 0 <= domain_id <= 232:
+            raise ValueError(f"ROS_DOMAIN_ID must be in 0..232, got {domain_id}")
+        self.domain_id = domain_id
+        self.participant = DomainParticipant(domain_id, qos=Qos(Policy.Userdata(b"enclave=/;")))
+        self._topics: dict[tuple[str, str], Topic] = {}
+        self._tlock = threading.Lock()
+
+    @classmethod
+    def get(cls, domain_id: int | None = None) -> "DdsContext":
+        with cls._lock:
+            if cls._instance is None:
+                cls._instance = DdsContext(domain_id)
+            return cls._instance
+
+    def topic(self, dds_name: str, typename: str, reg: MessageRegistry) -> Topic:
+        key = (dds_name, typename)
+        with self._tlock:
+            t = self._topics.get(key)
+            if t is None:
+                for (name, other), _ in self._topics.items():
+                    if name == dds_name and other != typename:
+                        raise TypeError(f"topic {dds_name[2:]} already exists in this process with type "
+                                        f"{other}, cannot also use {typename}")
+                t = Topic(self.participant, dds_name, reg.dds_struct(typename))
+                self._topics[key] = t
+            return t
+
+
+class DdsPublisher:
+    def __init__(self, node: "DdsNode", typename: str, topic: str, qos: qosmod.QoSProfile):
+        self.node = node
+        self.typename = typename
+        self.topic = topic
+        reg = node.registry
+        th = reg.type_hash(typename)
+        user = f"typehash={th};".encode() if th else None
+        self._writer = DataWriter(node.context.participant,
+                                  node.context.topic("rt" + topic, typename, reg), qos=dds_qos(qos, user))
+        self._serialize = reg.serialize
+        self.count = 0
+
+    def publish(self, msg: Any) -> None:
+        self.publish_raw(self._serialize(msg, self.typename))
+
+    def publish_raw(self, cdr: bytes) -> None:
+        """Publish already-serialised CDR (with encapsulation header), e.g. from a bag."""
+        ret = ddspy_write(self._writer._ref, pad_cdr(cdr))
+        if ret < 0:
+            raise RuntimeError(f"DDS write on {self.topic} failed ({ret})")
+        self.count += 1
+
+    def matched(self) -> int:
+        return len(self._writer.get_matched_subscriptions())
+
+
+class DdsSubscription:
+    def __init__(self, node: "DdsNode", typename: str, topic: str, callback: Callable[[Any], None],
+                 qos: qosmod.QoSProfile, raw: bool):
+        self.node = node
+        self.typename = typename
+        self.topic = topic
+        self.callback = callback
+        self.raw = raw
+        reg = node.registry
+        th = reg.type_hash(typename)
+        user = f"typehash={th};".encode() if th else None
+        self.reader = DataReader(node.context.participant,
+                                 node.context.topic("rt" + topic, typename, reg), qos=dds_qos(qos, user))
+        self.condition = ReadCondition(self.reader, _ANY)
+        self._deserialize = reg.deserialize
+        self.count = 0
+        self.errors = 0
+
+    def take(self) -> list[tuple[Any, Any]]:
+        """(message or raw bytes, sample info) for every valid sample waiting."""
+        ret = ddspy_take(self.reader._ref, _ANY, 64)
+        if isinstance(ret, int):
+            raise RuntimeError(f"DDS take on {self.topic} failed ({ret})")
+        out = []
+        for data, info in ret:
+            if not info.valid_data:
+                continue
+            if self.raw:
+                out.append((data, info))
+                continue
+            try:
+                out.append((self._deserialize(data, self.typename), info))
+            except Exception as exc:  # a malformed sample is dropped and counted, never fatal
+                self.errors += 1
+                self.node.logger.warning("dropped undecodable %s on %s: %s", self.typename, self.topic, exc)
+        return out
+
+    def matched(self) -> int:
+        return len(self.reader.get_matched_publications())
+
+
+class DdsTimer:
+    """A periodic timer on absolute deadlines: tick k is due at start + k * period.
+
+    If a callback overruns by whole periods, the missed ticks are skipped (counted in ``missed``)
+    rather than fired in a burst; the phase is kept.
+    """
+
+    def __init__(self, node: "DdsNode", period: float, callback: Callable[[], None], sim_time: bool):
+        if not period > 0 or not math.isfinite(period):
+            raise ValueError(f"timer period must be positive, got {period}")
+        self.node = node
+        self.period = period
+        self.callback = callback
+        self.sim_time = sim_time
+        self.start = node.now() if sim_time else time.monotonic()
+        self.k = 1
+        self.deadline = self.start + period
+        self.missed = 0
+        self.cancelled = False
+        self.last_fire: float | None = None
+        self.lateness: list[float] = []  # monotonic lateness of each firing, for benchmarks
+        self.record_lateness = False
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+    def due(self, now: float) -> bool:
+        return not self.cancelled and now >= self.deadline
+
+    def fire(self, now: float) -> None:
+        if self.record_lateness:
+            self.lateness.append(now - self.deadline)
+        behind = int((now - self.deadline) // self.period)
+        if behind > 0:
+            self.missed += behind
+            self.k += behind
+        self.k += 1
+        self.deadline = self.start + self.k * self.period
+        self.last_fire = now
+        self.callback()
+
+
+class DdsNode:
+    """A ROS 2 node on the dds backend. See :mod:`wm_control.ros.api` for the interface."""
+
+    backend = "dds"
+
+    def __init__(self, name: str, namespace: str = "/", *, params: dict[str, Any] | None = None,
+                 remaps: dict[str, str] | None = None, distro: str | None = None,
+                 context: DdsContext | None = None, log_level: str | None = None):
+        self.name = name
+        self.namespace = namespace or "/"
+        self.remaps = dict(remaps or {})
+        self.param_overrides = dict(params or {})
+        self.registry = registry(distro)
+        self.context = context or DdsContext.get()
+        self.logger = make_logger(self.fqn, log_level)
+        self.publishers: list[DdsPublisher] = []
+        self.subscriptions: list[DdsSubscription] = []
+        self.timers: list[DdsTimer] = []
+        self.waitset = WaitSet(self.context.participant)
+        self.guard = GuardCondition(self.context.participant)
+        self.waitset.attach(self.guard)
+        self._shutdown = False
+        self._sim_now: float | None = None
+        self.use_sim_time = bool(self.param_overrides.get("use_sim_time", False))
+        if self.use_sim_time:
+            self.create_subscription("rosgraph_msgs/msg/Clock", "/clock", self._on_clock, qosmod.CLOCK)
+        self._rosout = self.create_publisher("rcl_interfaces/msg/Log", "/rosout", qosmod.ROSOUT)
+        self.logger.addHandler(_RosoutHandler(self))
+
+    # ---- names ----------------------------------------------------------------------------
+    @property
+    def fqn(self) -> str:
+        return (self.namespace.rstrip("/") + "/" + self.name)
+
+    def resolve(self, topic: str) -> str:
+        return resolve_topic(topic, self.name, self.namespace, self.remaps)
+
+    # ---- messages -------------------------------------------------------------------------
+    def msg(self, typename: str, **fields: Any) -> Any:
+        return self.registry.new(typename, **fields)
+
+    # ---- entities -------------------------------------------------------------------------
+    def create_publisher(self, typename: str, topic: str, qos: Any = qosmod.DEFAULT) -> DdsPublisher:
+        pub = DdsPublisher(self, typename, self.resolve(topic), qosmod.profile(qos))
+        self.publishers.append(pub)
+        return pub
+
+    def create_subscription(self, typename: str, topic: str, callback: Callable[[Any], None],
+                            qos: Any = qosmod.DEFAULT, raw: bool = False,
+                            with_info: bool = False) -> DdsSubscription:
+        cb = callback if with_info else (lambda m, _info, _cb=callback: _cb(m))
+        sub = DdsSubscription(self, typename, self.resolve(topic), cb, qosmod.profile(qos), raw)
+        self.subscriptions.append(sub)
+        self.waitset.attach(sub.condition)
+        return sub
+
+    def create_timer(self, period: float, callback: Callable[[], None]) -> DdsTimer:
+        t = DdsTimer(self, period, callback, self.use_sim_time)
+        self.timers.append(t)
+        return t
+
+    # ---- time -----------------------------------------------------------------------------
+    def _on_clock(self, msg: Any) -> None:
+        self._sim_now = float(msg.clock.sec) + 1e-9 * float(msg.clock.nanosec)
+
+    def now(self) -> float:
+        """ROS time in seconds: wall clock, or the latest ``/clock`` under sim time (0 before one)."""
+        if self.use_sim_time:
+            return self._sim_now if self._sim_now is not None else 0.0
+        return time.time()
+
+    def now_msg(self) -> Any:
+        return self.time_msg(self.now())
+
+    def time_msg(self, t: float) -> Any:
+        sec, nsec = sec_to_sec_nsec(t)
+        return self.registry.new("builtin_interfaces/msg/Time", sec=sec, nanosec=nsec)
+
+    # ---- executor -------------------------------------------------------------------------
+    def _timer_clock(self) -> float:
+        return self.now() if self.use_sim_time else time.monotonic()
+
+    def spin_once(self, timeout: float | None = None) -> None:
+        """Wait for data or the next timer deadline (at most ``timeout`` s), then dispatch."""
+        live = [t for t in self.timers if not t.cancelled]
+        wait = 0.1 if timeout is None else timeout
+        if live and not self.use_sim_time:
+            wait = min(wait, max(0.0, min(t.deadline for t in live) - time.monotonic()))
+        if wait > 0:
+            self.waitset.wait(int(wait * 1e9))
+        if self.guard.read():
+            self.guard.set(False)
+        for sub in self.subscriptions:
+            for msg, info in sub.take():
+                sub.count += 1
+                sub.callback(msg, info)
+        now = self._timer_clock()
+        for t in sorted((t for t in live if t.due(now)), key=lambda t: t.deadline):
+            t.fire(self._timer_clock() if not self.use_sim_time else now)
+        if self.timers and any(t.cancelled for t in self.timers):
+            self.timers = [t for t in self.timers if not t.cancelled]
+
+    def spin(self, until: Callable[[], bool] | None = None, timeout: float | None = None) -> bool:
+        """Run callbacks until shutdown, ``until()`` is true, or ``timeout`` s pass. Returns until()."""
+        end = None if timeout is None else time.monotonic() + timeout
+        while not self._shutdown:
+            if until is not None and until():
+                return True
+            left = None if end is None else end - time.monotonic()
+            if left is not None and left <= 0:
+                break
+            self.spin_once(0.1 if left is None else min(0.1, left))
+        return bool(until and until())
+
+    def shutdown(self) -> None:
+        """Stop spinning (safe from signal handlers and other threads)."""
+        self._shutdown = True
+        try:
+            self.guard.set(True)
+        except Exception:
+            pass
+
+    @property
+    def ok(self) -> bool:
+        return not self._shutdown
+
+    def destroy(self) -> None:
+        self.shutdown()
+        for sub in self.subscriptions:
+            try:
+                self.waitset.detach(sub.condition)
+            except Exception:
+                pass
+        self.subscriptions.clear()
+        self.publishers.clear()
+        self.timers.clear()
+
+
+# ------------------------------------------------------------------------------------------
+# Logging: ROS-style console lines, and /rosout
+# ------------------------------------------------------------------------------------------
+_LEVELS = {"DEBUG": logging.DEBUG, "INFO": logging.INFO, "WARN": logging.WARNING,
+           "WARNING": logging.WARNING, "ERROR": logging.ERROR, "FATAL": logging.CRITICAL}
+
+
+class _RosFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        level = {"WARNING": "WARN", "CRITICAL": "FATAL"}.get(record.levelname, record.levelname)
+        return f"[{level}] [{record.created:.6f}] [{record.name.lstrip('/').replace('/', '.')}]: {record.getMessage()}"
+
+
+def make_logger(fqn: str, level: str | None = None) -> logging.Logger:
+    logger = logging.getLogger(fqn)
+    if not any(isinstance(h, logging.StreamHandler) and getattr(h, "_wm", False) for h in logger.handlers):
+        h = logging.StreamHandler()
+        h._wm = True  # type: ignore[attr-defined]
+        h.setFormatter(_RosFormatter())
+        logger.addHandler(h)
+        logger.propagate = False
+    lvl = (level or os.environ.get("WM_LOG_LEVEL", "INFO")).upper()
+    if lvl not in _LEVELS:
+        raise ValueError(f"unknown log level {level!r}; use one of debug, info, warn, error, fatal")
+    logger.setLevel(_LEVELS[lvl])
+    return logger
+
+
+class _RosoutHandler(logging.Handler):
+    _ROS_LEVEL = {logging.DEBUG: 10, logging.INFO: 20, logging.WARNING: 30, logging.ERROR: 40, logging.CRITICAL: 50}
+
+    def __init__(self, node: DdsNode):
+        super().__init__()
+        self.node = node
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            n = self.node
+            sec, nsec = sec_to_sec_nsec(record.created)
+            n._rosout.publish(n.registry.new(
+                "rcl_interfaces/msg/Log",
+                stamp=n.registry.new("builtin_interfaces/msg/Time", sec=sec, nanosec=nsec),
+                level=self._ROS_LEVEL.get(record.levelno, 20), name=n.fqn.lstrip("/").replace("/", "."),
+                msg=record.getMessage(), file=record.pathname, function=record.funcName, line=record.lineno))
+        except Exception:
+            pass
+
+
+__all__ = ["DdsContext", "DdsNode", "DdsPublisher", "DdsSubscription", "DdsTimer", "configure_environment",
+           "pad_cdr", "unpad_cdr"]
