@@ -1,0 +1,177 @@
+"""``wm-control``: one command, subcommands (see ``wm-control --help``)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "config"
+
+
+def _config_path(name: str) -> str:
+    p = Path(name)
+    if p.exists():
+        return str(p)
+    for cand in (CONFIG_DIR / name, Path(__file__).resolve().parent / "config" / name):
+        if cand.exists():
+            return str(cand)
+    raise SystemExit(f"config {name!r} not found (looked in ., {CONFIG_DIR})")
+
+
+def _write_json(path: str | None, result: dict) -> None:
+    if path:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_text(json.dumps(result, indent=2))
+        print(f"wrote {path}")
+
+
+def cmd_run(argv: list[str]) -> int:
+    from .ros.runner import NODE_TYPES, run_node
+
+    backend = None
+    if argv[:1] and argv[0].startswith("--backend"):
+        backend = argv[0].split("=", 1)[1] if "=" in argv[0] else argv[1]
+        argv = argv[1:] if "=" in argv[0] else argv[2:]
+    if not argv or argv[0] in ("-h", "--help"):
+        print("usage: wm-control run [--backend auto|dds|rclpy] NODE [--ros-args -p k:=v -r a:=b "
+              "--params-file F ...]\nnodes: " + ", ".join(sorted(NODE_TYPES)))
+        return 0 if argv else 2
+    return run_node(argv[0], argv[1:], backend)
+
+
+def cmd_launch(a: argparse.Namespace) -> int:
+    from .launcher import Launcher
+    from .ros.args import RosArgsError
+
+    try:
+        launcher = Launcher(_config_path(a.config), overrides=a.param or [])
+    except RosArgsError as exc:
+        print(f"[launch] {exc}", file=sys.stderr)
+        return 2
+    return launcher.run(a.duration)
+
+
+def cmd_demo(a: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    return run_demo(_config_path(a.config), a.duration, a.json)
+
+
+def cmd_collect(a: argparse.Namespace) -> int:
+    from .bags import CollectConfig, collect
+
+    cfg = CollectConfig(robot=a.robot, policy=a.policy, noise=a.noise, episodes=a.episodes,
+                        episode_s=a.episode_s, image_width=a.image_size, image_height=a.image_size,
+                        render=not a.no_images, seed=a.seed, goal_region=a.goal_region)
+    summary = collect(cfg, a.out)
+    print(f"collected {len(summary['episodes'])} bags in {a.out}: policy {a.policy} noise {a.noise}, "
+          f"success {100 * summary['success_rate']:.0f}%, mean final distance "
+          f"{summary['mean_final_distance']:.4f} m")
+    return 0
+
+
+def cmd_record(a: argparse.Namespace) -> int:
+    from .bags import record
+
+    res = record(a.out, a.topics, a.duration, overwrite=a.overwrite)
+    print(json.dumps(res, indent=2))
+    return 0
+
+
+def cmd_bench(a: argparse.Namespace) -> int:
+    if a.what == "transport":
+        from .bench.transport import bench_transport
+
+        res = bench_transport(duration=a.duration)
+    else:
+        raise SystemExit(f"unknown benchmark {a.what!r}")
+    _write_json(a.json, res)
+    return 0
+
+
+def cmd_dataset(a: argparse.Namespace) -> int:
+    from .dataset import DatasetConfig, load_episodes
+
+    eps = load_episodes(a.bags, DatasetConfig(rate=a.rate, load_images=not a.no_images))
+    info = {"episodes": len(eps), "steps": int(sum(len(e) for e in eps)),
+            "joint_names": eps[0].joint_names if eps else [],
+            "per_episode": [{"source": e.source, "steps": len(e), "duration_s": float(e.t[-1] - e.t[0]),
+                             "frames": None if e.frames is None else list(e.frames.shape)} for e in eps]}
+    print(json.dumps(info, indent=2))
+    _write_json(a.json, info)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="wm-control", description="world-model robot control stack")
+    sub = p.add_subparsers(dest="cmd", required=True)
+    sub.add_parser("run", help="run one node: run NODE [--ros-args ...]", add_help=False)
+
+    s = sub.add_parser("launch", help="start a graph from a ROS params YAML as separate processes")
+    s.add_argument("config")
+    s.add_argument("-p", "--param", action="append", help="name:=value for every node")
+    s.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
+    s.set_defaults(fn=cmd_launch)
+
+    s = sub.add_parser("demo", help="the main job: the stack on the simulated robot, with a summary")
+    s.add_argument("--config", default="demo.yaml")
+    s.add_argument("--duration", type=float, default=20.0)
+    s.add_argument("--json", default="runs/demo/summary.json")
+    s.set_defaults(fn=cmd_demo)
+
+    s = sub.add_parser("collect", help="run behaviour policies in the simulator, one MCAP bag per episode")
+    s.add_argument("--out", required=True)
+    s.add_argument("--robot", default="reacher", choices=["reacher", "pusher"])
+    s.add_argument("--policy", default="expert", choices=["expert", "random"])
+    s.add_argument("--noise", type=float, default=0.0)
+    s.add_argument("--episodes", type=int, default=10)
+    s.add_argument("--episode-s", type=float, default=2.0)
+    s.add_argument("--image-size", type=int, default=96)
+    s.add_argument("--no-images", action="store_true")
+    s.add_argument("--goal-region", default="full", choices=["full", "half"])
+    s.add_argument("--seed", type=int, default=0)
+    s.set_defaults(fn=cmd_collect)
+
+    s = sub.add_parser("record", help="record live topics to an MCAP rosbag2")
+    s.add_argument("topics", nargs="*", help="topics (TOPIC or TOPIC:TYPE); default: all discovered")
+    s.add_argument("-o", "--out", required=True)
+    s.add_argument("--duration", type=float, default=None)
+    s.add_argument("--overwrite", action="store_true")
+    s.set_defaults(fn=cmd_record)
+
+    s = sub.add_parser("dataset", help="read bags into time-aligned episodes and summarise them")
+    s.add_argument("bags", nargs="+")
+    s.add_argument("--rate", type=float, default=50.0)
+    s.add_argument("--no-images", action="store_true")
+    s.add_argument("--json", default=None)
+    s.set_defaults(fn=cmd_dataset)
+
+    s = sub.add_parser("bench", help="benchmarks that write JSON")
+    s.add_argument("what", choices=["transport"])
+    s.add_argument("--json", default=None)
+    s.add_argument("--duration", type=float, default=5.0)
+    s.set_defaults(fn=cmd_bench)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    os.environ.setdefault("MUJOCO_GL", "egl")
+    if argv[:1] == ["run"]:
+        return cmd_run(argv[1:])
+    a = build_parser().parse_args(argv)
+    return a.fn(a)
+
+
+def node_main(node_type: str) -> int:
+    """``ros2 run wm_control <node_type>`` entry point."""
+    from .ros.runner import run_node
+
+    return run_node(node_type, sys.argv[1:])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,254 @@
+"""Rosbags (ours or a real robot's) -> time-aligned episodes at the control rate.
+
+A :class:`DatasetConfig` names the topics and joints, so a robot's own bags work as long as they
+carry a JointState topic, a command topic (Float64MultiArray in a known joint order, or
+JointTrajectory) and optionally a camera and a goal. Each stream keeps its own time stamps (the
+header stamp where the message has one, else the bag's receive time); the episode is resampled
+on a uniform grid at ``rate`` Hz:
+
+* joint positions/velocities: linear interpolation between the two surrounding JointStates;
+* action ``a[k]``: the position target in effect over the step from ``t[k]`` to ``t[k+1]`` (the
+  latest command received before ``t[k+1]``; forward controllers hold the last command);
+* frame and goal: the latest one captured at or before ``t[k]`` (what a causal controller saw).
+
+A gap longer than ``max_gap`` in the joint states splits the recording into separate episodes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from . import conversions as cv
+from .msgs import registry
+
+
+class DatasetError(RuntimeError):
+    """A bag that cannot be read or does not contain what the config names."""
+
+
+@dataclass
+class DatasetConfig:
+    joint_names: list[str] = field(default_factory=list)
+    """Joints to read, in this order; default: the names of the first JointState."""
+    joint_states_topic: str = "/joint_states"
+    command_topic: str = "/forward_position_controller/commands"
+    command_joint_order: list[str] = field(default_factory=list)
+    """Joint order of Float64MultiArray commands; default: joint_names."""
+    image_topic: str = "/camera/image_raw"
+    """'' to ignore images."""
+    goal_topic: str = "/goal"
+    """'' to ignore the goal."""
+    rate: float = 50.0
+    max_gap: float = 0.5
+    load_images: bool = True
+
+    def __post_init__(self) -> None:
+        if not self.rate > 0:
+            raise ValueError("rate must be > 0")
+
+
+@dataclass
+class Episode:
+    t: np.ndarray  # (T,) seconds, ROS time
+    q: np.ndarray  # (T, n)
+    qd: np.ndarray  # (T, n)
+    action: np.ndarray  # (T, n) position targets
+    goal: np.ndarray | None  # (T, 3)
+    frames: np.ndarray | None  # (T, H, W, 3) uint8 RGB
+    frame_time: np.ndarray | None  # (T,) capture stamp of each frame
+    joint_names: list[str]
+    source: str
+
+    def __len__(self) -> int:
+        return len(self.t)
+
+
+@dataclass
+class _Streams:
+    js_t: list[float] = field(default_factory=list)
+    q: list[np.ndarray] = field(default_factory=list)
+    qd: list[np.ndarray] = field(default_factory=list)
+    cmd_t: list[float] = field(default_factory=list)
+    cmd: list[np.ndarray] = field(default_factory=list)
+    img_t: list[float] = field(default_factory=list)
+    img: list[np.ndarray] = field(default_factory=list)
+    goal_t: list[float] = field(default_factory=list)
+    goal: list[np.ndarray] = field(default_factory=list)
+    dropped: int = 0
+    truncated: str | None = None
+
+
+def read_streams(path: str | Path, cfg: DatasetConfig) -> tuple[_Streams, list[str]]:
+    """Decode the configured topics of one bag (directory with metadata.yaml, MCAP or sqlite3)."""
+    from rosbags.highlevel import AnyReader
+
+    path = Path(path)
+    if not path.exists():
+        raise DatasetError(f"bag {path} does not exist")
+    reg = registry()
+    names = list(cfg.joint_names)
+    s = _Streams()
+    try:
+        reader = AnyReader([path], default_typestore=reg.store)
+        reader.open()
+    except Exception as exc:
+        raise DatasetError(f"cannot open bag {path}: {exc} (truncated or corrupt? "
+                           f"try `ros2 bag reindex` or re-record)") from None
+    try:
+        by_topic = {c.topic: c for c in reader.connections}
+        if cfg.joint_states_topic not in by_topic:
+            raise DatasetError(f"bag {path} has no {cfg.joint_states_topic}; topics: {sorted(by_topic)}")
+        if cfg.command_topic not in by_topic:
+            raise DatasetError(f"bag {path} has no {cfg.command_topic}; topics: {sorted(by_topic)}")
+        wanted = [cfg.joint_states_topic, cfg.command_topic]
+        if cfg.image_topic and cfg.load_images and cfg.image_topic in by_topic:
+            wanted.append(cfg.image_topic)
+        if cfg.goal_topic and cfg.goal_topic in by_topic:
+            wanted.append(cfg.goal_topic)
+        conns = [by_topic[t] for t in wanted]
+        it = reader.messages(connections=conns)
+        while True:
+            try:
+                conn, t_ns, raw = next(it)
+            except StopIteration:
+                break
+            except Exception as exc:  # a truncated file: keep what was read, say so
+                s.truncated = f"{type(exc).__name__}: {exc}"
+                break
+            try:
+                msg = reader.deserialize(raw, conn.msgtype)
+                t_bag = t_ns * 1e-9
+                if conn.topic == cfg.joint_states_topic:
+                    if not names:
+                        names = list(msg.name)
+                    q, qd, _ = cv.joint_state_to_arrays(msg, names)
+                    s.js_t.append(_stamp_or(msg, t_bag))
+                    s.q.append(q)
+                    s.qd.append(qd)
+                elif conn.topic == cfg.command_topic:
+                    if not names:
+                        continue  # no joint state yet: cannot order the command
+                    if conn.msgtype == "trajectory_msgs/msg/JointTrajectory":
+                        _, pos = cv.trajectory_to_arrays(msg, names)
+                        value = pos[0]
+                    else:
+                        order = cfg.command_joint_order or names
+                        value = cv.multiarray_to_command(msg, len(order))
+                        value = value[[order.index(n) for n in names]]
+                    s.cmd_t.append(t_bag)
+                    s.cmd.append(value)
+                elif conn.topic == cfg.image_topic:
+                    s.img_t.append(_stamp_or(msg, t_bag))
+                    s.img.append(cv.image_to_rgb(msg))
+                elif conn.topic == cfg.goal_topic:
+                    s.goal_t.append(_stamp_or(msg, t_bag))
+                    s.goal.append(cv.point_to_array(msg))
+            except (cv.ConversionError, ValueError) as exc:
+                s.dropped += 1
+                if s.dropped <= 3:
+                    import logging
+
+                    logging.getLogger("wm_control.dataset").warning("%s: dropped a message on %s: %s",
+                                                                    path, conn.topic, exc)
+    finally:
+        reader.close()
+    return s, names
+
+
+def _stamp_or(msg: Any, fallback: float) -> float:
+    h = getattr(msg, "header", None)
+    if h is None:
+        return fallback
+    t = cv.stamp_sec(h.stamp)
+    return t if t > 0 else fallback
+
+
+def _latest_before(times: np.ndarray, query: np.ndarray, strict: bool) -> np.ndarray:
+    """Index of the latest time <= query (or < query when strict); -1 where none."""
+    side = "left" if strict else "right"
+    return np.searchsorted(times, query, side=side) - 1
+
+
+def align(s: _Streams, names: list[str], cfg: DatasetConfig, source: str) -> list[Episode]:
+    if len(s.js_t) < 2 or not s.cmd_t:
+        return []
+    js_t = np.asarray(s.js_t)
+    order = np.argsort(js_t, kind="stable")
+    js_t, q, qd = js_t[order], np.asarray(s.q)[order], np.asarray(s.qd)[order]
+    cmd_t = np.asarray(s.cmd_t)
+    corder = np.argsort(cmd_t, kind="stable")
+    cmd_t, cmd = cmd_t[corder], np.asarray(s.cmd)[corder]
+    dt = 1.0 / cfg.rate
+    # split on gaps in the joint states
+    cuts = np.flatnonzero(np.diff(js_t) > cfg.max_gap) + 1
+    episodes = []
+    for seg in np.split(np.arange(len(js_t)), cuts):
+        if len(seg) < 2:
+            continue
+        t_start = max(js_t[seg[0]], cmd_t[0])
+        if s.img_t:
+            t_start = max(t_start, min(s.img_t))
+        if s.goal_t:
+            t_start = max(t_start, min(s.goal_t))
+        t_end = js_t[seg[-1]]
+        if t_end - t_start < 2 * dt:
+            continue
+        grid = t_start + dt * np.arange(int(np.floor((t_end - t_start) / dt + 1e-9)) + 1)
+        st = js_t[seg]
+        qi = np.stack([np.interp(grid, st, q[seg, j]) for j in range(q.shape[1])], axis=1)
+        qdi = np.stack([np.interp(grid, st, qd[seg, j]) for j in range(qd.shape[1])], axis=1)
+        nxt = np.append(grid[1:], grid[-1] + dt)
+        ai = _latest_before(cmd_t, nxt, strict=True)
+        ai = np.maximum(ai, 0)
+        goal = frames = frame_time = None
+        if s.goal_t:
+            gt = np.asarray(s.goal_t)
+            go = np.argsort(gt, kind="stable")
+            gi = np.maximum(_latest_before(gt[go], grid, strict=False), 0)
+            goal = np.asarray(s.goal)[go][gi]
+        if s.img_t:
+            it = np.asarray(s.img_t)
+            io = np.argsort(it, kind="stable")
+            ii = np.maximum(_latest_before(it[io], grid, strict=False), 0)
+            frames = np.stack([s.img[io[i]] for i in ii])
+            frame_time = it[io][ii]
+        episodes.append(Episode(t=grid, q=qi, qd=qdi, action=cmd[ai], goal=goal, frames=frames,
+                                frame_time=frame_time, joint_names=list(names), source=source))
+    return episodes
+
+
+def find_bags(paths: Sequence[str | Path]) -> list[Path]:
+    """Bag directories under the given paths (a bag dir has metadata.yaml), sorted."""
+    out: list[Path] = []
+    for p in map(Path, paths):
+        if (p / "metadata.yaml").exists() or p.suffix in (".mcap", ".db3"):
+            out.append(p)
+        elif p.is_dir():
+            out.extend(sorted(d.parent for d in p.rglob("metadata.yaml")))
+        else:
+            raise DatasetError(f"{p} is neither a bag nor a folder of bags")
+    return out
+
+
+def load_episodes(paths: Sequence[str | Path], cfg: DatasetConfig | None = None,
+                  strict: bool = False) -> list[Episode]:
+    """Episodes from every bag under ``paths``. A truncated bag yields what it holds, with a warning
+    (or a :class:`DatasetError` when ``strict``)."""
+    import logging
+
+    cfg = cfg or DatasetConfig()
+    log = logging.getLogger("wm_control.dataset")
+    episodes: list[Episode] = []
+    for bag in find_bags(paths):
+        streams, names = read_streams(bag, cfg)
+        if streams.truncated:
+            if strict:
+                raise DatasetError(f"bag {bag} is truncated ({streams.truncated})")
+            log.warning("bag %s is truncated (%s); using the %d joint states read before the break",
+                        bag, streams.truncated, len(streams.js_t))
+        episodes.extend(align(streams, names, cfg, str(bag)))
+    return episodes

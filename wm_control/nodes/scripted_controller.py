@@ -1,0 +1,120 @@
+"""``scripted_controller``: the scripted expert as a ROS node (the stand-in until learned policies).
+
+Reads ``/joint_states`` by name and ``/goal``; at ``rate`` Hz (absolute deadlines, ROS time) it
+publishes a joint position target on ``/forward_position_controller/commands`` (Float64MultiArray
+in ``joint_order``) or a one-point JointTrajectory, chosen by ``command_interface``. It publishes
+nothing while its inputs are missing or older than ``max_input_age`` (the robot holds).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .. import conversions as cv
+from ..ros import qos
+from ..ros.api import Diagnostics, Node
+
+
+@dataclass
+class ScriptedControllerConfig:
+    robot: str = "reacher"
+    rate: float = 50.0
+    noise: float = 0.0
+    """Expert noise level: 0 is the clean expert, 1 is very poor."""
+    policy: str = "expert"
+    """'expert' or 'random'."""
+    command_interface: str = "position"
+    """'position' (Float64MultiArray) or 'trajectory' (JointTrajectory)."""
+    joint_order: list[str] = field(default_factory=list)
+    max_input_age: float = 0.25
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.command_interface not in ("position", "trajectory"):
+            raise ValueError(f"command_interface must be position|trajectory, not {self.command_interface!r}")
+        if not self.rate > 0:
+            raise ValueError("rate must be > 0")
+
+
+class ScriptedControllerNode:
+    NAME = "scripted_controller"
+    Config = ScriptedControllerConfig
+
+    def __init__(self, node: Node, cfg: ScriptedControllerConfig):
+        from ..sim import ArmConfig, Observation, SimArm, make_policy
+
+        self.node, self.cfg = node, cfg
+        self.kin = SimArm(ArmConfig(robot=cfg.robot, render=False, seed=cfg.seed))  # kinematics only
+        self.kin.connect()
+        self.names = list(self.kin.joint_names)
+        self.order = cfg.joint_order or self.names
+        if sorted(self.order) != sorted(self.names):
+            raise ValueError(f"joint_order {self.order} must be a permutation of {self.names}")
+        self.policy = make_policy(cfg.policy, **({"noise": cfg.noise} if cfg.policy == "expert" else {}),
+                                  seed=cfg.seed)
+        self.policy.reset(np.random.default_rng(cfg.seed))
+        self.Observation = Observation
+        self.state: tuple[float, np.ndarray, np.ndarray] | None = None  # (monotonic rx time, q, qd)
+        self.goal: np.ndarray | None = None
+        self.goal_rx = 0.0
+        self.pub_cmd = (node.create_publisher("std_msgs/msg/Float64MultiArray", "/forward_position_controller/commands")
+                        if cfg.command_interface == "position" else
+                        node.create_publisher("trajectory_msgs/msg/JointTrajectory",
+                                              "/joint_trajectory_controller/joint_trajectory"))
+        node.create_subscription("sensor_msgs/msg/JointState", "/joint_states", self.on_joint_state, qos.SENSOR_DATA)
+        node.create_subscription("geometry_msgs/msg/PointStamped", "/goal", self.on_goal, qos.LATCHED)
+        self.diag = Diagnostics(node, hardware_id="scripted")
+        node.create_timer(1.0 / cfg.rate, self.tick)
+
+    def on_joint_state(self, msg) -> None:
+        try:
+            q, qd, _ = cv.joint_state_to_arrays(msg, self.names)
+        except cv.ConversionError as exc:
+            self.diag.count("joint_states_dropped")
+            self.node.logger.warning("dropped joint state: %s", exc)
+            return
+        self.state = (time.monotonic(), q, np.nan_to_num(qd))
+        self.diag.tick("joint_states")
+
+    def on_goal(self, msg) -> None:
+        try:
+            new = cv.point_to_array(msg)
+        except cv.ConversionError as exc:
+            self.diag.count("goals_dropped")
+            self.node.logger.warning("dropped goal: %s", exc)
+            return
+        if self.goal is None or not np.allclose(new, self.goal):
+            self.policy.reset(np.random.default_rng())
+        self.goal = new
+
+    def tick(self) -> None:
+        if self.state is None or self.goal is None:
+            self.diag.status(Diagnostics.WARN, "waiting for joint_states and goal")
+            return
+        rx, q, qd = self.state
+        if time.monotonic() - rx > self.cfg.max_input_age:
+            self.diag.count("stale_holds")
+            self.diag.status(Diagnostics.WARN, "joint_states stale: not commanding (robot holds)")
+            return
+        tip, _ = self.kin.fingertip_jacobian(q)
+        obs = self.Observation(time=self.node.now(), q=q, qd=qd, effort=np.zeros_like(q), goal=self.goal,
+                               fingertip=tip, object=None)
+        target = np.asarray(self.policy(obs, self.kin), dtype=np.float64)
+        if not np.all(np.isfinite(target)):
+            self.diag.count("nonfinite_targets")
+            return
+        if self.cfg.command_interface == "position":
+            ordered = target[[self.names.index(n) for n in self.order]]
+            self.pub_cmd.publish(cv.make_multiarray(self.node.msg, ordered))
+        else:
+            # stamp 0: "start now", as joint_trajectory_controller reads it
+            self.pub_cmd.publish(cv.make_trajectory(self.node.msg, 0.0, self.names,
+                                                    [1.0 / self.cfg.rate], target[None]))
+        self.diag.tick("commands")
+        self.diag.status(Diagnostics.OK, "commanding")
+
+    def close(self) -> None:
+        self.kin.disconnect()

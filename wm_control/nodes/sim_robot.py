@@ -1,0 +1,202 @@
+"""``sim_robot``: a MuJoCo arm that looks like a ros2_control robot on the ROS graph.
+
+Publishes ``/joint_states`` (names from the model), ``/camera/image_raw`` (rgb8, stamped with the
+capture time), ``/goal`` (PointStamped, latched) and, under ``mode: lockstep``, ``/clock``. Accepts
+position targets on ``/forward_position_controller/commands`` (Float64MultiArray in ``joint_order``)
+and ``/joint_trajectory_controller/joint_trajectory``; both are tracked by the arm's joint PD servo.
+
+``mode: realtime`` steps physics on an absolute-deadline timer at ``joint_state_rate``.
+``mode: lockstep`` owns sim time: each control period it publishes /clock and the state, waits for
+one command (or ``lockstep_timeout`` s of wall time), then advances by 1/``control_rate``, so a slow
+CPU changes no result.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .. import conversions as cv
+from ..ros import qos
+from ..ros.api import Diagnostics, Node
+
+
+@dataclass
+class SimRobotConfig:
+    robot: str = "reacher"
+    """'reacher' (2 joints) or 'pusher' (7 joints), the Gymnasium MuJoCo arms."""
+    mode: str = "realtime"
+    """'realtime' (wall clock) or 'lockstep' (publishes /clock, advances once per command)."""
+    joint_state_rate: float = 100.0
+    """Hz; physics is advanced in steps of 1/joint_state_rate in realtime mode."""
+    control_rate: float = 50.0
+    """Hz; lockstep advances 1/control_rate of sim time per command."""
+    lockstep_timeout: float = 1.0
+    """Seconds of wall time lockstep waits for a command before advancing anyway (counted)."""
+    camera_rate: float = 30.0
+    image_width: int = 96
+    image_height: int = 96
+    render: bool = True
+    camera_frame_id: str = "camera"
+    joint_order: list[str] = field(default_factory=list)
+    """Order of Float64MultiArray command values (the controller YAML's joints); default: model order."""
+    episode_s: float = 4.0
+    """A new goal (and arm reset) every episode_s seconds of sim time; 0 disables episodes."""
+    success_radius: float = 0.02
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("realtime", "lockstep"):
+            raise ValueError(f"mode must be 'realtime' or 'lockstep', not {self.mode!r}")
+        for name in ("joint_state_rate", "control_rate", "camera_rate"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be > 0")
+        if self.image_width <= 0 or self.image_height <= 0:
+            raise ValueError("image_width and image_height must be > 0")
+
+
+class SimRobotNode:
+    NAME = "sim_robot"
+    Config = SimRobotConfig
+
+    def __init__(self, node: Node, cfg: SimRobotConfig):
+        from ..sim import ArmConfig, SimArm
+
+        os.environ.setdefault("MUJOCO_GL", "egl")
+        self.node, self.cfg = node, cfg
+        self.arm = SimArm(ArmConfig(robot=cfg.robot, image_width=cfg.image_width, image_height=cfg.image_height,
+                                    render=cfg.render, seed=cfg.seed))
+        self.arm.connect()
+        self.names = list(self.arm.joint_names)
+        order = cfg.joint_order or self.names
+        if sorted(order) != sorted(self.names):
+            raise ValueError(f"joint_order {order} must be a permutation of the robot's joints {self.names}")
+        self.cmd_index = np.array([order.index(n) for n in self.names])  # model order <- command order
+        self.obs = self.arm.reset(seed=cfg.seed)
+        self.episode = 0
+        self.episode_start = self.arm.total_time
+        self.results: list[dict] = []
+        self.commands_since_step = 0
+        self.lockstep = cfg.mode == "lockstep"
+
+        make = node.msg
+        self.make = make
+        self.pub_js = node.create_publisher("sensor_msgs/msg/JointState", "/joint_states", qos.SENSOR_DATA)
+        self.pub_img = node.create_publisher("sensor_msgs/msg/Image", "/camera/image_raw", qos.SENSOR_DATA)
+        self.pub_goal = node.create_publisher("geometry_msgs/msg/PointStamped", "/goal", qos.LATCHED)
+        self.pub_clock = node.create_publisher("rosgraph_msgs/msg/Clock", "/clock", qos.CLOCK) if self.lockstep else None
+        node.create_subscription("std_msgs/msg/Float64MultiArray", "/forward_position_controller/commands",
+                                 self.on_command, qos.DEFAULT)
+        node.create_subscription("trajectory_msgs/msg/JointTrajectory", "/joint_trajectory_controller/joint_trajectory",
+                                 self.on_trajectory, qos.DEFAULT)
+        self.diag = Diagnostics(node, hardware_id=f"mujoco:{cfg.robot}")
+        self.diag.set("joints", ",".join(self.names))
+        self.next_camera = self.stamp()
+        self.publish_goal()
+        if getattr(node, "use_sim_time", False):
+            raise ValueError("sim_robot is the clock source: set use_sim_time: false for it")
+        self.publish_state()
+        if self.lockstep:
+            self.publish_clock()
+            self._last_step_wall = time.monotonic()
+            node.create_timer(1e-3, self.lockstep_tick)
+        else:
+            node.create_timer(1.0 / cfg.joint_state_rate, self.realtime_tick)
+        node.logger.info("sim_robot %s up: joints %s, camera %dx%d @ %.0f Hz, mode %s", cfg.robot, self.names,
+                         cfg.image_width, cfg.image_height, cfg.camera_rate, cfg.mode)
+
+    # ---- time -----------------------------------------------------------------------------
+    def stamp(self) -> float:
+        """ROS time of the current sim state: sim time in lockstep, wall clock in realtime."""
+        if self.lockstep:
+            return self.arm.total_time
+        return self.node.now()
+
+    # ---- commands ---------------------------------------------------------------------------
+    def on_command(self, msg) -> None:
+        try:
+            values = cv.multiarray_to_command(msg, len(self.names))
+        except cv.ConversionError as exc:
+            self.diag.count("commands_dropped")
+            self.node.logger.warning("dropped command: %s", exc)
+            return
+        self.arm.set_position_target(values[self.cmd_index])
+        self.diag.tick("commands")
+        self.commands_since_step += 1
+
+    def on_trajectory(self, msg) -> None:
+        try:
+            times, positions = cv.trajectory_to_arrays(msg, self.names)
+        except cv.ConversionError as exc:
+            self.diag.count("trajectories_dropped")
+            self.node.logger.warning("dropped trajectory: %s", exc)
+            return
+        self.arm.set_trajectory(times, positions)
+        self.diag.tick("trajectories")
+        self.commands_since_step += 1
+
+    # ---- stepping ---------------------------------------------------------------------------
+    def advance(self, dt: float) -> None:
+        self.arm.step(dt)
+        self.obs = self.arm.get_observation()
+        if self.cfg.episode_s > 0 and self.arm.total_time - self.episode_start >= self.cfg.episode_s - 1e-9:
+            self.end_episode()
+
+    def end_episode(self) -> None:
+        d = float(self.arm.distance_to_goal())
+        ok = d < self.cfg.success_radius
+        self.results.append({"episode": self.episode, "final_distance": d, "success": ok})
+        n_ok = sum(r["success"] for r in self.results)
+        self.node.logger.info("episode %d: final distance %.4f m (%s); %d/%d successful", self.episode, d,
+                              "success" if ok else "miss", n_ok, len(self.results))
+        self.diag.set("episodes", len(self.results))
+        self.diag.set("successes", n_ok)
+        self.diag.set("last_final_distance", d)
+        self.episode += 1
+        self.obs = self.arm.reset()
+        self.episode_start = self.arm.total_time
+        self.publish_goal()
+
+    def publish_state(self) -> None:
+        t = self.stamp()
+        o = self.obs
+        self.pub_js.publish(cv.make_joint_state(self.make, t, self.names, o.q, o.qd, o.effort))
+        self.diag.tick("joint_states")
+        if self.cfg.render and t + 1e-9 >= self.next_camera:
+            img = self.arm.render()  # captured now: the stamp is the capture time
+            self.pub_img.publish(cv.make_image(self.make, self.stamp(), img, self.cfg.camera_frame_id))
+            self.diag.tick("camera")
+            period = 1.0 / self.cfg.camera_rate
+            self.next_camera = max(self.next_camera + period, t - period)
+
+    def publish_goal(self) -> None:
+        self.pub_goal.publish(cv.make_point(self.make, self.stamp(), self.obs.goal))
+
+    def realtime_tick(self) -> None:
+        self.advance(1.0 / self.cfg.joint_state_rate)
+        self.publish_state()
+        self.diag.set("sim_time", self.arm.total_time)
+
+    def lockstep_tick(self) -> None:
+        waited = time.monotonic() - self._last_step_wall
+        if self.commands_since_step == 0 and waited < self.cfg.lockstep_timeout:
+            return
+        if self.commands_since_step == 0:
+            self.diag.count("lockstep_timeouts")
+        self.commands_since_step = 0
+        self.advance(1.0 / self.cfg.control_rate)
+        self.publish_state()
+        self.publish_clock()
+        self._last_step_wall = time.monotonic()
+
+    def publish_clock(self) -> None:
+        self.pub_clock.publish(self.make("rosgraph_msgs/msg/Clock",
+                                         clock=self.make("builtin_interfaces/msg/Time",
+                                                         **cv.time_fields(self.arm.total_time))))
+
+    def close(self) -> None:
+        self.arm.disconnect()
+

@@ -1,0 +1,158 @@
+"""The ``rclpy`` backend: the same node classes on a ROS 2 install (Humble / Jazzy).
+
+Thin on purpose: rclpy does naming, remapping, parameters files, QoS, time and logging itself; this
+module only adapts the small node API onto it. Imported only when ROS 2 is sourced.
+"""
+
+from __future__ import annotations
+
+import array
+import logging
+import signal
+import traceback
+from typing import Any, Callable
+
+import numpy as np
+import rclpy  # noqa: F401  (import-guarded by the caller: only loaded when ROS 2 is sourced)
+from rclpy.node import Node as _RosNode
+from rclpy.parameter import Parameter
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile as _RosQoS, ReliabilityPolicy
+from rcl_interfaces.msg import ParameterDescriptor
+from rosidl_runtime_py.utilities import get_message
+
+from . import qos as qosmod
+from .api import config_fields, config_from_params
+
+_TYPECODES = {"double": "d", "float": "f", "int8": "b", "uint8": "B", "int16": "h", "uint16": "H",
+              "int32": "i", "uint32": "I", "int64": "q", "uint64": "Q", "octet": "B", "char": "B"}
+
+
+def ros_qos(p: qosmod.QoSProfile) -> _RosQoS:
+    return _RosQoS(
+        reliability=ReliabilityPolicy.RELIABLE if p.reliability == "reliable" else ReliabilityPolicy.BEST_EFFORT,
+        durability=DurabilityPolicy.TRANSIENT_LOCAL if p.durability == "transient_local" else DurabilityPolicy.VOLATILE,
+        history=HistoryPolicy.KEEP_LAST if p.history == "keep_last" else HistoryPolicy.KEEP_ALL,
+        depth=p.depth)
+
+
+class _ForwardToRclpy(logging.Handler):
+    def __init__(self, rlogger: Any):
+        super().__init__()
+        self.r = rlogger
+
+    def emit(self, record: logging.LogRecord) -> None:
+        text = record.getMessage()
+        if record.levelno >= logging.ERROR:
+            self.r.error(text)
+        elif record.levelno >= logging.WARNING:
+            self.r.warning(text)
+        elif record.levelno >= logging.INFO:
+            self.r.info(text)
+        else:
+            self.r.debug(text)
+
+
+class RclpyNode:
+    """Adapts an rclpy Node to :class:`wm_control.ros.api.Node`."""
+
+    backend = "rclpy"
+
+    def __init__(self, node: _RosNode):
+        self.ros = node
+        self.name = node.get_name()
+        self.namespace = node.get_namespace()
+        self.logger = logging.getLogger(f"wm.{self.namespace}.{self.name}")
+        self.logger.handlers[:] = [_ForwardToRclpy(node.get_logger())]
+        self.logger.propagate = False
+        self.logger.setLevel(logging.DEBUG)
+        self._classes: dict[str, Any] = {}
+
+    def resolve(self, topic: str) -> str:
+        return self.ros.resolve_topic_name(topic)
+
+    def msg(self, typename: str, **fields: Any) -> Any:
+        cls = self._classes.get(typename) or self._classes.setdefault(typename, get_message(typename))
+        types = cls.get_fields_and_field_types()
+        for k, v in list(fields.items()):
+            t = types.get(k, "")
+            if t == "octet" and isinstance(v, int):
+                fields[k] = bytes([v])
+            elif isinstance(v, np.ndarray) and t.startswith("sequence<"):
+                inner = t[len("sequence<"):].split(",")[0].rstrip(">")
+                code = _TYPECODES.get(inner)
+                if code is not None:
+                    fields[k] = array.array(code, np.ascontiguousarray(v).astype(code, copy=False).tobytes())
+                else:
+                    fields[k] = v.tolist()
+        return cls(**fields)
+
+    def create_publisher(self, typename: str, topic: str, qos: Any = qosmod.DEFAULT) -> Any:
+        pub = self.ros.create_publisher(get_message(typename), topic, ros_qos(qosmod.profile(qos)))
+        pub.topic = pub.topic_name
+        return pub
+
+    def create_subscription(self, typename: str, topic: str, callback: Callable[[Any], None],
+                            qos: Any = qosmod.DEFAULT, raw: bool = False, with_info: bool = False) -> Any:
+        cb = (lambda m: callback(m, None)) if with_info else callback
+        return self.ros.create_subscription(get_message(typename), topic, cb, ros_qos(qosmod.profile(qos)), raw=raw)
+
+    def create_timer(self, period: float, callback: Callable[[], None]) -> Any:
+        t = self.ros.create_timer(period, callback)
+        t.period = period
+        return t
+
+    def now(self) -> float:
+        return self.ros.get_clock().now().nanoseconds * 1e-9
+
+    def now_msg(self) -> Any:
+        return self.ros.get_clock().now().to_msg()
+
+    def time_msg(self, t: float) -> Any:
+        ns = int(round(t * 1e9))
+        return self.msg("builtin_interfaces/msg/Time", sec=ns // 10**9, nanosec=ns % 10**9)
+
+    @property
+    def use_sim_time(self) -> bool:
+        return bool(self.ros.get_parameter("use_sim_time").value)
+
+    def shutdown(self) -> None:
+        rclpy.try_shutdown()
+
+
+def _declare(node: _RosNode, typ_of: dict[str, Any]) -> Callable[[str, Any, str], Any]:
+    def declare(name: str, default: Any, description: str) -> Any:
+        dynamic = default is None or (isinstance(default, (list, tuple)) and not default)
+        desc = ParameterDescriptor(description=description, dynamic_typing=dynamic)
+        value = None if dynamic else (list(default) if isinstance(default, tuple) else default)
+        p = node.declare_parameter(name, value, desc)
+        value = p.value
+        return default if value is None else (list(value) if isinstance(value, (tuple, array.array)) else value)
+
+    return declare
+
+
+def run_rclpy_node(cls: type, name: str, argv: list[str]) -> int:
+    rclpy.init(args=["wm-control", *argv])
+    ros_node = rclpy.create_node(name)
+    node = RclpyNode(ros_node)
+    code = 0
+    instance = None
+    try:
+        types = {f[0]: f[2] for f in config_fields(cls.Config)}
+        cfg = config_from_params(cls.Config, {}, declare=_declare(ros_node, types))
+        instance = cls(node, cfg)
+        signal.signal(signal.SIGTERM, lambda *_: rclpy.try_shutdown())
+        node.logger.info("ready")
+        rclpy.spin(ros_node)
+    except KeyboardInterrupt:
+        pass
+    except Exception:
+        node.logger.error("crashed:\n%s", traceback.format_exc())
+        code = 1
+    finally:
+        close = getattr(instance, "close", None)
+        if close is not None:
+            close()
+        ros_node.destroy_node()
+        rclpy.try_shutdown()
+    return code

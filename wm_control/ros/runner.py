@@ -1,0 +1,112 @@
+"""Run one node class as a ROS 2-style executable on the ``dds`` or ``rclpy`` backend."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import signal
+import sys
+import traceback
+from typing import Any
+
+from .api import ConfigError, config_fields, config_from_params
+from .args import RosArgsError, parse_ros_args, validate_node_name
+
+#: node type -> "module:Class"; imported lazily so `wm-control run sim_robot` loads only what it needs
+NODE_TYPES: dict[str, str] = {
+    "sim_robot": "wm_control.nodes.sim_robot:SimRobotNode",
+    "scripted_controller": "wm_control.nodes.scripted_controller:ScriptedControllerNode",
+}
+
+
+def node_class(node_type: str) -> type:
+    try:
+        mod, cls = NODE_TYPES[node_type].split(":")
+    except KeyError:
+        raise SystemExit(f"unknown node {node_type!r}; available: {', '.join(sorted(NODE_TYPES))}") from None
+    return getattr(importlib.import_module(mod), cls)
+
+
+def ros_available() -> bool:
+    """True when ROS 2 is sourced and rclpy imports (the production path on a robot)."""
+    if not os.environ.get("AMENT_PREFIX_PATH"):
+        return False
+    try:
+        import rclpy  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def choose_backend(requested: str | None) -> str:
+    b = (requested or os.environ.get("WM_BACKEND", "auto")).lower()
+    if b == "auto":
+        return "rclpy" if ros_available() else "dds"
+    if b not in ("dds", "rclpy"):
+        raise SystemExit(f"unknown backend {b!r}; use auto, dds or rclpy")
+    if b == "rclpy" and not ros_available():
+        raise SystemExit("backend rclpy requested but ROS 2 is not sourced (source /opt/ros/<distro>/setup.bash)")
+    return b
+
+
+def run_node(node_type: str, argv: list[str], backend: str | None = None) -> int:
+    """Start one node, spin until SIGINT/SIGTERM, clean up. Returns the process exit code."""
+    cls = node_class(node_type)
+    try:
+        args = parse_ros_args(argv)
+        name = args.node_name or getattr(cls, "NAME", node_type)
+        validate_node_name(name)
+        ns = args.namespace or "/"
+        if args.user_args:
+            raise RosArgsError(f"unexpected arguments {args.user_args} (node options go after --ros-args)")
+    except RosArgsError as exc:
+        print(f"[ERROR] [{node_type}]: {exc}", file=sys.stderr)
+        return 2
+    b = choose_backend(backend)
+    if b == "rclpy":
+        from .rclpy_backend import run_rclpy_node
+
+        return run_rclpy_node(cls, name, argv)
+
+    from .dds import DdsNode
+
+    try:
+        params = args.resolved_params(name, ns)
+    except RosArgsError as exc:
+        print(f"[ERROR] [{name}]: {exc}", file=sys.stderr)
+        return 2
+    node = DdsNode(name, ns, params=params, remaps=args.remaps, log_level=args.log_level)
+    known = {f[0] for f in config_fields(cls.Config)} | {"use_sim_time", "node_type"}
+    for p in sorted(set(params) - known):
+        node.logger.warning("parameter %r is not declared by %s; ignored", p, node_type)
+    try:
+        cfg = config_from_params(cls.Config, params)
+        instance = cls(node, cfg)
+    except (ConfigError, ValueError, RuntimeError, FileNotFoundError) as exc:
+        node.logger.error("failed to start: %s", exc)
+        return 1
+    return _spin(node, instance)
+
+
+def _spin(node: Any, instance: Any) -> int:
+    def stop(signum: int, _frame: Any) -> None:
+        node.shutdown()
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    code = 0
+    try:
+        node.logger.info("ready")
+        node.spin()
+    except Exception:
+        node.logger.error("crashed:\n%s", traceback.format_exc())
+        code = 1
+    finally:
+        close = getattr(instance, "close", None)
+        if close is not None:
+            try:
+                close()
+            except Exception:
+                node.logger.error("error while closing:\n%s", traceback.format_exc())
+        node.destroy()
+    return code
