@@ -70,6 +70,9 @@ def dds_qos(p: qosmod.QoSProfile, user_data: bytes | None = None) -> Qos:
         Policy.History.KeepLast(p.depth) if p.history == "keep_last" else Policy.History.KeepAll,
         Policy.DataRepresentation(use_cdrv0_representation=True),
     ]
+    if p.durability == "transient_local":
+        # late joiners get the last `depth` samples (Cyclone keeps only 1 unless told)
+        policies.append(Policy.DurabilityService(0, policies[2], -1, -1, -1))
     if user_data:
         policies.append(Policy.Userdata(user_data))
     return Qos(*policies)
@@ -84,8 +87,11 @@ def pad_cdr(data: bytes) -> bytes:
 
 
 def unpad_cdr(data: bytes) -> bytes:
+    """Strip the XTypes padding (and its count in the options), giving the plain CDR serialisation."""
     pad = data[3] & 0x3 if len(data) >= 4 else 0
-    return data[:len(data) - pad] if pad else data
+    if not pad:
+        return data
+    return data[:3] + bytes([data[3] & ~0x3 & 0xFF]) + data[4:len(data) - pad]
 
 
 class DdsContext:

@@ -1,0 +1,388 @@
+"""Simulated position-servoed robot arm built on the Gymnasium MuJoCo assets.
+
+The :class:`SimArm` driver mimics a ros2_control robot whose joints expose a
+position command interface: a PD servo loop (``kp*(q_target - q) - kd*qd``)
+runs at every physics substep and its torque is mapped onto the model's motor
+actuators, saturating at their ``ctrlrange`` like real hardware would.
+Pure MuJoCo + numpy: no ROS, no Gymnasium ``Env`` classes.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Sequence
+
+import mujoco
+import numpy as np
+
+ROBOTS: tuple[str, ...] = ("reacher", "pusher")
+
+# Per-robot constants. Pusher uses Gymnasium's v5 model when present (it fixes
+# the near-massless object of the original asset), else the original one.
+_XML = {"reacher": ("reacher.xml",), "pusher": ("pusher_v5.xml", "pusher.xml")}
+_TIP_BODY = {"reacher": "fingertip", "pusher": "tips_arm"}
+_GOAL_BODY = {"reacher": "target", "pusher": "goal"}
+_GOAL_JOINTS = {"reacher": ("target_x", "target_y"), "pusher": ("goal_slidex", "goal_slidey")}
+_OBJECT_BODY = {"reacher": None, "pusher": "object"}
+_OBJECT_JOINTS = ("obj_slidex", "obj_slidey")
+# Goal region: (centre_x, centre_y, radius) in world xy; uniform over the disc.
+# Reacher: Gymnasium samples |goal| < 0.2 uniformly; pusher: goal is fixed.
+_GOAL_REGION = {"reacher": (0.0, 0.0, 0.2), "pusher": (0.45, -0.05, 0.0)}
+# PD gains (N m / rad, N m s / rad). Reacher joints: inertia ~1 (armature).
+_KP = {"reacher": (200.0, 200.0), "pusher": (40.0, 40.0, 10.0, 20.0, 10.0, 10.0, 10.0)}
+_KD = {"reacher": (27.0, 27.0), "pusher": (11.0, 9.0, 1.2, 2.5, 1.2, 1.2, 1.2)}
+
+
+def gym_asset_dir() -> str:
+    """Directory of Gymnasium's MuJoCo XML assets."""
+    import gymnasium.envs.mujoco as gym_mujoco
+
+    return os.path.join(os.path.dirname(gym_mujoco.__file__), "assets")
+
+
+def _xml_path(robot: str) -> str:
+    d = gym_asset_dir()
+    for name in _XML[robot]:
+        p = os.path.join(d, name)
+        if os.path.exists(p):
+            return p
+    raise FileNotFoundError(f"no Gymnasium asset for robot {robot!r} in {d}")
+
+
+@dataclass
+class ArmConfig:
+    """Configuration of a :class:`SimArm`.
+
+    ``kp``/``kd`` may be scalars or per-joint sequences; ``None`` picks the
+    robot's defaults. ``goal_region`` is ``(cx, cy, radius)`` in world xy
+    (goal sampled uniformly in that disc); ``None`` uses Gymnasium's region.
+    """
+
+    robot: str = "reacher"
+    physics_dt: float = 0.002
+    kp: float | Sequence[float] | None = None
+    kd: float | Sequence[float] | None = None
+    image_width: int = 96
+    image_height: int = 96
+    seed: int = 0
+    goal_region: tuple[float, float, float] | None = None
+    render: bool = True
+
+    def __post_init__(self) -> None:
+        if self.robot not in ROBOTS:
+            raise ValueError(f"unknown robot {self.robot!r}; expected one of {ROBOTS}")
+        if not (np.isfinite(self.physics_dt) and self.physics_dt > 0):
+            raise ValueError(f"physics_dt must be a positive number, got {self.physics_dt}")
+        if self.image_width <= 0 or self.image_height <= 0:
+            raise ValueError("image_width and image_height must be positive")
+        n = len(_KP[self.robot])
+        self.kp = self._gains(self.kp, _KP[self.robot], n, "kp")
+        self.kd = self._gains(self.kd, _KD[self.robot], n, "kd")
+        if self.goal_region is None:
+            self.goal_region = _GOAL_REGION[self.robot]
+        if len(self.goal_region) != 3 or self.goal_region[2] < 0:
+            raise ValueError("goal_region must be (cx, cy, radius>=0)")
+        self.goal_region = tuple(float(v) for v in self.goal_region)
+
+    @staticmethod
+    def _gains(value, default, n: int, name: str) -> np.ndarray:
+        g = np.broadcast_to(np.asarray(default if value is None else value, float), (n,)).copy()
+        if not np.all(np.isfinite(g)) or np.any(g < 0):
+            raise ValueError(f"{name} must be finite and non-negative")
+        return g
+
+
+@dataclass
+class Observation:
+    """Robot state snapshot (joint arrays are in ``SimArm.joint_names`` order)."""
+
+    time: float
+    q: np.ndarray
+    qd: np.ndarray
+    effort: np.ndarray
+    goal: np.ndarray
+    fingertip: np.ndarray
+    object: np.ndarray | None = None
+
+
+class SimArm:
+    """Position-servoed MuJoCo arm with a LeRobot-style driver interface."""
+
+    def __init__(self, config: ArmConfig | None = None) -> None:
+        self.config = config or ArmConfig()
+        self.model: mujoco.MjModel | None = None
+        self.data: mujoco.MjData | None = None
+        self._renderer: mujoco.Renderer | None = None
+        self.total_time = 0.0
+        self.joint_names: list[str] = []
+        self._rng = np.random.default_rng(self.config.seed)
+
+    # ------------------------------------------------------------------ setup
+    @property
+    def is_connected(self) -> bool:
+        return self.model is not None
+
+    def connect(self) -> None:
+        """Load the model, build indices and (optionally) the offscreen renderer."""
+        cfg = self.config
+        m = mujoco.MjModel.from_xml_path(_xml_path(cfg.robot))
+        m.opt.timestep = cfg.physics_dt
+        self.model, self.data = m, mujoco.MjData(m)
+        self._kin = mujoco.MjData(m)
+
+        hinge = [j for j in range(m.njnt) if m.jnt_type[j] == mujoco.mjtJoint.mjJNT_HINGE]
+        self._jnt = np.array(hinge, int)
+        self.joint_names = [m.joint(j).name for j in hinge]
+        self._qadr = m.jnt_qposadr[self._jnt].copy()
+        self._dadr = m.jnt_dofadr[self._jnt].copy()
+        n = len(hinge)
+        self.continuous = ~m.jnt_limited[self._jnt].astype(bool)
+        lim = m.jnt_range[self._jnt].copy()
+        lim[self.continuous] = (-np.pi, np.pi)
+        self.position_limits = lim
+        # actuator for each arm joint (motors with gear)
+        self._act = np.full(n, -1, int)
+        for a in range(m.nu):
+            if m.actuator_trntype[a] == mujoco.mjtTrn.mjTRN_JOINT:
+                k = np.flatnonzero(self._jnt == m.actuator_trnid[a, 0])
+                if k.size:
+                    self._act[k[0]] = a
+        if np.any(self._act < 0):
+            raise RuntimeError("every arm joint needs a joint-transmission actuator")
+        self._gear = m.actuator_gear[self._act, 0].copy()
+        self._ctrl_lo = np.where(m.actuator_ctrllimited[self._act], m.actuator_ctrlrange[self._act, 0], -np.inf)
+        self._ctrl_hi = np.where(m.actuator_ctrllimited[self._act], m.actuator_ctrlrange[self._act, 1], np.inf)
+        self._tip = m.body(_TIP_BODY[cfg.robot]).id
+        self._goal = m.body(_GOAL_BODY[cfg.robot]).id
+        self._goal_q = np.array([m.jnt_qposadr[m.joint(j).id] for j in _GOAL_JOINTS[cfg.robot]])
+        obj = _OBJECT_BODY[cfg.robot]
+        self._obj = None if obj is None else m.body(obj).id
+        self._obj_q = None if obj is None else np.array([m.jnt_qposadr[m.joint(j).id] for j in _OBJECT_JOINTS])
+        # world xy of the goal/object bodies at qpos0 (slide offsets are relative to these)
+        mujoco.mj_kinematics(m, self._kin)
+        self._goal_xy0 = self._kin.xpos[self._goal, :2].copy()
+        self._obj_xy0 = None if obj is None else self._kin.xpos[self._obj, :2].copy()
+
+        self._kp, self._kd = np.asarray(cfg.kp, float), np.asarray(cfg.kd, float)
+        if self._kp.shape != (n,) or self._kd.shape != (n,):
+            raise ValueError(f"kp/kd must have {n} entries for {cfg.robot}")
+        self._q_target = np.zeros(n)
+        self._traj: tuple[np.ndarray, np.ndarray] | None = None
+        self._effort = np.zeros(n)
+
+        if cfg.render:
+            try:
+                self._renderer = mujoco.Renderer(m, cfg.image_height, cfg.image_width)
+            except Exception as e:  # noqa: BLE001 - GL backends raise various types
+                self.model = self.data = None
+                raise RuntimeError(
+                    "could not initialise MuJoCo offscreen rendering "
+                    f"(MUJOCO_GL={os.environ.get('MUJOCO_GL')!r}): {e}. For headless use set "
+                    "MUJOCO_GL=egl and install Mesa EGL (e.g. apt install libegl1 libgl1-mesa-dri), "
+                    "or use ArmConfig(render=False)."
+                ) from e
+            self._camera = self._make_camera()
+        self.reset()
+
+    def disconnect(self) -> None:
+        """Free the renderer and drop the model."""
+        if self._renderer is not None:
+            self._renderer.close()
+            self._renderer = None
+        self.model = self.data = None
+
+    def _require(self) -> None:
+        if self.model is None:
+            raise RuntimeError("SimArm is not connected; call connect() first")
+
+    def _make_camera(self) -> mujoco.MjvCamera:
+        cam = mujoco.MjvCamera()
+        cam.type = mujoco.mjtCamera.mjCAMERA_FREE
+        if self.config.robot == "reacher":  # top-down over the 0.6 m arena
+            cam.lookat[:] = (0.0, 0.0, 0.0)
+            cam.distance, cam.elevation, cam.azimuth = 0.8, -90.0, 90.0
+        else:  # oblique view from behind the shoulder over the table
+            cam.lookat[:] = (0.35, -0.25, -0.3)
+            cam.distance, cam.elevation, cam.azimuth = 1.5, -60.0, 90.0
+        return cam
+
+    # ------------------------------------------------------------------ state
+    @property
+    def time(self) -> float:
+        """Simulation time since the last reset (s)."""
+        self._require()
+        return float(self.data.time)
+
+    @property
+    def n_joints(self) -> int:
+        return len(self.joint_names)
+
+    @property
+    def q(self) -> np.ndarray:
+        return self.data.qpos[self._qadr].copy()
+
+    @property
+    def q_target(self) -> np.ndarray:
+        """The current servo target."""
+        return self._q_target.copy()
+
+    def reset(self, seed: int | None = None) -> Observation:
+        """Randomise the state like Gymnasium does and sample a new goal."""
+        self._require()
+        if seed is not None:
+            self._rng = np.random.default_rng(seed)
+        m, d, rng = self.model, self.data, self._rng
+        mujoco.mj_resetData(m, d)
+        cx, cy, r = self.config.goal_region
+        rho, phi = r * np.sqrt(rng.uniform()), rng.uniform(0, 2 * np.pi)
+        goal = np.array([cx + rho * np.cos(phi), cy + rho * np.sin(phi)])
+        qpos, qvel = m.qpos0.copy(), rng.uniform(-0.005, 0.005, m.nv)
+        if self.config.robot == "reacher":
+            qpos += rng.uniform(-0.1, 0.1, m.nq)
+        else:  # Gymnasium Pusher: arm at zero, object offset (y in [-.3,0], x in [-.2,.2]) > 0.17 from goal
+            while True:
+                off = np.array([rng.uniform(-0.2, 0.2), rng.uniform(-0.3, 0.0)])
+                obj = self._obj_xy0 + off
+                if np.linalg.norm(obj - goal) > 0.17:
+                    break
+            qpos[self._obj_q] = m.qpos0[self._obj_q] + off
+            qvel[self._obj_q] = 0.0
+        qpos[self._goal_q] = m.qpos0[self._goal_q] + (goal - self._goal_xy0)
+        qvel[self._goal_q] = 0.0
+        d.qpos[:], d.qvel[:] = qpos, qvel
+        d.ctrl[:] = 0.0
+        mujoco.mj_forward(m, d)
+        self._q_target = self.q
+        self._traj = None
+        self._effort[:] = 0.0
+        return self.get_observation()
+
+    # --------------------------------------------------------------- commands
+    def _clip(self, q: np.ndarray) -> np.ndarray:
+        lo, hi = self.position_limits[:, 0], self.position_limits[:, 1]
+        return np.where(self.continuous, q, np.clip(q, lo, hi))
+
+    def _check(self, q: np.ndarray, name: str) -> np.ndarray:
+        q = np.asarray(q, dtype=float)
+        if q.shape[-1:] != (self.n_joints,):
+            raise ValueError(f"{name} must have {self.n_joints} joint values, got shape {q.shape}")
+        if not np.all(np.isfinite(q)):
+            raise ValueError(f"{name} contains non-finite values: {q}")
+        return q
+
+    def set_position_target(self, q_target: np.ndarray) -> np.ndarray:
+        """Set the servo target (``joint_names`` order); returns the clipped target applied."""
+        self._require()
+        q = self._clip(self._check(q_target, "q_target").copy())
+        self._q_target, self._traj = q, None
+        return q.copy()
+
+    def set_trajectory(self, times: np.ndarray, positions: np.ndarray) -> None:
+        """Follow a trajectory; ``times`` are seconds from now (time_from_start).
+
+        The target is linearly interpolated (from the current target if
+        ``times[0] > 0``) and holds the last point afterwards.
+        """
+        self._require()
+        t = np.asarray(times, dtype=float).reshape(-1)
+        p = self._check(positions, "positions")
+        if p.ndim != 2 or p.shape[0] != t.size or t.size == 0:
+            raise ValueError(f"positions must be (k, {self.n_joints}) with k = len(times) >= 1")
+        if not np.all(np.isfinite(t)) or np.any(t < 0) or np.any(np.diff(t) <= 0):
+            raise ValueError("times must be finite, non-negative and strictly increasing")
+        p = self._clip(p.copy())
+        if t[0] > 0:
+            t, p = np.concatenate([[0.0], t]), np.vstack([self._q_target, p])
+        self._traj = (t + self.data.time, p)
+        self._update_target()
+
+    def _update_target(self) -> None:
+        if self._traj is None:
+            return
+        t, p = self._traj
+        now = self.data.time
+        if now >= t[-1]:
+            self._q_target = p[-1].copy()
+        else:
+            self._q_target = np.array([np.interp(now, t, p[:, i]) for i in range(self.n_joints)])
+
+    def step(self, duration: float) -> Observation:
+        """Advance physics by ``duration`` s (rounded to whole substeps, at least one)."""
+        self._require()
+        if not np.isfinite(duration) or duration < 0:
+            raise ValueError(f"duration must be finite and >= 0, got {duration}")
+        m, d = self.model, self.data
+        n_sub = max(1, int(round(duration / m.opt.timestep)))
+        qa, da, act = self._qadr, self._dadr, self._act
+        for _ in range(n_sub):
+            if self._traj is not None:
+                self._update_target()
+            tau = self._kp * (self._q_target - d.qpos[qa]) - self._kd * d.qvel[da]
+            ctrl = np.clip(tau / self._gear, self._ctrl_lo, self._ctrl_hi)
+            d.ctrl[act] = ctrl
+            self._effort = ctrl * self._gear
+            mujoco.mj_step(m, d)
+        self.total_time += n_sub * m.opt.timestep
+        return self.get_observation()
+
+    # ------------------------------------------------------------ observation
+    def _tip_pos(self) -> np.ndarray:
+        return self.data.xpos[self._tip].copy()
+
+    def get_observation(self) -> Observation:
+        """Current state: joints, applied torques, goal/fingertip/object positions."""
+        self._require()
+        d = self.data
+        return Observation(
+            time=float(d.time),
+            q=d.qpos[self._qadr].copy(),
+            qd=d.qvel[self._dadr].copy(),
+            effort=self._effort.copy(),
+            goal=d.xpos[self._goal].copy(),
+            fingertip=self._tip_pos(),
+            object=None if self._obj is None else d.xpos[self._obj].copy(),
+        )
+
+    def render(self) -> np.ndarray:
+        """RGB image (H, W, 3) uint8 from the fixed workspace camera."""
+        self._require()
+        if self._renderer is None:
+            raise RuntimeError("rendering disabled (ArmConfig.render=False)")
+        self._renderer.update_scene(self.data, camera=self._camera)
+        return np.ascontiguousarray(self._renderer.render())
+
+    def distance_to_goal(self) -> float:
+        """Reacher: fingertip-target xy distance; pusher: object-goal distance."""
+        self._require()
+        d = self.data
+        if self._obj is None:
+            return float(np.linalg.norm(d.xpos[self._tip, :2] - d.xpos[self._goal, :2]))
+        return float(np.linalg.norm(d.xpos[self._obj] - d.xpos[self._goal]))
+
+    def reward(self) -> float:
+        """Gymnasium-like reward using the last (normalised) actuator controls."""
+        self._require()
+        d = self.data
+        ctrl = -0.1 * float(np.sum(np.square(d.ctrl[self._act])))
+        if self._obj is None:
+            return -float(np.linalg.norm(d.xpos[self._tip] - d.xpos[self._goal])) + ctrl
+        near = np.linalg.norm(d.xpos[self._obj] - d.xpos[self._tip])
+        dist = np.linalg.norm(d.xpos[self._obj] - d.xpos[self._goal])
+        return float(-dist - 0.5 * near + ctrl)
+
+    # ------------------------------------------------------------- kinematics
+    def fingertip_jacobian(self, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Fingertip position (3,) and translational Jacobian (3, n) at joint positions ``q``.
+
+        Pure kinematics on a private MjData; the simulation state is untouched.
+        """
+        self._require()
+        m, k = self.model, self._kin
+        k.qpos[:] = self.data.qpos
+        k.qpos[self._qadr] = self._check(q, "q")
+        mujoco.mj_kinematics(m, k)
+        mujoco.mj_comPos(m, k)
+        jacp = np.zeros((3, m.nv))
+        mujoco.mj_jacBody(m, k, jacp, None, self._tip)
+        return k.xpos[self._tip].copy(), jacp[:, self._dadr].copy()
