@@ -225,10 +225,15 @@ def find_bags(paths: Sequence[str | Path]) -> list[Path]:
     """Bag directories under the given paths (a bag dir has metadata.yaml), sorted."""
     out: list[Path] = []
     for p in map(Path, paths):
+        if not p.exists():
+            raise DatasetError(f"{p} does not exist")
         if (p / "metadata.yaml").exists() or p.suffix in (".mcap", ".db3"):
             out.append(p)
         elif p.is_dir():
-            out.extend(sorted(d.parent for d in p.rglob("metadata.yaml")))
+            found = sorted(d.parent for d in p.rglob("metadata.yaml"))
+            if not found:
+                raise DatasetError(f"no rosbag2 bags (folders with metadata.yaml) under {p}")
+            out.extend(found)
         else:
             raise DatasetError(f"{p} is neither a bag nor a folder of bags")
     return out

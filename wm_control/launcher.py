@@ -54,7 +54,8 @@ def graph_from_config(path: str | Path) -> list[NodeSpec]:
         key = str(key)
         if "*" in key:
             continue
-        if not isinstance(section, dict) or not isinstance(section.get("ros__parameters", {}), dict):
+        if (not isinstance(section, dict) or "ros__parameters" not in section
+                or not isinstance(section["ros__parameters"] or {}, dict)):
             raise RosArgsError(f"launch config {path}: section {key!r} needs 'ros__parameters:'")
         params = section.get("ros__parameters") or {}
         ns, _, name = key.rpartition("/")

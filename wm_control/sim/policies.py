@@ -59,7 +59,7 @@ class ExpertPolicy:
 
     def __init__(self, noise: float = 0.0, gain: float = 1.0, max_step: float = 0.3,
                  seed: int | None = 0, damping: float = 0.01, ik_iters: int = 15,
-                 noise_std: float = 0.5) -> None:
+                 noise_std: float = 1.0) -> None:
         if noise < 0 or max_step <= 0 or gain <= 0:
             raise ValueError("noise must be >= 0, max_step and gain > 0")
         self.noise, self.gain, self.max_step = float(noise), float(gain), float(max_step)

@@ -1,0 +1,77 @@
+"""The ROS 2 command line, params YAML and name resolution (pure functions)."""
+
+import pytest
+
+from wm_control.ros.api import ConfigError, config_from_params
+from wm_control.ros.args import RosArgsError, load_params_file, parse_ros_args, resolve_topic
+from wm_control.nodes.sim_robot import SimRobotConfig
+
+
+def test_parse_full_command_line(tmp_path):
+    f = tmp_path / "p.yaml"
+    f.write_text("/**:\n  ros__parameters:\n    a: 1\n")
+    a = parse_ros_args(["--ros-args", "-p", "rate:=20.5", "-p", "names:=[a, b]", "-p", "flag:=true",
+                        "-r", "__node:=arm1", "-r", "__ns:=/robot", "-r", "/joint_states:=/arm/joint_states",
+                        "--params-file", str(f), "--log-level", "debug"])
+    assert a.node_name == "arm1" and a.namespace == "/robot"
+    assert a.params == {"rate": 20.5, "names": ["a", "b"], "flag": True}
+    assert a.remaps == {"/joint_states": "/arm/joint_states"}
+    assert a.params_files == [str(f)] and a.log_level == "DEBUG"
+
+
+@pytest.mark.parametrize("argv", [["--ros-args", "-p", "novalue"], ["--ros-args", "-r", "a"],
+                                  ["--ros-args", "--params-file", "/does/not/exist.yaml"],
+                                  ["--ros-args", "--bogus"], ["--ros-args", "-r", "__node:=9bad"],
+                                  ["--ros-args", "-p"]])
+def test_bad_command_lines_are_clear_errors(argv):
+    with pytest.raises(RosArgsError):
+        parse_ros_args(argv)
+
+
+def test_params_yaml_wildcard_then_node_then_cli(tmp_path):
+    f = tmp_path / "p.yaml"
+    f.write_text("/**:\n  ros__parameters:\n    rate: 1.0\n    shared: x\n"
+                 "sim_robot:\n  ros__parameters:\n    rate: 2.0\n    nested:\n      k: 3\n"
+                 "other:\n  ros__parameters:\n    rate: 9.0\n")
+    assert load_params_file(f, "sim_robot") == {"rate": 2.0, "shared": "x", "nested.k": 3}
+    assert load_params_file(f, "third") == {"rate": 1.0, "shared": "x"}
+    a = parse_ros_args(["--ros-args", "--params-file", str(f), "-p", "rate:=5.0"])
+    assert a.resolved_params("sim_robot", "/")["rate"] == 5.0
+
+
+def test_params_yaml_namespaced_keys(tmp_path):
+    f = tmp_path / "p.yaml"
+    f.write_text("/robot/sim_robot:\n  ros__parameters:\n    rate: 3.0\n/robot/*:\n  ros__parameters:\n    x: 1\n")
+    assert load_params_file(f, "sim_robot", "/robot") == {"rate": 3.0, "x": 1}
+    assert load_params_file(f, "sim_robot", "/") == {}
+
+
+@pytest.mark.parametrize("text", ["sim_robot:\n  rate: 1\n", "- a\n- b\n", "a: [unclosed\n"])
+def test_bad_params_files(tmp_path, text):
+    f = tmp_path / "p.yaml"
+    f.write_text(text)
+    with pytest.raises(RosArgsError):
+        load_params_file(f, "sim_robot")
+
+
+def test_topic_resolution_and_remaps():
+    assert resolve_topic("joint_states", "n", "/robot") == "/robot/joint_states"
+    assert resolve_topic("/joint_states", "n", "/robot") == "/joint_states"
+    assert resolve_topic("~/status", "n", "/robot") == "/robot/n/status"
+    assert resolve_topic("/joint_states", "n", "/", {"/joint_states": "/arm/js"}) == "/arm/js"
+    assert resolve_topic("cmd", "n", "/r", {"cmd": "other"}) == "/r/other"
+    with pytest.raises(RosArgsError):
+        resolve_topic("bad name", "n", "/")
+
+
+def test_params_are_typed_and_validated():
+    cfg = config_from_params(SimRobotConfig, {"camera_rate": 10, "robot": "pusher"})
+    assert cfg.camera_rate == 10.0 and isinstance(cfg.camera_rate, float) and cfg.robot == "pusher"
+    with pytest.raises(ConfigError, match="camera_rate"):
+        config_from_params(SimRobotConfig, {"camera_rate": "fast"})
+    with pytest.raises(ConfigError, match="image_width"):
+        config_from_params(SimRobotConfig, {"image_width": 9.5})
+    with pytest.raises(ConfigError, match="mode"):
+        config_from_params(SimRobotConfig, {"mode": "warp"})
+    with pytest.raises(ConfigError, match="joint_order"):
+        config_from_params(SimRobotConfig, {"joint_order": "joint0"})
