@@ -55,9 +55,12 @@ class ScriptedControllerNode:
             raise ValueError(f"joint_order {self.order} must be a permutation of {self.names}")
         self.policy = make_policy(cfg.policy, **({"noise": cfg.noise} if cfg.policy == "expert" else {}),
                                   seed=cfg.seed)
-        self.policy.reset(np.random.default_rng(cfg.seed))
+        self.rng = np.random.default_rng(cfg.seed)
+        self.policy.reset(self.rng)
         self.Observation = Observation
         self.state: tuple[float, np.ndarray, np.ndarray] | None = None  # (monotonic rx time, q, qd)
+        self.state_stamp = -np.inf
+        self.pending: float | None = None  # sim time: a tick waiting for the state of its instant
         self.goal: np.ndarray | None = None
         self.goal_rx = 0.0
         self.pub_cmd = (node.create_publisher("std_msgs/msg/Float64MultiArray", "/forward_position_controller/commands")
@@ -77,7 +80,11 @@ class ScriptedControllerNode:
             self.node.logger.warning("dropped joint state: %s", exc)
             return
         self.state = (time.monotonic(), q, np.nan_to_num(qd))
+        self.state_stamp = cv.stamp_sec(msg.header.stamp)
         self.diag.tick("joint_states")
+        if self.pending is not None and self.state_stamp >= self.pending - 1e-6:
+            self.pending = None
+            self.act()
 
     def on_goal(self, msg) -> None:
         try:
@@ -87,10 +94,20 @@ class ScriptedControllerNode:
             self.node.logger.warning("dropped goal: %s", exc)
             return
         if self.goal is None or not np.allclose(new, self.goal):
-            self.policy.reset(np.random.default_rng())
+            self.policy.reset(self.rng)
         self.goal = new
 
     def tick(self) -> None:
+        """Under sim time (lock-step) act on the state of this very instant, whichever of /clock and
+        /joint_states arrives first, so a run does not depend on message timing; else act now."""
+        if getattr(self.node, "use_sim_time", False):
+            now = self.node.now()
+            if self.state_stamp < now - 1e-6:
+                self.pending = now
+                return
+        self.act()
+
+    def act(self) -> None:
         if self.state is None or self.goal is None:
             self.diag.status(Diagnostics.WARN, "waiting for joint_states and goal")
             return

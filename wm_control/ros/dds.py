@@ -227,12 +227,15 @@ class DdsTimer:
         self.cancelled = True
 
     def due(self, now: float) -> bool:
-        return not self.cancelled and now >= self.deadline
+        # sim time arrives as integer nanoseconds: allow 1 us so k * period lands on its tick
+        return not self.cancelled and now >= self.deadline - (1e-6 if self.sim_time else 0.0)
 
     def fire(self, now: float) -> None:
         if self.record_lateness:
             self.lateness.append(now - self.deadline)
-        behind = int((now - self.deadline) // self.period)
+        behind = int((now - self.deadline + (1e-6 if self.sim_time else 0.0)) // self.period)
+        if self.sim_time and behind > 1000:  # the clock jumped (first /clock, bag loop): re-phase
+            self.start, self.k, behind = now - self.period, 0, 0
         if behind > 0:
             self.missed += behind
             self.k += behind
