@@ -72,15 +72,19 @@ class ExpertPolicy:
 
     # -------------------------------------------------------------- helpers
     def ik(self, arm: SimArm, q: np.ndarray, x_des: np.ndarray, dims: slice = slice(0, 3),
-           q_rest: np.ndarray | None = None, rest_gain: float = 0.0) -> np.ndarray:
+           active: np.ndarray | None = None,
+           joint_task: tuple[np.ndarray, float, float] | None = None) -> np.ndarray:
         """DLS IK towards tip position ``x_des`` (pure kinematics, no stepping).
 
+        ``active`` masks the joints IK may move; ``joint_task = (a, b, w)`` adds
+        the soft linear task ``a @ q = b`` with weight ``w`` (m per rad).
         Starts from ``q``; if that gets stuck (e.g. at the stretched-arm
-        singularity) it retries from two offset seeds and keeps the best.
+        singularity) it also tries two offset seeds and keeps the best.
         """
+        active = np.ones(len(q), bool) if active is None else np.asarray(active, bool)
         best, best_cost = q, np.inf
         for offset in (0.0, 0.8, -0.8):
-            qi = self._ik_from(arm, q + offset, x_des, dims, q_rest, rest_gain)
+            qi = self._ik_from(arm, q + offset * active, x_des, dims, active, joint_task)
             # continuous joints: take the equivalent angle nearest the current one
             qi = np.where(arm.continuous, q + (qi - q + np.pi) % (2 * np.pi) - np.pi, qi)
             err = np.linalg.norm((arm.fingertip_jacobian(qi)[0] - x_des)[dims])
@@ -90,21 +94,21 @@ class ExpertPolicy:
         return best
 
     def _ik_from(self, arm: SimArm, q: np.ndarray, x_des: np.ndarray, dims: slice,
-                 q_rest: np.ndarray | None, rest_gain: float) -> np.ndarray:
+                 active: np.ndarray, joint_task: tuple[np.ndarray, float, float] | None) -> np.ndarray:
         lo, hi = arm.position_limits.T
         cont = arm.continuous
         qi = np.where(cont, q, np.clip(q, lo, hi)).astype(float)
         lam2 = self.damping**2
         for _ in range(self.ik_iters):
             x, jac = arm.fingertip_jacobian(qi)
-            e, jac = (x_des - x)[dims], jac[dims]
-            if np.linalg.norm(e) < 1e-4 and rest_gain == 0.0:
+            e, jac = (x_des - x)[dims], jac[dims] * active
+            if joint_task is not None:
+                a, b, w = joint_task
+                e = np.append(e, w * (b - a @ qi))
+                jac = np.vstack([jac, w * a * active])
+            if np.linalg.norm(e) < 1e-4:
                 break
-            jjt = jac @ jac.T + lam2 * np.eye(len(e))
-            dq = jac.T @ np.linalg.solve(jjt, e)
-            if q_rest is not None and rest_gain > 0:  # null-space pull to a rest posture
-                pinv = jac.T @ np.linalg.inv(jjt)
-                dq += rest_gain * (np.eye(len(qi)) - pinv @ jac) @ (q_rest - qi)
+            dq = jac.T @ np.linalg.solve(jac @ jac.T + lam2 * np.eye(len(e)), e)
             dq *= min(1.0, 0.5 / (np.abs(dq).max() + 1e-12))
             qi = np.where(cont, qi + dq, np.clip(qi + dq, lo, hi))
         return qi
@@ -123,13 +127,20 @@ class ExpertPolicy:
         if obs.object is None:
             q_des = self.ik(arm, q, obs.goal, dims=slice(0, 2))
         else:
-            q_des = self.ik(arm, q, self._push_tip_target(obs), q_rest=np.zeros_like(q), rest_gain=0.05)
+            # keep the roll joints at 0 so the gripper cross-bar stays horizontal, and keep
+            # the fingers about level (pitch = lift + elbow + wrist flex) so they clear the table
+            names = arm.joint_names
+            roll = np.array(["roll" in n for n in names])
+            pitch = np.array([any(k in n for k in ("lift", "elbow_flex", "wrist_flex")) for n in names], float)
+            q_des = self.ik(arm, np.where(roll, 0.0, q), self._push_tip_target(obs), active=~roll,
+                            joint_task=(pitch, 0.0, self.PITCH_WEIGHT))
         return self._limit(arm, q, q_des)
 
     # pushing geometry (m): object radius 0.05 + gripper capsule radius 0.02
     CONTACT = 0.07
     HOVER_Z = -0.17
     PUSH_Z = -0.27
+    PITCH_WEIGHT = 0.05
 
     def _push_tip_target(self, obs: Observation) -> np.ndarray:
         o, g, tip = obs.object[:2], obs.goal[:2], obs.fingertip
