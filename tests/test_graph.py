@@ -116,3 +116,29 @@ def test_goal_is_latched_for_late_joiners(sim):
     assert node.spin(until=lambda: got, timeout=5)
     assert np.linalg.norm(cv.point_to_array(got[0])[:2]) <= 0.21
     node.destroy()
+
+
+def test_node_is_visible_to_ros2_node_list(sim):
+    """rmw_dds_common's ros_discovery_info announces the node with its readers and writers."""
+    from cyclonedds._clayer import ddspy_take
+    from cyclonedds.sub import DataReader
+    from cyclonedds.topic import Topic
+
+    from wm_control.msgs import registry
+    from wm_control.ros.dds import _ANY, DdsContext, dds_qos
+
+    ctx, reg = DdsContext.get(), registry()
+    typ = "rmw_dds_common/msg/ParticipantEntitiesInfo"
+    reader = DataReader(ctx.participant, Topic(ctx.participant, "ros_discovery_info", reg.dds_struct(typ)),
+                        qos=dds_qos(qos.LATCHED))
+    seen = {}
+    end = time.monotonic() + 10
+    while time.monotonic() < end and ("/", "sim_robot") not in seen:
+        for data, _ in ddspy_take(reader._ref, _ANY, 16):
+            for n in reg.deserialize(data, typ).node_entities_info_seq:
+                seen[(n.node_namespace, n.node_name)] = (len(n.reader_gid_seq), len(n.writer_gid_seq))
+        time.sleep(0.05)
+    assert ("/", "sim_robot") in seen, seen
+    readers, writers = seen[("/", "sim_robot")]
+    assert readers == 2  # commands, trajectory
+    assert writers == 5  # joint_states, camera, goal, diagnostics, rosout

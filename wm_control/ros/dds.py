@@ -110,6 +110,8 @@ class DdsContext:
         self.participant = DomainParticipant(domain_id, qos=Qos(Policy.Userdata(b"enclave=/;")))
         self._topics: dict[tuple[str, str], Topic] = {}
         self._tlock = threading.Lock()
+        self._graph: dict[str, dict] = {}  # node fqn -> {ns, name, readers, writers}
+        self._graph_writer: DataWriter | None = None
 
     @classmethod
     def get(cls, domain_id: int | None = None) -> "DdsContext":
@@ -117,6 +119,39 @@ class DdsContext:
             if cls._instance is None:
                 cls._instance = DdsContext(domain_id)
             return cls._instance
+
+    # ---- ROS graph discovery -----------------------------------------------------------------
+    def graph_add(self, node: "DdsNode", kind: str, entity: Any) -> None:
+        """Announce a node's reader/writer on ``ros_discovery_info`` (what ``ros2 node list`` and
+        ``ros2 node info`` read), as rmw_dds_common does for every ROS 2 participant."""
+        with self._tlock:
+            info = self._graph.setdefault(node.fqn, {"ns": node.namespace, "name": node.name,
+                                                     "readers": [], "writers": []})
+            info[kind].append(entity.guid.bytes)
+        self._publish_graph(node.registry)
+
+    def graph_remove(self, node: "DdsNode") -> None:
+        with self._tlock:
+            self._graph.pop(node.fqn, None)
+        self._publish_graph(node.registry)
+
+    def _publish_graph(self, reg: MessageRegistry) -> None:
+        typ = "rmw_dds_common/msg/ParticipantEntitiesInfo"
+        size = 24 if reg.distro == "humble" else 16
+        import numpy as np
+
+        def gid(raw: bytes) -> Any:
+            return reg.new("rmw_dds_common/msg/Gid", data=np.frombuffer(raw.ljust(size, b"\0")[:size], np.uint8).copy())
+
+        with self._tlock:
+            if self._graph_writer is None:
+                topic = Topic(self.participant, "ros_discovery_info", reg.dds_struct(typ))
+                self._graph_writer = DataWriter(self.participant, topic, qos=dds_qos(qosmod.LATCHED))
+            nodes = [reg.new("rmw_dds_common/msg/NodeEntitiesInfo", node_namespace=v["ns"], node_name=v["name"],
+                             reader_gid_seq=[gid(g) for g in v["readers"]],
+                             writer_gid_seq=[gid(g) for g in v["writers"]]) for v in self._graph.values()]
+            msg = reg.new(typ, gid=gid(self.participant.guid.bytes), node_entities_info_seq=nodes)
+            ddspy_write(self._graph_writer._ref, pad_cdr(reg.serialize(msg, typ)))
 
     def topic(self, dds_name: str, typename: str, reg: MessageRegistry) -> Topic:
         key = (dds_name, typename)
@@ -290,6 +325,7 @@ class DdsNode:
     def create_publisher(self, typename: str, topic: str, qos: Any = qosmod.DEFAULT) -> DdsPublisher:
         pub = DdsPublisher(self, typename, self.resolve(topic), qosmod.profile(qos))
         self.publishers.append(pub)
+        self.context.graph_add(self, "writers", pub._writer)
         return pub
 
     def create_subscription(self, typename: str, topic: str, callback: Callable[[Any], None],
@@ -299,6 +335,7 @@ class DdsNode:
         sub = DdsSubscription(self, typename, self.resolve(topic), cb, qosmod.profile(qos), raw)
         self.subscriptions.append(sub)
         self.waitset.attach(sub.condition)
+        self.context.graph_add(self, "readers", sub.reader)
         return sub
 
     def create_timer(self, period: float, callback: Callable[[], None]) -> DdsTimer:
@@ -373,6 +410,10 @@ class DdsNode:
 
     def destroy(self) -> None:
         self.shutdown()
+        try:
+            self.context.graph_remove(self)
+        except Exception:
+            pass
         for sub in self.subscriptions:
             try:
                 self.waitset.detach(sub.condition)

@@ -377,12 +377,19 @@ class SimArm:
 
         Pure kinematics on a private MjData; the simulation state is untouched.
         """
+        pos, _, jacp, _ = self.fingertip_pose_jacobian(q)
+        return pos, jacp
+
+    def fingertip_pose_jacobian(self, q: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Fingertip position (3,), rotation matrix (3, 3) and translational / rotational
+        Jacobians (3, n each, world frame) at joint positions ``q`` (pure kinematics)."""
         self._require()
         m, k = self.model, self._kin
         k.qpos[:] = self.data.qpos
         k.qpos[self._qadr] = self._check(q, "q")
         mujoco.mj_kinematics(m, k)
         mujoco.mj_comPos(m, k)
-        jacp = np.zeros((3, m.nv))
-        mujoco.mj_jacBody(m, k, jacp, None, self._tip)
-        return k.xpos[self._tip].copy(), jacp[:, self._dadr].copy()
+        jacp, jacr = np.zeros((3, m.nv)), np.zeros((3, m.nv))
+        mujoco.mj_jacBody(m, k, jacp, jacr, self._tip)
+        return (k.xpos[self._tip].copy(), k.xmat[self._tip].reshape(3, 3).copy(),
+                jacp[:, self._dadr].copy(), jacr[:, self._dadr].copy())
