@@ -1,0 +1,50 @@
+"""Each entry point as a subprocess with a tiny budget (CleanRL style)."""
+
+import json
+import os
+import subprocess
+import sys
+
+
+def wm(*args, timeout=120, env=None):
+    return subprocess.run([sys.executable, "-m", "wm_control", *args], capture_output=True, text=True,
+                          timeout=timeout, env={**os.environ, **(env or {})})
+
+
+def test_collect_then_dataset(tmp_path):
+    r = wm("collect", "--out", str(tmp_path / "d"), "--episodes", "2", "--episode-s", "0.3", "--image-size", "16",
+           "--policy", "random", "--seed", "1")
+    assert r.returncode == 0, r.stderr
+    assert "collected 2 bags" in r.stdout
+    r = wm("dataset", str(tmp_path / "d"), "--json", str(tmp_path / "ds.json"))
+    assert r.returncode == 0, r.stderr
+    info = json.loads((tmp_path / "ds.json").read_text())
+    assert info["episodes"] == 2 and info["joint_names"] == ["joint0", "joint1"]
+    assert info["per_episode"][0]["frames"][1:] == [16, 16, 3]
+
+
+def test_bench_transport_writes_json(tmp_path):
+    r = wm("bench", "transport", "--duration", "1", "--json", str(tmp_path / "t.json"))
+    assert r.returncode == 0, r.stderr
+    res = json.loads((tmp_path / "t.json").read_text())
+    for k in ("joint_state", "image_96x96_rgb8"):
+        rt = res["round_trip"][k]["round_trip_ms"]
+        assert rt["n"] > 50 and 0 < rt["p50"] <= rt["p99"]
+    assert res["timer_100hz"]["achieved_hz"] > 50
+
+
+def test_demo_runs_the_graph_and_reports(tmp_path):
+    r = wm("demo", "--duration", "4", "--json", str(tmp_path / "demo.json"), timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+    s = json.loads((tmp_path / "demo.json").read_text())
+    assert s["received"]["joint_states"] > 200 and s["received"]["commands"] > 100
+    assert s["received"]["images"] > 50 and s["image_shape"] == [96, 96, 3]
+    assert s["joint_path_length_rad"] > 0.1 and s["node_failure"] is None
+    assert s["episodes"] >= 1
+
+
+def test_missing_egl_is_a_clear_error():
+    r = wm("run", "sim_robot", env={"MUJOCO_GL": "no_such_backend"}, timeout=60)
+    assert r.returncode == 1
+    assert "MUJOCO_GL" in (r.stdout + r.stderr)
+    assert "Traceback" not in r.stdout + r.stderr
