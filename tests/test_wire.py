@@ -3,7 +3,6 @@ checked on raw samples received in another process over real Cyclone DDS."""
 
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest

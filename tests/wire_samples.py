@@ -71,7 +71,6 @@ def topic_of(typename: str) -> str:
 if __name__ == "__main__":
     # the publishing peer: publish every sample type a few times on reliable transient-local topics
     import sys
-    import time
 
     from wm_control.ros import qos
     from wm_control.ros.dds import DdsNode

@@ -19,9 +19,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
-from .ros.args import RosArgsError, normalize_namespace
+from .ros.args import RosArgsError, load_yaml, normalize_namespace
 from .ros.runner import NODE_TYPES
 
 
@@ -41,12 +39,7 @@ class Proc:
 
 
 def graph_from_config(path: str | Path) -> list[NodeSpec]:
-    try:
-        data = yaml.safe_load(Path(path).read_text())
-    except OSError as exc:
-        raise RosArgsError(f"cannot read launch config {path}: {exc}") from None
-    except yaml.YAMLError as exc:
-        raise RosArgsError(f"launch config {path} is not valid YAML: {exc}") from None
+    data = load_yaml(path, "launch config")
     if not isinstance(data, dict):
         raise RosArgsError(f"launch config {path}: expected a ROS params YAML (node: ros__parameters: ...)")
     specs = []

@@ -186,18 +186,23 @@ def _flatten(prefix: str, d: dict, out: dict) -> None:
             out[name] = v
 
 
+def load_yaml(path: str | Path, what: str) -> Any:
+    """``yaml.safe_load`` of a file, with errors that name the file and what it is."""
+    try:
+        return yaml.safe_load(Path(path).read_text())
+    except OSError as exc:
+        raise RosArgsError(f"cannot read {what} {path}: {exc}") from None
+    except yaml.YAMLError as exc:
+        raise RosArgsError(f"{what} {path} is not valid YAML: {exc}") from None
+
+
 def load_params_file(path: str | Path, node_name: str, namespace: str = "/") -> dict[str, Any]:
     """Parameters for one node from a ROS 2 params YAML (``<node>: ros__parameters: {...}``).
 
     Wildcard sections apply first, then sections naming the node, so the specific wins.
     Nested dicts flatten to dotted names as in ROS 2.
     """
-    try:
-        data = yaml.safe_load(Path(path).read_text())
-    except OSError as exc:
-        raise RosArgsError(f"cannot read params file {path}: {exc}") from None
-    except yaml.YAMLError as exc:
-        raise RosArgsError(f"params file {path} is not valid YAML: {exc}") from None
+    data = load_yaml(path, "params file")
     if data is None:
         return {}
     if not isinstance(data, dict):

@@ -167,16 +167,21 @@ class DdsContext:
             return t
 
 
+def _endpoint(node: "DdsNode", typename: str, topic: str, qos: qosmod.QoSProfile) -> tuple[Topic, Qos]:
+    """The DDS topic (``rt/`` + ROS name) and QoS of a ROS endpoint; on Jazzy the type hash goes in
+    the user data as ``typehash=RIHS01_...;``."""
+    th = node.registry.type_hash(typename)
+    user = f"typehash={th};".encode() if th else None
+    return node.context.topic("rt" + topic, typename, node.registry), dds_qos(qos, user)
+
+
 class DdsPublisher:
     def __init__(self, node: "DdsNode", typename: str, topic: str, qos: qosmod.QoSProfile):
         self.node = node
         self.typename = typename
         self.topic = topic
         reg = node.registry
-        th = reg.type_hash(typename)
-        user = f"typehash={th};".encode() if th else None
-        self._writer = DataWriter(node.context.participant,
-                                  node.context.topic("rt" + topic, typename, reg), qos=dds_qos(qos, user))
+        self._writer = DataWriter(node.context.participant, *_endpoint(node, typename, topic, qos))
         self._serialize = reg.serialize
         self.count = 0
 
@@ -203,10 +208,7 @@ class DdsSubscription:
         self.callback = callback
         self.raw = raw
         reg = node.registry
-        th = reg.type_hash(typename)
-        user = f"typehash={th};".encode() if th else None
-        self.reader = DataReader(node.context.participant,
-                                 node.context.topic("rt" + topic, typename, reg), qos=dds_qos(qos, user))
+        self.reader = DataReader(node.context.participant, *_endpoint(node, typename, topic, qos))
         self.condition = ReadCondition(self.reader, _ANY)
         self._deserialize = reg.deserialize
         self.count = 0

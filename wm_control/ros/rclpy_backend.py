@@ -15,13 +15,12 @@ from typing import Any, Callable
 import numpy as np
 import rclpy  # noqa: F401  (import-guarded by the caller: only loaded when ROS 2 is sourced)
 from rclpy.node import Node as _RosNode
-from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile as _RosQoS, ReliabilityPolicy
 from rcl_interfaces.msg import ParameterDescriptor
 from rosidl_runtime_py.utilities import get_message
 
 from . import qos as qosmod
-from .api import config_fields, config_from_params
+from .api import config_from_params
 
 _TYPECODES = {"double": "d", "float": "f", "int8": "b", "uint8": "B", "int16": "h", "uint16": "H",
               "int32": "i", "uint32": "I", "int64": "q", "uint64": "Q", "octet": "B", "char": "B"}
@@ -119,7 +118,7 @@ class RclpyNode:
         rclpy.try_shutdown()
 
 
-def _declare(node: _RosNode, typ_of: dict[str, Any]) -> Callable[[str, Any, str], Any]:
+def _declare(node: _RosNode) -> Callable[[str, Any, str], Any]:
     def declare(name: str, default: Any, description: str) -> Any:
         dynamic = default is None or (isinstance(default, (list, tuple)) and not default)
         desc = ParameterDescriptor(description=description, dynamic_typing=dynamic)
@@ -138,8 +137,7 @@ def run_rclpy_node(cls: type, name: str, argv: list[str]) -> int:
     code = 0
     instance = None
     try:
-        types = {f[0]: f[2] for f in config_fields(cls.Config)}
-        cfg = config_from_params(cls.Config, {}, declare=_declare(ros_node, types))
+        cfg = config_from_params(cls.Config, {}, declare=_declare(ros_node))
         instance = cls(node, cfg)
         signal.signal(signal.SIGTERM, lambda *_: rclpy.try_shutdown())
         node.logger.info("ready")
