@@ -63,8 +63,9 @@ def cmd_demo(a: argparse.Namespace) -> int:
 def cmd_collect(a: argparse.Namespace) -> int:
     from .bags import CollectConfig, collect
 
+    episode_s = a.episode_s or {"reacher": 2.0, "pusher": 5.0}[a.robot]
     cfg = CollectConfig(robot=a.robot, policy=a.policy, noise=a.noise, episodes=a.episodes,
-                        episode_s=a.episode_s, image_width=a.image_size, image_height=a.image_size,
+                        episode_s=episode_s, image_width=a.image_size, image_height=a.image_size,
                         render=not a.no_images, seed=a.seed, goal_region=a.goal_region)
     summary = collect(cfg, a.out)
     print(f"collected {len(summary['episodes'])} bags in {a.out}: policy {a.policy} noise {a.noise}, "
@@ -128,7 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--policy", default="expert", choices=["expert", "random"])
     s.add_argument("--noise", type=float, default=0.0)
     s.add_argument("--episodes", type=int, default=10)
-    s.add_argument("--episode-s", type=float, default=2.0)
+    s.add_argument("--episode-s", type=float, default=None, help="default: 2 s reacher, 5 s pusher")
     s.add_argument("--image-size", type=int, default=96)
     s.add_argument("--no-images", action="store_true")
     s.add_argument("--goal-region", default="full", choices=["full", "half"])

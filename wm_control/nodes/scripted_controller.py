@@ -33,6 +33,10 @@ class ScriptedControllerConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
+        if self.robot != "reacher" and self.policy == "expert":
+            raise ValueError(f"the scripted expert over the graph supports robot 'reacher' only: the {self.robot} "
+                             f"expert needs the object's pose, which no robot topic carries (use "
+                             f"`wm-control collect --robot {self.robot}`, which runs it with the simulator's state)")
         if self.command_interface not in ("position", "trajectory"):
             raise ValueError(f"command_interface must be position|trajectory, not {self.command_interface!r}")
         if not self.rate > 0:

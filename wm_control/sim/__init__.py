@@ -3,4 +3,4 @@
 from .arm import ArmConfig, Observation, SimArm
 from .policies import ExpertPolicy, RandomPolicy, make_policy
 
-__all__ = ["ArmConfig", "Observation", "SimArm", "ExpertPolicy", "RandomPolicy", "make_policy"]
+__all__ = ["ArmConfig", "ExpertPolicy", "Observation", "RandomPolicy", "SimArm", "make_policy"]

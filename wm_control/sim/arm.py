@@ -10,16 +10,24 @@ Pure MuJoCo + numpy: no ROS, no Gymnasium ``Env`` classes.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
-import mujoco
 import numpy as np
+
+_GL_HINT = ("For headless use set MUJOCO_GL=egl and install Mesa EGL "
+            "(e.g. apt install libegl1 libgl1-mesa-dri)")
+try:  # mujoco picks its GL backend from MUJOCO_GL at import time
+    import mujoco
+except (AttributeError, ImportError, RuntimeError) as _e:  # pragma: no cover - environment specific
+    raise RuntimeError(
+        f"could not import mujoco with MUJOCO_GL={os.environ.get('MUJOCO_GL')!r}: {_e}. {_GL_HINT}."
+    ) from _e
 
 ROBOTS: tuple[str, ...] = ("reacher", "pusher")
 
-# Per-robot constants. Pusher uses Gymnasium's v5 model when present (it fixes
-# the near-massless object of the original asset), else the original one.
+# Per-robot constants. Pusher uses Gymnasium's Pusher-v5 model when present, else
+# the original asset.
 _XML = {"reacher": ("reacher.xml",), "pusher": ("pusher_v5.xml", "pusher.xml")}
 _TIP_BODY = {"reacher": "fingertip", "pusher": "tips_arm"}
 _GOAL_BODY = {"reacher": "target", "pusher": "goal"}
@@ -57,6 +65,9 @@ class ArmConfig:
     ``kp``/``kd`` may be scalars or per-joint sequences; ``None`` picks the
     robot's defaults. ``goal_region`` is ``(cx, cy, radius)`` in world xy
     (goal sampled uniformly in that disc); ``None`` uses Gymnasium's region.
+    ``object_mass`` (kg, pusher only) replaces the asset's ~8e-6 kg object,
+    whose contacts MuJoCo makes so soft that the arm passes through it;
+    ``None`` keeps the asset value.
     """
 
     robot: str = "reacher"
@@ -68,6 +79,7 @@ class ArmConfig:
     seed: int = 0
     goal_region: tuple[float, float, float] | None = None
     render: bool = True
+    object_mass: float | None = 0.02
 
     def __post_init__(self) -> None:
         if self.robot not in ROBOTS:
@@ -79,6 +91,8 @@ class ArmConfig:
         n = len(_KP[self.robot])
         self.kp = self._gains(self.kp, _KP[self.robot], n, "kp")
         self.kd = self._gains(self.kd, _KD[self.robot], n, "kd")
+        if self.object_mass is not None and not self.object_mass > 0:
+            raise ValueError("object_mass must be positive or None")
         if self.goal_region is None:
             self.goal_region = _GOAL_REGION[self.robot]
         if len(self.goal_region) != 3 or self.goal_region[2] < 0:
@@ -116,6 +130,8 @@ class SimArm:
         self._renderer: mujoco.Renderer | None = None
         self.total_time = 0.0
         self.joint_names: list[str] = []
+        self.position_limits = np.zeros((0, 2))
+        self.continuous = np.zeros(0, bool)
         self._rng = np.random.default_rng(self.config.seed)
 
     # ------------------------------------------------------------------ setup
@@ -128,6 +144,12 @@ class SimArm:
         cfg = self.config
         m = mujoco.MjModel.from_xml_path(_xml_path(cfg.robot))
         m.opt.timestep = cfg.physics_dt
+        obj = _OBJECT_BODY[cfg.robot]
+        if obj is not None and cfg.object_mass is not None:
+            b = m.body(obj).id
+            m.body_inertia[b] *= cfg.object_mass / m.body_mass[b]
+            m.body_mass[b] = cfg.object_mass
+            mujoco.mj_setConst(m, mujoco.MjData(m))  # refresh invweight0 (contact softness)
         self.model, self.data = m, mujoco.MjData(m)
         self._kin = mujoco.MjData(m)
 
@@ -151,14 +173,17 @@ class SimArm:
         if np.any(self._act < 0):
             raise RuntimeError("every arm joint needs a joint-transmission actuator")
         self._gear = m.actuator_gear[self._act, 0].copy()
-        self._ctrl_lo = np.where(m.actuator_ctrllimited[self._act], m.actuator_ctrlrange[self._act, 0], -np.inf)
-        self._ctrl_hi = np.where(m.actuator_ctrllimited[self._act], m.actuator_ctrlrange[self._act, 1], np.inf)
+        limited, crange = m.actuator_ctrllimited[self._act].astype(bool), m.actuator_ctrlrange[self._act]
+        self._ctrl_lo = np.where(limited, crange[:, 0], -np.inf)
+        self._ctrl_hi = np.where(limited, crange[:, 1], np.inf)
         self._tip = m.body(_TIP_BODY[cfg.robot]).id
         self._goal = m.body(_GOAL_BODY[cfg.robot]).id
-        self._goal_q = np.array([m.jnt_qposadr[m.joint(j).id] for j in _GOAL_JOINTS[cfg.robot]])
-        obj = _OBJECT_BODY[cfg.robot]
+        def qadr(names: Sequence[str]) -> np.ndarray:
+            return np.array([m.jnt_qposadr[m.joint(j).id] for j in names])
+
+        self._goal_q = qadr(_GOAL_JOINTS[cfg.robot])
         self._obj = None if obj is None else m.body(obj).id
-        self._obj_q = None if obj is None else np.array([m.jnt_qposadr[m.joint(j).id] for j in _OBJECT_JOINTS])
+        self._obj_q = None if obj is None else qadr(_OBJECT_JOINTS)
         # world xy of the goal/object bodies at qpos0 (slide offsets are relative to these)
         mujoco.mj_kinematics(m, self._kin)
         self._goal_xy0 = self._kin.xpos[self._goal, :2].copy()
@@ -172,16 +197,20 @@ class SimArm:
         self._effort = np.zeros(n)
 
         if cfg.render:
+            vis = m.vis.global_  # the offscreen buffer must hold the image
+            vis.offwidth = max(vis.offwidth, cfg.image_width)
+            vis.offheight = max(vis.offheight, cfg.image_height)
             try:
                 self._renderer = mujoco.Renderer(m, cfg.image_height, cfg.image_width)
-            except Exception as e:  # noqa: BLE001 - GL backends raise various types
+            except Exception as e:  # GL backends raise various exception types
                 self.model = self.data = None
                 raise RuntimeError(
                     "could not initialise MuJoCo offscreen rendering "
-                    f"(MUJOCO_GL={os.environ.get('MUJOCO_GL')!r}): {e}. For headless use set "
-                    "MUJOCO_GL=egl and install Mesa EGL (e.g. apt install libegl1 libgl1-mesa-dri), "
+                    f"(MUJOCO_GL={os.environ.get('MUJOCO_GL')!r}): {e}. {_GL_HINT}, "
                     "or use ArmConfig(render=False)."
                 ) from e
+            # shadows cost ~15x the render time under software (Mesa) GL
+            self._renderer.scene.flags[mujoco.mjtRndFlag.mjRND_SHADOW] = 0
             self._camera = self._make_camera()
         self.reset()
 
@@ -199,12 +228,12 @@ class SimArm:
     def _make_camera(self) -> mujoco.MjvCamera:
         cam = mujoco.MjvCamera()
         cam.type = mujoco.mjtCamera.mjCAMERA_FREE
-        if self.config.robot == "reacher":  # top-down over the 0.6 m arena
-            cam.lookat[:] = (0.0, 0.0, 0.0)
-            cam.distance, cam.elevation, cam.azimuth = 0.8, -90.0, 90.0
-        else:  # oblique view from behind the shoulder over the table
-            cam.lookat[:] = (0.35, -0.25, -0.3)
-            cam.distance, cam.elevation, cam.azimuth = 1.5, -60.0, 90.0
+        # top-down, x to the right and y up in the image
+        if self.config.robot == "reacher":  # arm reach 0.21 m; view +-0.26 m
+            cam.lookat[:], cam.distance = (0.0, 0.0, 0.0), 0.62
+        else:  # table area with the shoulder, object region and goal
+            cam.lookat[:], cam.distance = (0.4, -0.25, -0.3), 1.25
+        cam.elevation, cam.azimuth = -90.0, 90.0
         return cam
 
     # ------------------------------------------------------------------ state
@@ -313,7 +342,7 @@ class SimArm:
         if not np.isfinite(duration) or duration < 0:
             raise ValueError(f"duration must be finite and >= 0, got {duration}")
         m, d = self.model, self.data
-        n_sub = max(1, int(round(duration / m.opt.timestep)))
+        n_sub = max(1, round(float(duration) / m.opt.timestep))
         qa, da, act = self._qadr, self._dadr, self._act
         for _ in range(n_sub):
             if self._traj is not None:
@@ -323,6 +352,7 @@ class SimArm:
             d.ctrl[act] = ctrl
             self._effort = ctrl * self._gear
             mujoco.mj_step(m, d)
+        self._update_target()  # q_target reflects the trajectory at the current time
         self.total_time += n_sub * m.opt.timestep
         return self.get_observation()
 
@@ -353,12 +383,12 @@ class SimArm:
         return np.ascontiguousarray(self._renderer.render())
 
     def distance_to_goal(self) -> float:
-        """Reacher: fingertip-target xy distance; pusher: object-goal distance."""
+        """Reacher: fingertip-target distance; pusher: object-goal distance (both in xy;
+        the pusher goal disc lies 4.8 cm below the object centre)."""
         self._require()
         d = self.data
-        if self._obj is None:
-            return float(np.linalg.norm(d.xpos[self._tip, :2] - d.xpos[self._goal, :2]))
-        return float(np.linalg.norm(d.xpos[self._obj] - d.xpos[self._goal]))
+        body = self._tip if self._obj is None else self._obj
+        return float(np.linalg.norm(d.xpos[body, :2] - d.xpos[self._goal, :2]))
 
     def reward(self) -> float:
         """Gymnasium-like reward using the last (normalised) actuator controls."""

@@ -49,13 +49,25 @@ class RandomPolicy:
 class ExpertPolicy:
     """Scripted expert using damped-least-squares differential IK.
 
-    Reacher: drive the fingertip to the goal. Pusher: move the tip behind the
-    object (opposite the goal direction), descend, then push toward the goal.
-    Each call solves IK for the desired tip position (a few DLS iterations on
-    ``arm.fingertip_jacobian``, no stepping) and moves the target at most
-    ``max_step`` rad from the measured ``q``. ``noise`` scales Gaussian target
-    noise of std ``noise * noise_std`` rad (0 = clean expert, 1 = very poor).
+    Reacher: drive the fingertip to the goal. Pusher: place the gripper's
+    cross-bar (held horizontal, perpendicular to the push direction) behind
+    the object opposite the goal at hover height, descend, then push toward
+    the goal, re-approaching if the object slips off. Each call solves IK for
+    the desired tip pose (a few DLS iterations on the arm's fingertip
+    Jacobian, no stepping) and moves the target at most ``max_step`` rad from
+    the measured ``q`` (``gain`` scales the step toward the IK solution).
+    ``noise`` adds Gaussian noise of std ``noise * noise_std`` rad to that
+    step (0 = clean expert, 1 = very poor).
     """
+
+    # pusher geometry (m): object radius 0.05 + cross-bar capsule radius 0.02
+    CONTACT = 0.07
+    HOVER_Z = -0.16
+    PUSH_Z = -0.275
+    PUSH_AHEAD = 0.06
+    DONE_TOL = 0.02
+    SLOW_DOWN = 0.5  # push-ahead distance per metre left to the goal
+    ROT_WEIGHT = 0.1  # m per rad of orientation error in the pusher IK
 
     def __init__(self, noise: float = 0.0, gain: float = 1.0, max_step: float = 0.3,
                  seed: int | None = 0, damping: float = 0.01, ik_iters: int = 15,
@@ -69,43 +81,53 @@ class ExpertPolicy:
     def reset(self, rng: np.random.Generator | int | None = None) -> None:
         self.rng = _as_rng(rng)
         self.stage = "approach"
+        self._hold: tuple[np.ndarray, np.ndarray] | None = None
 
-    # -------------------------------------------------------------- helpers
+    # ------------------------------------------------------------------ IK
     def ik(self, arm: SimArm, q: np.ndarray, x_des: np.ndarray, dims: slice = slice(0, 3),
-           active: np.ndarray | None = None,
-           joint_task: tuple[np.ndarray, float, float] | None = None) -> np.ndarray:
-        """DLS IK towards tip position ``x_des`` (pure kinematics, no stepping).
+           bar_dir: np.ndarray | None = None) -> np.ndarray:
+        """DLS IK towards tip position ``x_des``; with ``bar_dir`` (3,) the gripper's
+        y axis (the pusher cross-bar) is also aligned with +-``bar_dir`` while the
+        fingers (x axis) are kept from pointing down into the table.
 
-        ``active`` masks the joints IK may move; ``joint_task = (a, b, w)`` adds
-        the soft linear task ``a @ q = b`` with weight ``w`` (m per rad).
-        Starts from ``q``; if that gets stuck (e.g. at the stretched-arm
-        singularity) it also tries two offset seeds and keeps the best.
+        Pure kinematics, no stepping. Starts from ``q``; to escape singularities
+        (e.g. the stretched reacher arm) it also tries two offset seeds and keeps
+        the most accurate solution, preferring the one nearest ``q``.
         """
-        active = np.ones(len(q), bool) if active is None else np.asarray(active, bool)
         best, best_cost = q, np.inf
         for offset in (0.0, 0.8, -0.8):
-            qi = self._ik_from(arm, q + offset * active, x_des, dims, active, joint_task)
+            qi = self._ik_from(arm, q + offset, x_des, dims, bar_dir)
             # continuous joints: take the equivalent angle nearest the current one
             qi = np.where(arm.continuous, q + (qi - q + np.pi) % (2 * np.pi) - np.pi, qi)
-            err = np.linalg.norm((arm.fingertip_jacobian(qi)[0] - x_des)[dims])
-            cost = max(err, 2e-3) * 1e3 + np.abs(qi - q).sum()  # accuracy first, then nearness
+            cost = max(np.linalg.norm(self._error(arm, qi, x_des, dims, bar_dir)[0]), 2e-3) * 1e3
+            cost += np.abs(qi - q).sum()  # accuracy first, then nearness
             if cost < best_cost:
                 best, best_cost = qi, cost
         return best
 
+    def _error(self, arm: SimArm, q: np.ndarray, x_des: np.ndarray, dims: slice,
+               bar_dir: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        if bar_dir is None:
+            x, jac = arm.fingertip_jacobian(q)
+            return (x_des - x)[dims], jac[dims]
+        x, rot, jp, jr = arm.fingertip_pose_jacobian(q)
+        y_axis, f_axis = rot[:, 1], rot[:, 0]
+        e_rot = np.cross(y_axis, np.sign(y_axis @ bar_dir + 1e-9) * bar_dir)
+        if f_axis[2] < -0.25:  # fingers pointing down: rotate them back up to -0.25
+            f_des = np.array([f_axis[0], f_axis[1], 0.0])
+            f_des = f_des / (np.linalg.norm(f_des) + 1e-9) * np.sqrt(1 - 0.25**2)
+            e_rot = e_rot + np.cross(f_axis, f_des + [0.0, 0.0, -0.25])
+        w = self.ROT_WEIGHT
+        return np.concatenate([x_des - x, w * e_rot]), np.vstack([jp, w * jr])
+
     def _ik_from(self, arm: SimArm, q: np.ndarray, x_des: np.ndarray, dims: slice,
-                 active: np.ndarray, joint_task: tuple[np.ndarray, float, float] | None) -> np.ndarray:
+                 bar_dir: np.ndarray | None) -> np.ndarray:
         lo, hi = arm.position_limits.T
         cont = arm.continuous
         qi = np.where(cont, q, np.clip(q, lo, hi)).astype(float)
         lam2 = self.damping**2
         for _ in range(self.ik_iters):
-            x, jac = arm.fingertip_jacobian(qi)
-            e, jac = (x_des - x)[dims], jac[dims] * active
-            if joint_task is not None:
-                a, b, w = joint_task
-                e = np.append(e, w * (b - a @ qi))
-                jac = np.vstack([jac, w * a * active])
+            e, jac = self._error(arm, qi, x_des, dims, bar_dir)
             if np.linalg.norm(e) < 1e-4:
                 break
             dq = jac.T @ np.linalg.solve(jac @ jac.T + lam2 * np.eye(len(e)), e)
@@ -121,48 +143,50 @@ class ExpertPolicy:
         lo, hi = arm.position_limits.T
         return np.where(arm.continuous, q + dq, np.clip(q + dq, lo, hi))
 
-    # --------------------------------------------------------------- policy
+    # -------------------------------------------------------------- policy
     def __call__(self, obs: Observation, arm: SimArm) -> np.ndarray:
         q = obs.q
         if obs.object is None:
             q_des = self.ik(arm, q, obs.goal, dims=slice(0, 2))
         else:
-            # keep the roll joints at 0 so the gripper cross-bar stays horizontal, and keep
-            # the fingers about level (pitch = lift + elbow + wrist flex) so they clear the table
-            names = arm.joint_names
-            roll = np.array(["roll" in n for n in names])
-            pitch = np.array([any(k in n for k in ("lift", "elbow_flex", "wrist_flex")) for n in names], float)
-            q_des = self.ik(arm, np.where(roll, 0.0, q), self._push_tip_target(obs), active=~roll,
-                            joint_task=(pitch, 0.0, self.PITCH_WEIGHT))
+            q_des = self._push(obs, arm)
         return self._limit(arm, q, q_des)
 
-    # pushing geometry (m): object radius 0.05 + gripper capsule radius 0.02
-    CONTACT = 0.07
-    HOVER_Z = -0.17
-    PUSH_Z = -0.27
-    PITCH_WEIGHT = 0.05
-
-    def _push_tip_target(self, obs: Observation) -> np.ndarray:
-        o, g, tip = obs.object[:2], obs.goal[:2], obs.fingertip
-        to_goal = g - o
-        dist = np.linalg.norm(to_goal)
-        u = to_goal / max(dist, 1e-6)
+    def _push(self, obs: Observation, arm: SimArm) -> np.ndarray:
+        o, g, tip, q = obs.object[:2], obs.goal[:2], obs.fingertip, obs.q
+        dist = np.linalg.norm(g - o)
+        u = (g - o) / max(dist, 1e-6)
+        bar = np.array([-u[1], u[0], 0.0])  # horizontal, across the push direction
         behind = o - (self.CONTACT + 0.03) * u
-        rel = tip[:2] - o
+        rel = o - tip[:2]
         along, lateral = rel @ u, abs(rel[0] * u[1] - rel[1] * u[0])
-        if self.stage == "push" and (along > -0.03 or lateral > 0.05):
-            self.stage = "approach"  # lost the object: re-approach
+        if dist < self.DONE_TOL:
+            self.stage = "done"
+        elif self.stage == "done" and dist > 2 * self.DONE_TOL:
+            self.stage = "approach"
+        if self.stage == "push" and (lateral > 0.07 or not 0.03 < along < 0.2):
+            self.stage = "approach"  # lost the object: re-approach from above
+        if self.stage == "approach" and np.linalg.norm(tip[:2] - behind) < 0.02 \
+                and tip[2] < self.HOVER_Z + 0.03:
+            self.stage = "descend"
+        if self.stage == "descend" and tip[2] < self.PUSH_Z + 0.015:
+            self.stage = "push"
+        if self.stage == "done":  # object at the goal: back off upwards and hold there
+            if self._hold is None:
+                self._hold = (np.array([*(tip[:2] - 0.03 * u), self.HOVER_Z]), bar)
+            return self.ik(arm, q, self._hold[0], bar_dir=self._hold[1])
+        self._hold = None
         if self.stage == "approach":
-            if np.linalg.norm(tip[:2] - behind) < 0.03:
-                self.stage = "descend"
-            return np.array([*behind, self.HOVER_Z])
-        if self.stage == "descend":
-            if tip[2] < self.PUSH_Z + 0.02:
-                self.stage = "push"
-            return np.array([*behind, self.PUSH_Z])
-        # push: aim the contact point slightly past the object along the goal line
-        push = o - (self.CONTACT - min(0.05, dist)) * u
-        return np.array([*push, self.PUSH_Z])
+            if tip[2] < self.HOVER_Z - 0.03 and np.linalg.norm(tip[:2] - behind) > 0.03:
+                x_des = np.array([*(tip[:2] - 0.03 * u), self.HOVER_Z])  # lift clear first
+            else:
+                x_des = np.array([*behind, self.HOVER_Z])
+        elif self.stage == "descend":
+            x_des = np.array([*behind, self.PUSH_Z])
+        else:  # push: aim the bar past the current contact point, along the goal line
+            ahead = min(self.PUSH_AHEAD, self.SLOW_DOWN * dist)
+            x_des = np.array([*(o - (self.CONTACT - ahead) * u), self.PUSH_Z])
+        return self.ik(arm, q, x_des, bar_dir=bar)
 
 
 def make_policy(name: str, **kw) -> RandomPolicy | ExpertPolicy:
