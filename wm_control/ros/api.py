@@ -75,6 +75,19 @@ class Node(Protocol):
     def resolve(self, topic: str) -> str: ...
 
 
+def close_instance(instance: Any, logger: logging.Logger) -> None:
+    """Call a node class's optional ``close()``; an error there is logged, never raised."""
+    close = getattr(instance, "close", None)
+    if close is None:
+        return
+    try:
+        close()
+    except Exception:
+        import traceback
+
+        logger.error("error while closing:\n%s", traceback.format_exc())
+
+
 # ------------------------------------------------------------------------------------------
 # Parameters from a config dataclass
 # ------------------------------------------------------------------------------------------

@@ -20,7 +20,7 @@ from rcl_interfaces.msg import ParameterDescriptor
 from rosidl_runtime_py.utilities import get_message
 
 from . import qos as qosmod
-from .api import config_from_params
+from .api import close_instance, config_from_params
 
 _TYPECODES = {"double": "d", "float": "f", "int8": "b", "uint8": "B", "int16": "h", "uint16": "H",
               "int32": "i", "uint32": "I", "int64": "q", "uint64": "Q", "octet": "B", "char": "B"}
@@ -148,9 +148,7 @@ def run_rclpy_node(cls: type, name: str, argv: list[str]) -> int:
         node.logger.error("crashed:\n%s", traceback.format_exc())
         code = 1
     finally:
-        close = getattr(instance, "close", None)
-        if close is not None:
-            close()
+        close_instance(instance, node.logger)
         ros_node.destroy_node()
         rclpy.try_shutdown()
     return code

@@ -9,7 +9,7 @@ import sys
 import traceback
 from typing import Any
 
-from .api import ConfigError, config_fields, config_from_params
+from .api import ConfigError, close_instance, config_fields, config_from_params
 from .args import RosArgsError, parse_ros_args, validate_node_name
 
 #: node type -> "module:Class"; imported lazily so `wm-control run sim_robot` loads only what it needs
@@ -102,11 +102,6 @@ def _spin(node: Any, instance: Any) -> int:
         node.logger.error("crashed:\n%s", traceback.format_exc())
         code = 1
     finally:
-        close = getattr(instance, "close", None)
-        if close is not None:
-            try:
-                close()
-            except Exception:
-                node.logger.error("error while closing:\n%s", traceback.format_exc())
+        close_instance(instance, node.logger)
         node.destroy()
     return code
