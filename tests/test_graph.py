@@ -141,4 +141,4 @@ def test_node_is_visible_to_ros2_node_list(sim):
     assert ("/", "sim_robot") in seen, seen
     readers, writers = seen[("/", "sim_robot")]
     assert readers == 2  # commands, trajectory
-    assert writers == 5  # joint_states, camera, goal, diagnostics, rosout
+    assert writers == 6  # joint_states, camera, goal, episode results, diagnostics, rosout

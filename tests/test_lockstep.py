@@ -16,9 +16,10 @@ def run_once(tag: str, n_states: int = 120) -> dict:
     clocks: list[float] = []
     node.create_subscription("sensor_msgs/msg/JointState", "/joint_states",
                              lambda m: states.__setitem__(round(cv.stamp_sec(m.header.stamp), 6),
-                                                          np.asarray(m.position).copy()), qos.SENSOR_DATA)
+                                                          np.asarray(m.position).copy()),
+                             qos.QoSProfile("best_effort", "volatile", 1000))
     node.create_subscription("rosgraph_msgs/msg/Clock", "/clock", lambda m: clocks.append(cv.stamp_sec(m.clock)),
-                             qos.CLOCK)
+                             qos.QoSProfile("best_effort", "volatile", 1000))  # keep every tick we receive
     common = ["-p", "robot:=reacher", "-p", "seed:=7"]
     with NodeProcess("scripted_controller", "-p", "use_sim_time:=true", "-p", "max_input_age:=5.0", *common) as ctl, \
             NodeProcess("sim_robot", "-p", "mode:=lockstep", "-p", "camera_rate:=10.0", "-p", "image_width:=32",

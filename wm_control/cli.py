@@ -106,6 +106,44 @@ def cmd_dataset(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train(a: argparse.Namespace) -> int:
+    if a.stage != "bc":
+        raise SystemExit(f"unknown training stage {a.stage!r} (available: bc)")
+    from .train.bc import export_bc, train_bc
+    from .train.presets import bc_preset
+
+    cfg = bc_preset(a.preset, robot=a.robot, iterations=a.iterations, episodes=a.episodes, seed=a.seed)
+    ckpt = train_bc(cfg, a.data or f"data/{cfg.robot}_expert", a.out or "runs/bc")
+    print(f"checkpoint: {ckpt}")
+    if a.bundle:
+        print(f"bundle: {export_bc(ckpt, a.bundle)}")
+    return 0
+
+
+def cmd_export(a: argparse.Namespace) -> int:
+    from .bundle import load_bundle
+    from .train.bc import export_bc
+
+    out = export_bc(a.checkpoint, a.out, max_step=a.max_step)
+    b = load_bundle(out)
+    print(f"bundle {out} ({b.id}): graphs {sorted(b.manifest['graphs'])}, joints {b.joint_names}")
+    return 0
+
+
+def cmd_eval(a: argparse.Namespace) -> int:
+    from .evaluate import evaluate
+
+    what = a.what or "closed-loop"
+    if what != "closed-loop":
+        raise SystemExit(f"unknown evaluation {what!r} (available: closed-loop)")
+    policies = [p.strip() for p in (a.policy or "").split(",") if p.strip()] or [a.bundle or "bundles/bc"]
+    if a.bundle and a.bundle not in policies:
+        policies.insert(0, a.bundle)
+    evaluate(policies, episodes=a.episodes, robot=a.robot, episode_s=a.episode_s, seed=a.seed, device=a.device,
+             json_path=a.json)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="wm-control", description="world-model robot control stack")
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -149,6 +187,36 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--no-images", action="store_true")
     s.add_argument("--json", default=None)
     s.set_defaults(fn=cmd_dataset)
+
+    s = sub.add_parser("train", help="train a stage: train bc --preset debug|quick|full")
+    s.add_argument("stage", choices=["bc"])
+    s.add_argument("--preset", default="quick", choices=["debug", "quick", "full"])
+    s.add_argument("--data", default=None, help="folder of bags (collected there if empty)")
+    s.add_argument("--out", default=None, help="checkpoint folder (default runs/<stage>)")
+    s.add_argument("--bundle", default=None, help="also export a bundle here")
+    s.add_argument("--robot", default=None, choices=["reacher", "pusher"])
+    s.add_argument("--iterations", type=int, default=None)
+    s.add_argument("--episodes", type=int, default=None)
+    s.add_argument("--seed", type=int, default=None)
+    s.set_defaults(fn=cmd_train)
+
+    s = sub.add_parser("export", help="checkpoint -> verified bundle (ONNX graphs + manifest)")
+    s.add_argument("checkpoint")
+    s.add_argument("--out", required=True)
+    s.add_argument("--max-step", type=float, default=0.15, help="rate limit stored in the bundle (rad/tick)")
+    s.set_defaults(fn=cmd_export)
+
+    s = sub.add_parser("eval", help="evaluate: eval [closed-loop] --bundle B [--policy expert,B2] --json F")
+    s.add_argument("what", nargs="?", default=None)
+    s.add_argument("--bundle", default=None)
+    s.add_argument("--policy", default=None, help="comma list of bundles and/or 'expert'")
+    s.add_argument("--episodes", type=int, default=50)
+    s.add_argument("--episode-s", type=float, default=2.0)
+    s.add_argument("--robot", default="reacher")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "tensorrt"])
+    s.add_argument("--json", default="runs/eval/closed_loop.json")
+    s.set_defaults(fn=cmd_eval)
 
     s = sub.add_parser("bench", help="benchmarks that write JSON")
     s.add_argument("what", choices=["transport"])

@@ -15,7 +15,7 @@ import numpy as np
 
 from .. import conversions as cv
 from ..ros import qos
-from ..ros.api import Diagnostics, Node
+from ..ros.api import ControlTick, Diagnostics, Node
 
 
 @dataclass
@@ -63,8 +63,6 @@ class ScriptedControllerNode:
         self.policy.reset(self.rng)
         self.Observation = Observation
         self.state: tuple[float, np.ndarray, np.ndarray] | None = None  # (monotonic rx time, q, qd)
-        self.state_stamp = -np.inf
-        self.pending: float | None = None  # sim time: a tick waiting for the state of its instant
         self.goal: np.ndarray | None = None
         self.goal_rx = 0.0
         self.pub_cmd = (node.create_publisher("std_msgs/msg/Float64MultiArray", "/forward_position_controller/commands")
@@ -74,7 +72,7 @@ class ScriptedControllerNode:
         node.create_subscription("sensor_msgs/msg/JointState", "/joint_states", self.on_joint_state, qos.SENSOR_DATA)
         node.create_subscription("geometry_msgs/msg/PointStamped", "/goal", self.on_goal, qos.LATCHED)
         self.diag = Diagnostics(node, hardware_id="scripted")
-        node.create_timer(1.0 / cfg.rate, self.tick)
+        self.ticker = ControlTick(node, cfg.rate, self.act)
 
     def on_joint_state(self, msg) -> None:
         try:
@@ -84,11 +82,8 @@ class ScriptedControllerNode:
             self.node.logger.warning("dropped joint state: %s", exc)
             return
         self.state = (time.monotonic(), q, np.nan_to_num(qd))
-        self.state_stamp = cv.stamp_sec(msg.header.stamp)
         self.diag.tick("joint_states")
-        if self.pending is not None and self.state_stamp >= self.pending - 1e-6:
-            self.pending = None
-            self.act()
+        self.ticker.on_state(cv.stamp_sec(msg.header.stamp))
 
     def on_goal(self, msg) -> None:
         try:
@@ -100,16 +95,6 @@ class ScriptedControllerNode:
         if self.goal is None or not np.allclose(new, self.goal):
             self.policy.reset(self.rng)
         self.goal = new
-
-    def tick(self) -> None:
-        """Under sim time (lock-step) act on the state of this very instant, whichever of /clock and
-        /joint_states arrives first, so a run does not depend on message timing; else act now."""
-        if getattr(self.node, "use_sim_time", False):
-            now = self.node.now()
-            if self.state_stamp < now - 1e-6:
-                self.pending = now
-                return
-        self.act()
 
     def act(self) -> None:
         if self.state is None or self.goal is None:

@@ -79,14 +79,19 @@ class SimRobotNode:
         self.episode = 0
         self.episode_start = self.arm.total_time
         self.results: list[dict] = []
+        self.episode_return = 0.0
         self.commands_since_step = 0
         self.lockstep = cfg.mode == "lockstep"
+        self.started = False  # lockstep: sim time starts with the first command
 
         make = node.msg
         self.make = make
         self.pub_js = node.create_publisher("sensor_msgs/msg/JointState", "/joint_states", qos.SENSOR_DATA)
         self.pub_img = node.create_publisher("sensor_msgs/msg/Image", "/camera/image_raw", qos.SENSOR_DATA)
         self.pub_goal = node.create_publisher("geometry_msgs/msg/PointStamped", "/goal", qos.LATCHED)
+        # one DiagnosticStatus per finished episode (what `wm-control eval` scores)
+        self.pub_episode = node.create_publisher("diagnostic_msgs/msg/DiagnosticStatus", "~/episode",
+                                                 qos.QoSProfile("reliable", "volatile", 100))
         self.pub_clock = node.create_publisher("rosgraph_msgs/msg/Clock", "/clock", qos.CLOCK) if self.lockstep else None
         node.create_subscription("std_msgs/msg/Float64MultiArray", "/forward_position_controller/commands",
                                  self.on_command, qos.DEFAULT)
@@ -142,13 +147,20 @@ class SimRobotNode:
     def advance(self, dt: float) -> None:
         self.arm.step(dt)
         self.obs = self.arm.get_observation()
+        self.episode_return += float(self.arm.reward()) * dt * self.cfg.control_rate  # per control step
         if self.cfg.episode_s > 0 and self.arm.total_time - self.episode_start >= self.cfg.episode_s - 1e-9:
             self.end_episode()
 
     def end_episode(self) -> None:
         d = float(self.arm.distance_to_goal())
         ok = d < self.cfg.success_radius
-        self.results.append({"episode": self.episode, "final_distance": d, "success": ok})
+        result = {"episode": self.episode, "final_distance": d, "success": ok, "return": self.episode_return,
+                  "duration": self.arm.total_time - self.episode_start}
+        self.results.append(result)
+        self.pub_episode.publish(self.make(
+            "diagnostic_msgs/msg/DiagnosticStatus", level=0, name=f"{self.node.name}/episode",
+            message="success" if ok else "miss", hardware_id=f"mujoco:{self.cfg.robot}",
+            values=[self.make("diagnostic_msgs/msg/KeyValue", key=k, value=repr(v)) for k, v in result.items()]))
         n_ok = sum(r["success"] for r in self.results)
         self.node.logger.info("episode %d: final distance %.4f m (%s); %d/%d successful", self.episode, d,
                               "success" if ok else "miss", n_ok, len(self.results))
@@ -158,6 +170,7 @@ class SimRobotNode:
         self.episode += 1
         self.obs = self.arm.reset()
         self.episode_start = self.arm.total_time
+        self.episode_return = 0.0
         self.publish_goal()
 
     def publish_state(self) -> None:
@@ -182,6 +195,16 @@ class SimRobotNode:
 
     def lockstep_tick(self) -> None:
         waited = time.monotonic() - self._last_step_wall
+        if not self.started:
+            # no controller yet: do not advance; re-announce the state so a late joiner can act on it
+            if self.commands_since_step == 0:
+                if waited > 0.5:
+                    self.publish_state()
+                    self.publish_clock()
+                    self._last_step_wall = time.monotonic()
+                return
+            self.started = True
+            self.node.logger.info("lockstep: first command received, sim time runs")
         if self.commands_since_step == 0 and waited < self.cfg.lockstep_timeout:
             return
         if self.commands_since_step == 0:

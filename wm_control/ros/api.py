@@ -75,6 +75,42 @@ class Node(Protocol):
     def resolve(self, topic: str) -> str: ...
 
 
+class ControlTick:
+    """A fixed-rate control tick on ROS time that, under sim time, acts on the state of its instant.
+
+    In real time ``act()`` runs on every timer tick. Under sim time (lock-step simulation, bag
+    replay) the tick at time T waits until a joint state stamped at T or later has arrived, so the
+    result does not depend on whether ``/clock`` or ``/joint_states`` was delivered first.
+    Call :meth:`on_state` with each joint state's stamp.
+    """
+
+    def __init__(self, node: "Node", rate: float, act: Callable[[], None]):
+        self.node = node
+        self.act = act
+        self.sim_time = bool(getattr(node, "use_sim_time", False))
+        self.state_stamp = -math.inf
+        self.pending: float | None = None
+        self.timer = node.create_timer(1.0 / rate, self._tick)
+
+    def on_state(self, stamp: float) -> None:
+        first = self.state_stamp == -math.inf
+        self.state_stamp = max(self.state_stamp, stamp)
+        if self.sim_time and first:
+            # a lock-step simulator waits for the first command at its first state: act on it
+            self.act()
+        elif self.pending is not None and self.state_stamp >= self.pending - 1e-6:
+            self.pending = None
+            self.act()
+
+    def _tick(self) -> None:
+        if self.sim_time:
+            now = self.node.now()
+            if self.state_stamp < now - 1e-6:
+                self.pending = now
+                return
+        self.act()
+
+
 def close_instance(instance: Any, logger: logging.Logger) -> None:
     """Call a node class's optional ``close()``; an error there is logged, never raised."""
     close = getattr(instance, "close", None)

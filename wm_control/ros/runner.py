@@ -16,6 +16,7 @@ from .args import RosArgsError, parse_ros_args, validate_node_name
 NODE_TYPES: dict[str, str] = {
     "sim_robot": "wm_control.nodes.sim_robot:SimRobotNode",
     "scripted_controller": "wm_control.nodes.scripted_controller:ScriptedControllerNode",
+    "policy": "wm_control.nodes.policy:PolicyNode",
 }
 
 

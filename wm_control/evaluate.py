@@ -1,0 +1,152 @@
+"""``wm-control eval``: closed-loop evaluation of policies on ``sim_robot`` through the real graph.
+
+For each policy (a bundle driven by the ``policy`` node, or ``expert``: the scripted controller)
+the graph runs in lock-step with sim time (so a slow CPU changes no result) for N episodes of
+``episode_s`` seconds; ``sim_robot`` reports each episode on ``/sim_robot/episode``. Episode k
+starts from the same arm state and goal for every policy (same simulator seed), so the comparison
+is paired. Results: one JSON object and a PNG next to it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from .launcher import Launcher
+from .ros import qos
+
+
+def _graph_yaml(policy: str, robot: str, episode_s: float, seed: int, device: str, render: bool) -> dict:
+    graph: dict[str, Any] = {
+        "/**": {"ros__parameters": {"use_sim_time": True}},
+        "sim_robot": {"ros__parameters": {
+            "use_sim_time": False, "robot": robot, "mode": "lockstep", "control_rate": 50.0,
+            "episode_s": episode_s, "seed": seed, "render": render, "camera_rate": 10.0,
+            "image_width": 64, "image_height": 64, "lockstep_timeout": 2.0}},
+    }
+    if policy == "expert":
+        graph["scripted_controller"] = {"ros__parameters": {"robot": robot, "rate": 50.0, "max_input_age": 30.0}}
+    else:
+        graph["policy"] = {"ros__parameters": {"bundle": str(Path(policy).resolve()), "device": device,
+                                               "max_joint_state_age": 0.1, "track_frames": False}}
+    return graph
+
+
+def run_episodes(policy: str, episodes: int, robot: str = "reacher", episode_s: float = 2.0, seed: int = 0,
+                 device: str = "auto", render: bool = False, timeout_s: float | None = None) -> dict:
+    """Run one policy for ``episodes`` episodes; per-episode results and aggregates."""
+    os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+    from .ros.dds import DdsNode
+
+    results: list[dict] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg = Path(tmp) / "eval.yaml"
+        cfg.write_text(yaml.safe_dump(_graph_yaml(policy, robot, episode_s, seed, device, render)))
+        launcher = Launcher(cfg, echo=False)
+        node = DdsNode("wm_eval")
+
+        def on_episode(m: Any) -> None:
+            kv = {v.key: v.value for v in m.values}
+            results.append({"episode": int(kv["episode"]), "final_distance": float(kv["final_distance"]),
+                            "success": kv["success"] == "True", "return": float(kv["return"])})
+
+        node.create_subscription("diagnostic_msgs/msg/DiagnosticStatus", "/sim_robot/episode", on_episode,
+                                 qos.QoSProfile("reliable", "volatile", 100))
+        launcher.start()
+        t0 = time.monotonic()
+        limit = timeout_s or (60 + episodes * episode_s * 3)
+        bar = _bar(episodes, f"eval {Path(policy).name}")
+        failure = None
+        try:
+            if not launcher.wait_ready(60):
+                failure = launcher.failure or "graph did not start"
+            while failure is None and len(results) < episodes:
+                node.spin_once(0.1)
+                if bar is not None:
+                    bar.n = len(results)
+                    bar.refresh()
+                failure = launcher.check()
+                if time.monotonic() - t0 > limit:
+                    failure = f"timed out after {limit:.0f} s with {len(results)}/{episodes} episodes"
+        finally:
+            launcher.stop()
+            node.destroy()
+            if bar is not None:
+                bar.close()
+    if failure:
+        raise RuntimeError(f"eval of {policy}: {failure}")
+    results = sorted(results, key=lambda r: r["episode"])[:episodes]
+    d = np.array([r["final_distance"] for r in results])
+    return {
+        "policy": policy, "episodes": len(results), "success_rate": float(np.mean([r["success"] for r in results])),
+        "mean_return": float(np.mean([r["return"] for r in results])), "mean_final_distance": float(d.mean()),
+        "median_final_distance": float(np.median(d)), "wall_s": round(time.monotonic() - t0, 1),
+        "per_episode": results,
+    }
+
+
+def _bar(total: int, desc: str) -> Any:
+    try:
+        from tqdm import tqdm
+
+        return tqdm(total=total, desc=desc, file=sys.stderr, unit="ep")
+    except ImportError:  # pragma: no cover
+        return None
+
+
+def evaluate(policies: list[str], episodes: int = 50, robot: str = "reacher", episode_s: float = 2.0,
+             seed: int = 0, device: str = "auto", json_path: str | None = None) -> dict:
+    runs = [run_episodes(p, episodes, robot, episode_s, seed, device) for p in policies]
+    out: dict[str, Any] = {
+        "evaluation": "closed_loop", "robot": robot, "episodes": episodes, "episode_s": episode_s, "seed": seed,
+        "success_radius_m": 0.02, "mode": "lockstep (sim time)", "policies": runs,
+    }
+    expert = next((r for r in runs if r["policy"] == "expert"), None)
+    if expert is not None and expert["success_rate"] > 0:
+        out["relative_to_expert"] = {r["policy"]: r["success_rate"] / expert["success_rate"] for r in runs}
+    for r in runs:
+        print(f"{Path(r['policy']).name:>12}: success {100 * r['success_rate']:5.1f}%  mean return "
+              f"{r['mean_return']:8.3f}  mean final distance {r['mean_final_distance']:.4f} m  "
+              f"({r['episodes']} episodes, {r['wall_s']:.0f} s)")
+    if json_path:
+        p = Path(json_path)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text(json.dumps(out, indent=2))
+        _plot(out, p.with_suffix(".png"))
+        print(f"wrote {p} and {p.with_suffix('.png')}")
+    return out
+
+
+def _plot(out: dict, path: Path) -> None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:  # pragma: no cover
+        return
+    runs = out["policies"]
+    fig, ax = plt.subplots(1, 2, figsize=(10, 4))
+    names = [Path(r["policy"]).name for r in runs]
+    ax[0].bar(names, [100 * r["success_rate"] for r in runs], color="tab:blue")
+    ax[0].set_ylabel("success rate (%)")
+    ax[0].set_ylim(0, 105)
+    ax[0].set_title(f"{out['robot']}: {out['episodes']} episodes of {out['episode_s']} s")
+    for r, name in zip(runs, names):
+        d = np.array([e["final_distance"] for e in r["per_episode"]])
+        ax[1].hist(np.clip(d, 0, 0.2) * 100, bins=40, range=(0, 20), alpha=0.6, label=name)
+    ax[1].axvline(2.0, color="k", ls="--", lw=1, label="success radius")
+    ax[1].set_xlabel("final fingertip-to-goal distance (cm, clipped at 20)")
+    ax[1].set_ylabel("episodes")
+    ax[1].legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -1,0 +1,259 @@
+"""``policy``: the control loop. A learned policy (or the planner's plan, or teleop) proposes; the
+safety layer disposes; the robot gets a position target every tick.
+
+Inputs: ``/joint_states`` (by name), ``/goal``, ``/wm/plan`` (when ``use_plan``), ``/teleop/command``
+(JointState with named position targets, in TELEOP), ``/wm/mode`` (std_msgs/String: autonomous |
+teleop | hold), ``/wm/estop`` (std_msgs/Bool, latched; True latches the e-stop), ``/wm/estop_reset``
+(std_msgs/Empty; clears a latched e-stop once ``/wm/estop`` is False), and ``/wm/frame`` to measure
+camera-to-command latency. Output: Float64MultiArray on ``/forward_position_controller/commands``
+(in ``joint_order``) or a one-point JointTrajectory on ``/joint_trajectory_controller/joint_trajectory``.
+
+Every tick goes through :class:`wm_control.safety.SafetyLayer`: position limits (URDF, parameters or
+the bundle), rate limit, NaN guard, input watchdog, latched e-stop. Every hold has a reason on
+``/diagnostics``.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .. import conversions as cv
+from ..bundle import Bundle, load_bundle
+from ..features import policy_observation
+from ..ros import qos
+from ..ros.api import ControlTick, Diagnostics, Node, Window
+from ..safety import SafetyConfig, SafetyLayer
+
+MODES = ("autonomous", "teleop", "hold")
+
+
+@dataclass
+class PolicyConfig:
+    bundle: str = ""
+    """Model bundle folder (policy.onnx + manifest.yaml); verified at start."""
+    device: str = "auto"
+    """auto | tensorrt | cuda | cpu (ONNX Runtime execution provider)."""
+    rate: float = 0.0
+    """Control rate in Hz; 0 takes the bundle's."""
+    mode: str = "autonomous"
+    command_interface: str = "position"
+    """position (Float64MultiArray) | trajectory (JointTrajectory)."""
+    joint_order: list[str] = field(default_factory=list)
+    """Order of Float64MultiArray values (the controller's joints YAML); default: the bundle's."""
+    urdf: str = ""
+    """URDF file with the joint limits; otherwise position_lower/upper, otherwise the bundle's."""
+    position_lower: list[float] = field(default_factory=list)
+    position_upper: list[float] = field(default_factory=list)
+    max_step: float = 0.0
+    """Largest change of the commanded position per tick, rad; 0 takes the bundle's."""
+    max_joint_state_age: float = 0.1
+    max_plan_age: float = 0.5
+    max_teleop_age: float = 0.5
+    use_plan: bool = False
+    plan_uncertainty_threshold: float = 0.0
+    """Plans with per-step uncertainty above this are not followed; 0 takes the bundle's p99."""
+    track_frames: bool = True
+    """Subscribe /wm/frame and report camera-to-command latency."""
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, not {self.mode!r}")
+        if self.command_interface not in ("position", "trajectory"):
+            raise ValueError(f"command_interface must be position|trajectory, not {self.command_interface!r}")
+        if self.rate < 0 or self.max_step < 0:
+            raise ValueError("rate and max_step must be >= 0")
+        if len(self.position_lower) != len(self.position_upper):
+            raise ValueError("position_lower and position_upper must have the same length")
+
+
+class PolicyNode:
+    NAME = "policy"
+    Config = PolicyConfig
+
+    def __init__(self, node: Node, cfg: PolicyConfig):
+        if not cfg.bundle:
+            raise ValueError("parameter 'bundle' is required (a folder made by `wm-control export`)")
+        self.node, self.cfg = node, cfg
+        self.bundle: Bundle = load_bundle(cfg.bundle)
+        self.names = self.bundle.joint_names
+        self.order = cfg.joint_order or self.names
+        if sorted(self.order) != sorted(self.names):
+            raise ValueError(f"joint_order {self.order} must be a permutation of the bundle's joints {self.names}")
+        self.out_index = [self.names.index(n) for n in self.order]
+        spec = self.bundle.graph("policy")
+        self.obs_kind = spec["observation"]
+        self.session = self.bundle.session("policy", cfg.device)  # warmed up here, not in the loop
+        self.rate = cfg.rate or self.bundle.control_rate
+        self.safety = SafetyLayer(self._safety_config())
+        self.mode = cfg.mode
+        self.q = self.qd = None
+        self.goal: np.ndarray | None = None
+        self.plan = None
+        self.teleop: np.ndarray | None = None
+        self.rx: dict[str, float] = {}  # optional inputs' receive times (node clock)
+        self.frame_stamp: float | None = None
+        thr = self.bundle.manifest.get("thresholds", {}).get("uncertainty_p99")
+        self.plan_threshold = cfg.plan_uncertainty_threshold or (float(thr) if thr else np.inf)
+        self.infer_ms = Window()
+        self.cam_to_cmd = Window()
+
+        m = node.msg
+        self.make = m
+        if cfg.command_interface == "position":
+            self.pub = node.create_publisher("std_msgs/msg/Float64MultiArray", "/forward_position_controller/commands")
+        else:
+            self.pub = node.create_publisher("trajectory_msgs/msg/JointTrajectory",
+                                             "/joint_trajectory_controller/joint_trajectory")
+        node.create_subscription("sensor_msgs/msg/JointState", "/joint_states", self.on_joint_state, qos.SENSOR_DATA)
+        node.create_subscription("geometry_msgs/msg/PointStamped", "/goal", self.on_goal, qos.LATCHED)
+        node.create_subscription("sensor_msgs/msg/JointState", "/teleop/command", self.on_teleop, qos.DEFAULT)
+        node.create_subscription("std_msgs/msg/String", "/wm/mode", self.on_mode, qos.LATCHED)
+        node.create_subscription("std_msgs/msg/Bool", "/wm/estop", self.on_estop, qos.LATCHED)
+        node.create_subscription("std_msgs/msg/Empty", "/wm/estop_reset", self.on_estop_reset, qos.DEFAULT)
+        if cfg.use_plan:
+            node.create_subscription("wm_control/msg/Plan", "/wm/plan", self.on_plan, qos.DEFAULT)
+        if cfg.track_frames:
+            node.create_subscription("sensor_msgs/msg/Image", "/wm/frame", self.on_frame, qos.SENSOR_DATA)
+        self.diag = Diagnostics(node, hardware_id=f"bundle:{self.bundle.id}")
+        self.diag.set("providers", ",".join(self.session.providers))
+        self.diag.set("mode", self.mode)
+        self.ticker = ControlTick(node, self.rate, self.act)
+        node.logger.info("policy up: bundle %s (%s), %s, %.0f Hz, mode %s, limits %s..%s, max step %.3f rad",
+                         cfg.bundle, self.bundle.id, self.session.providers[0], self.rate, self.mode,
+                         np.round(self.safety.lo, 3).tolist(), np.round(self.safety.hi, 3).tolist(),
+                         float(np.max(self.safety.max_step)))
+
+    # ---- configuration ----------------------------------------------------------------------
+    def _safety_config(self) -> SafetyConfig:
+        cfg, n = self.cfg, len(self.names)
+        max_step = cfg.max_step or float(self.bundle.manifest["robot"].get("max_step", 0.1))
+        ages = {"joint_states": cfg.max_joint_state_age}
+        if cfg.urdf:
+            return SafetyConfig.from_urdf(cfg.urdf, self.names, max_step=max_step, max_input_age=ages)
+        if cfg.position_lower:
+            if len(cfg.position_lower) != n:
+                raise ValueError(f"position_lower/upper need {n} values (joints {self.names})")
+            lower, upper = list(cfg.position_lower), list(cfg.position_upper)
+        else:
+            limits = self.bundle.manifest["robot"].get("position_limits")
+            if not limits:
+                raise ValueError("no joint limits: give 'urdf', or position_lower/position_upper, "
+                                 "or use a bundle whose manifest has robot.position_limits")
+            lower = [float(lo) if lo is not None else -np.inf for lo, _ in limits]
+            upper = [float(hi) if hi is not None else np.inf for _, hi in limits]
+        return SafetyConfig(joint_names=self.names, lower=lower, upper=upper, max_step=max_step, max_input_age=ages)
+
+    # ---- inputs -------------------------------------------------------------------------------
+    def on_joint_state(self, msg) -> None:
+        try:
+            q, qd, _ = cv.joint_state_to_arrays(msg, self.names)
+        except cv.ConversionError as exc:
+            self.diag.count("dropped.joint_states")
+            self.node.logger.warning("dropped joint state: %s", exc)
+            return
+        self.q, self.qd = q, qd
+        self.safety.update_input("joint_states", self.node.now())
+        self.diag.tick("joint_states")
+        self.ticker.on_state(cv.stamp_sec(msg.header.stamp))
+
+    def on_goal(self, msg) -> None:
+        try:
+            self.goal = cv.point_to_array(msg)
+        except cv.ConversionError as exc:
+            self.diag.count("dropped.goal")
+            self.node.logger.warning("dropped goal: %s", exc)
+
+    def on_teleop(self, msg) -> None:
+        try:
+            self.teleop = cv.joint_state_to_arrays(msg, self.names)[0]
+        except cv.ConversionError as exc:
+            self.diag.count("dropped.teleop")
+            self.node.logger.warning("dropped teleop command: %s", exc)
+            return
+        self.rx["teleop"] = self.node.now()
+
+    def on_plan(self, msg) -> None:
+        self.plan = msg
+        self.rx["plan"] = self.node.now()
+
+    def on_frame(self, msg) -> None:
+        self.frame_stamp = cv.stamp_sec(msg.header.stamp)
+
+    def on_mode(self, msg) -> None:
+        mode = str(msg.data).strip().lower()
+        if mode not in MODES:
+            self.diag.count("dropped.mode")
+            self.node.logger.warning("ignored unknown mode %r (use %s)", msg.data, "|".join(MODES))
+            return
+        if mode != self.mode:
+            self.node.logger.info("mode %s -> %s", self.mode, mode)
+        self.mode = mode
+        self.diag.set("mode", mode)
+
+    def on_estop(self, msg) -> None:
+        active = bool(msg.data)
+        if active and not self.safety.estop_latched:
+            self.node.logger.error("E-STOP: holding position until /wm/estop is false and /wm/estop_reset")
+        self.safety.estop(active)
+
+    def on_estop_reset(self, _msg) -> None:
+        if not self.safety.reset_estop():
+            self.node.logger.warning("e-stop reset refused: /wm/estop is still true")
+            return
+        self.node.logger.info("e-stop reset")
+
+    # ---- the loop -----------------------------------------------------------------------------
+    def propose(self, now: float) -> tuple[np.ndarray | None, str]:
+        """What the current mode wants, before safety (None: nothing to propose)."""
+        if self.mode == "hold" or self.q is None:
+            return None, self.mode
+        if self.mode == "teleop":
+            fresh = now - self.rx.get("teleop", -np.inf) <= self.cfg.max_teleop_age
+            return (self.teleop if fresh else None), "teleop"
+        if self.cfg.use_plan and self.plan is not None:
+            p = self.plan
+            fresh = now - self.rx.get("plan", -np.inf) <= self.cfg.max_plan_age
+            unc = np.asarray(p.uncertainty, dtype=float)
+            ok = fresh and p.status == 0 and p.horizon > 0 and (unc.size == 0 or unc[0] <= self.plan_threshold)
+            if ok:
+                first = np.asarray(p.actions, dtype=float)[: len(self.names)]
+                names = list(p.joint_names)
+                if names == self.names:
+                    return first, "plan"
+            self.diag.count("plan_fallbacks")
+        if self.goal is None:
+            return None, "policy"
+        obs = policy_observation(self.obs_kind, self.q, self.qd, self.goal)[None]
+        t0 = time.perf_counter()
+        delta = self.session.run(obs=obs)["action"][0]
+        self.infer_ms.add(time.perf_counter() - t0)
+        return self.q + delta.astype(np.float64), "policy"
+
+    def act(self) -> None:
+        now = self.node.now()
+        proposal, source = self.propose(now)
+        res = self.safety.step(now, self.q, proposal, source)
+        for r in res.reasons:
+            self.diag.count(f"reason.{r.split(':')[0]}")
+        if res.command is None:
+            self.diag.status(Diagnostics.ERROR, "no safe command: " + ", ".join(res.reasons))
+            return
+        cmd = res.command
+        if self.cfg.command_interface == "position":
+            self.pub.publish(cv.make_multiarray(self.make, cmd[self.out_index]))
+        else:
+            self.pub.publish(cv.make_trajectory(self.make, 0.0, self.names, [1.0 / self.rate], cmd[None]))
+        self.diag.tick("commands")
+        if self.frame_stamp is not None and not self.ticker.sim_time:
+            self.cam_to_cmd.add(time.time() - self.frame_stamp)
+            self.diag.latency("camera_to_command", time.time() - self.frame_stamp)
+        if res.held:
+            self.diag.status(Diagnostics.WARN, f"holding ({source}): " + ", ".join(res.reasons))
+        else:
+            self.diag.status(Diagnostics.OK, f"{self.mode} via {source}"
+                             + (f" ({', '.join(res.reasons)})" if res.reasons else ""))
+        if self.infer_ms.values:
+            self.diag.set("inference_p99_ms", 1e3 * self.infer_ms.pct(99))

@@ -1,0 +1,245 @@
+"""Behaviour cloning: expert bags -> a position-target policy -> ``policy.onnx`` in a bundle.
+
+The policy maps the observation (:mod:`wm_control.features`) to a joint position *change*: the
+command is ``q + policy(obs)``. Inputs and outputs are normalised with statistics of the training
+data; the exported graph contains the normaliser, the network and the de-normalisation, so the
+node feeds raw observations and gets raw radians.
+
+Checkpoints are ``model.safetensors`` + ``checkpoint.yaml`` (config, normaliser, joint names):
+no pickle anywhere.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from ..dataset import DatasetConfig, Episode, load_episodes
+from ..features import observation_dim, policy_observation
+from .presets import BCConfig
+
+log = logging.getLogger("wm_control.train.bc")
+
+
+def bc_arrays(episodes: list[Episode], kind: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(obs (N, d), delta (N, n), episode index (N,)) over all steps of all episodes."""
+    obs, delta, idx = [], [], []
+    for i, e in enumerate(episodes):
+        if e.goal is None:
+            raise ValueError(f"{e.source}: no goal topic in the bag; BC needs the goal")
+        obs.append(policy_observation(kind, e.q, e.qd, e.goal))
+        delta.append((e.action - e.q).astype(np.float32))
+        idx.append(np.full(len(e), i))
+    return np.concatenate(obs), np.concatenate(delta), np.concatenate(idx)
+
+
+def safe_std(x: np.ndarray, floor: float = 1e-3) -> np.ndarray:
+    """Per-dimension std; a (near-)constant dimension gets 1 so it cannot blow up unseen inputs."""
+    s = x.std(0)
+    return np.where(s < floor, 1.0, s).astype(np.float32)
+
+
+def make_mlp(inp: int, hidden: list[int], out: int) -> Any:
+    import torch.nn as nn
+
+    layers: list[Any] = []
+    d = inp
+    for h in hidden:
+        layers += [nn.Linear(d, h), nn.SiLU()]
+        d = h
+    layers.append(nn.Linear(d, out))
+    return nn.Sequential(*layers)
+
+
+class ExportedPolicy:
+    """torch module factory: raw obs -> normalise -> MLP -> de-normalise -> position change."""
+
+    @staticmethod
+    def build(net: Any, norm: dict[str, np.ndarray]) -> Any:
+        import torch
+        import torch.nn as nn
+
+        class _P(nn.Module):
+            def __init__(self) -> None:
+                super().__init__()
+                self.net = net
+                for k in ("obs_mean", "obs_std", "act_mean", "act_std"):
+                    self.register_buffer(k, torch.as_tensor(norm[k], dtype=torch.float32))
+
+            def forward(self, obs: torch.Tensor) -> torch.Tensor:
+                x = (obs - self.obs_mean) / self.obs_std
+                return self.net(x) * self.act_std + self.act_mean
+
+        return _P().eval()
+
+
+def _progress(total: int, desc: str) -> Any:
+    try:
+        from tqdm import tqdm
+
+        return tqdm(total=total, desc=desc, file=sys.stderr, mininterval=1.0)
+    except ImportError:  # pragma: no cover
+        return None
+
+
+def ensure_data(cfg: BCConfig, data_dir: Path) -> None:
+    """Collect expert demonstrations into ``data_dir`` when it holds no bags."""
+    if data_dir.exists() and any(data_dir.rglob("metadata.yaml")):
+        return
+    from ..bags import CollectConfig, collect
+
+    print(f"[train bc] no bags in {data_dir}: collecting {cfg.episodes} expert episodes "
+          f"(noise {cfg.collect_noise})", file=sys.stderr)
+    collect(CollectConfig(robot=cfg.robot, policy="expert", noise=cfg.collect_noise, episodes=cfg.episodes,
+                          episode_s=cfg.episode_s, control_rate=cfg.control_rate, render=False, seed=cfg.seed),
+            data_dir)
+
+
+def train_bc(cfg: BCConfig, data_dir: str | Path, out_dir: str | Path) -> Path:
+    """Train on the bags under ``data_dir``; write the checkpoint to ``out_dir``. Returns it."""
+    import torch
+    from safetensors.torch import save_file
+
+    torch.manual_seed(cfg.seed)
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    data_dir, out = Path(data_dir), Path(out_dir)
+    ensure_data(cfg, data_dir)
+    episodes = load_episodes([data_dir], DatasetConfig(rate=cfg.control_rate, load_images=False))
+    if not episodes:
+        raise ValueError(f"no usable episodes under {data_dir}")
+    joint_names = episodes[0].joint_names
+    obs, delta, idx = bc_arrays(episodes, cfg.observation)
+    rng = np.random.default_rng(cfg.seed)
+    n_ep = len(episodes)
+    val_eps = set(rng.choice(n_ep, size=max(1, int(round(cfg.val_fraction * n_ep))), replace=False).tolist()) \
+        if cfg.val_fraction > 0 and n_ep > 1 else set()
+    is_val = np.isin(idx, list(val_eps))
+    tr_o, tr_a, va_o, va_a = obs[~is_val], delta[~is_val], obs[is_val], delta[is_val]
+    norm = {"obs_mean": tr_o.mean(0), "obs_std": safe_std(tr_o), "act_mean": tr_a.mean(0), "act_std": safe_std(tr_a)}
+    net = make_mlp(obs.shape[1], cfg.hidden, delta.shape[1])
+    opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, cfg.iterations)
+    to = lambda a: torch.as_tensor(a, dtype=torch.float32)  # noqa: E731
+    x_tr = to((tr_o - norm["obs_mean"]) / norm["obs_std"])
+    y_tr = to((tr_a - norm["act_mean"]) / norm["act_std"])
+    x_va = to((va_o - norm["obs_mean"]) / norm["obs_std"]) if len(va_o) else None
+    y_va = to((va_a - norm["act_mean"]) / norm["act_std"]) if len(va_a) else None
+    out.mkdir(parents=True, exist_ok=True)
+    metrics_log = open(out / "metrics.jsonl", "w")
+    bar = _progress(cfg.iterations, "train bc")
+    t0 = time.monotonic()
+    val_loss = float("nan")
+    for it in range(1, cfg.iterations + 1):
+        b = torch.randint(0, len(x_tr), (min(cfg.batch_size, len(x_tr)),))
+        loss = torch.nn.functional.mse_loss(net(x_tr[b]), y_tr[b])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        if it % max(1, cfg.iterations // 20) == 0 or it == cfg.iterations:
+            if x_va is not None:
+                with torch.no_grad():
+                    val_loss = float(torch.nn.functional.mse_loss(net(x_va), y_va))
+            rec = {"iteration": it, "train_loss": float(loss), "val_loss": val_loss, "lr": sched.get_last_lr()[0],
+                   "seconds": round(time.monotonic() - t0, 2)}
+            metrics_log.write(json.dumps(rec) + "\n")
+            metrics_log.flush()
+            if bar is not None:
+                bar.set_postfix(loss=f"{float(loss):.4f}", val=f"{val_loss:.4f}")
+        if bar is not None:
+            bar.update(1)
+    if bar is not None:
+        bar.close()
+    metrics_log.close()
+    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(out / "model.safetensors"))
+    ckpt = {
+        "kind": "bc_policy", "config": asdict(cfg), "joint_names": joint_names,
+        "observation": cfg.observation, "obs_dim": int(obs.shape[1]), "action_dim": int(delta.shape[1]),
+        "normalizer": {k: v.astype(float).tolist() for k, v in norm.items()},
+        "data": {"dir": str(data_dir), "episodes": n_ep, "steps": int(len(obs)), "val_episodes": len(val_eps)},
+        "metrics": {"final_train_loss": float(loss), "final_val_loss": val_loss,
+                    "train_seconds": round(time.monotonic() - t0, 1)},
+    }
+    (out / "checkpoint.yaml").write_text(yaml.safe_dump(ckpt, sort_keys=False))
+    log.info("BC trained on %d steps from %d episodes: val loss %.4f", len(obs), n_ep, val_loss)
+    return out
+
+
+def load_bc(ckpt_dir: str | Path) -> tuple[Any, dict[str, Any]]:
+    """The exported-policy torch module and the checkpoint metadata."""
+    from safetensors.torch import load_file
+
+    ckpt_dir = Path(ckpt_dir)
+    meta = yaml.safe_load((ckpt_dir / "checkpoint.yaml").read_text())
+    if meta.get("kind") != "bc_policy":
+        raise ValueError(f"{ckpt_dir} is not a BC policy checkpoint")
+    cfg = BCConfig(**meta["config"])
+    net = make_mlp(meta["obs_dim"], cfg.hidden, meta["action_dim"])
+    net.load_state_dict(load_file(str(ckpt_dir / "model.safetensors")))
+    norm = {k: np.asarray(v, dtype=np.float32) for k, v in meta["normalizer"].items()}
+    return ExportedPolicy.build(net, norm), meta
+
+
+def sim_position_limits(robot: str, joint_names: list[str]) -> list[list[float | None]] | None:
+    """[lower, upper] per joint from the simulated robot's model (None for continuous joints);
+    None when the robot is not one of ours (then the node needs a URDF or parameters)."""
+    try:
+        from ..sim import ArmConfig, SimArm
+
+        arm = SimArm(ArmConfig(robot=robot, render=False))
+        arm.connect()
+    except (ValueError, RuntimeError):
+        return None
+    try:
+        if list(arm.joint_names) != list(joint_names):
+            return None
+        return [[None, None] if cont else [float(lo), float(hi)]
+                for (lo, hi), cont in zip(arm.position_limits, arm.continuous)]
+    finally:
+        arm.disconnect()
+
+
+def export_bc(ckpt_dir: str | Path, bundle_dir: str | Path, max_step: float = 0.15) -> Path:
+    """Write a bundle with ``policy.onnx`` (normaliser inside) from a BC checkpoint."""
+    import tempfile
+    import warnings
+
+    import torch
+
+    from ..bundle import write_bundle
+
+    policy, meta = load_bc(ckpt_dir)
+    obs_dim = meta["obs_dim"]
+    assert obs_dim == observation_dim(meta["observation"], len(meta["joint_names"]))
+    with tempfile.TemporaryDirectory() as tmp:
+        onnx_path = Path(tmp) / "policy.onnx"
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(policy, (torch.zeros(1, obs_dim),), str(onnx_path), input_names=["obs"],
+                              output_names=["action"], dynamic_axes={"obs": {0: "batch"}, "action": {0: "batch"}},
+                              dynamo=False, opset_version=17)
+        cfg = meta["config"]
+        limits = sim_position_limits(cfg["robot"], meta["joint_names"])
+        spec = {
+            "inputs": {"obs": {"shape": [-1, obs_dim], "dtype": "float32"}},
+            "outputs": {"action": {"shape": [-1, meta["action_dim"]], "dtype": "float32"}},
+            "observation": meta["observation"],
+            "action": "delta_position",
+            "description": "position target = q + action; normaliser folded in",
+        }
+        return write_bundle(
+            bundle_dir, {"policy": (onnx_path, spec)},
+            robot={"name": cfg["robot"], "joint_names": meta["joint_names"], "control_rate": cfg["control_rate"],
+                   "max_step": max_step, "position_limits": limits},
+            normalizers={"policy_obs": {"mean": meta["normalizer"]["obs_mean"], "std": meta["normalizer"]["obs_std"]},
+                         "policy_action": {"mean": meta["normalizer"]["act_mean"],
+                                           "std": meta["normalizer"]["act_std"]}},
+            training={"stage": "bc", "config": cfg, "data": meta["data"]}, metrics=meta["metrics"])
