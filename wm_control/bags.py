@@ -92,12 +92,17 @@ class CollectConfig:
     render: bool = True
     seed: int = 0
     goal_region: str = "full"  # 'full' | 'half' (goals with y >= 0 only: a narrow data set)
+    episode_reset: str = "goal"
+    """'goal': each episode is a new goal from where the arm is (continuous operation, as on a real
+    robot and as sim_robot runs); 'full': re-randomise the arm too (Gymnasium-style)."""
 
     def __post_init__(self) -> None:
         if self.policy not in ("expert", "random"):
             raise ValueError(f"policy must be expert or random, not {self.policy!r}")
         if self.episodes < 1 or self.episode_s <= 0:
             raise ValueError("episodes must be >= 1 and episode_s > 0")
+        if self.episode_reset not in ("goal", "full"):
+            raise ValueError("episode_reset must be 'goal' or 'full'")
         if self.goal_region not in ("full", "half"):
             raise ValueError("goal_region must be 'full' or 'half'")
         for r in ("control_rate", "joint_state_rate", "camera_rate"):
@@ -113,12 +118,15 @@ def collect_episode(arm: Any, policy: Any, cfg: CollectConfig, path: Path, t0: f
                     reg: MessageRegistry, rng: np.random.Generator) -> dict:
     """Run one episode and write its bag. Time stamps are ROS times starting at ``t0``."""
     make = reg.new
-    obs = arm.reset(seed=int(rng.integers(2**31)))
+    first = arm.total_time == 0.0
+    fresh = (lambda: arm.reset(seed=int(rng.integers(2**31)))) if first or cfg.episode_reset == "full" \
+        else arm.new_goal
+    obs = fresh()
     if cfg.goal_region == "half":
         for _ in range(100):
             if obs.goal[1] >= 0:
                 break
-            obs = arm.reset(seed=int(rng.integers(2**31)))
+            obs = arm.new_goal()
     policy.reset(rng)
     names = list(arm.joint_names)
     # one physics "tick" grid at the finest rate; each stream publishes on its own schedule

@@ -144,6 +144,15 @@ def cmd_eval(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_replay(a: argparse.Namespace) -> int:
+    from .replay import replay
+
+    rep = replay(a.bag, bundle=a.bundle, config=a.config, out=a.out, lockstep=not a.rate, rate=a.rate or 1.0,
+                 control_rate=a.control_rate, device=a.device, json_path=a.json, echo=a.verbose)
+    print(json.dumps({k: v for k, v in rep.items() if k != "mean_abs_error_rad"}, indent=2))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="wm-control", description="world-model robot control stack")
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -217,6 +226,18 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "tensorrt"])
     s.add_argument("--json", default="runs/eval/closed_loop.json")
     s.set_defaults(fn=cmd_eval)
+
+    s = sub.add_parser("replay", help="play a rosbag2 through the stack under sim time; record and score it")
+    s.add_argument("bag")
+    s.add_argument("--bundle", default=None, help="policy bundle to run (default graph: the policy node)")
+    s.add_argument("--config", default=None, help="or a graph YAML (use_sim_time: true) to run instead")
+    s.add_argument("--out", default=None, help="MCAP bag for what the stack publishes (default BAG_replay)")
+    s.add_argument("--rate", type=float, default=None, help="play at this multiple of real time (default: lock-step)")
+    s.add_argument("--control-rate", type=float, default=50.0)
+    s.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "tensorrt"])
+    s.add_argument("--json", default=None)
+    s.add_argument("-v", "--verbose", action="store_true", help="show the stack's log")
+    s.set_defaults(fn=cmd_replay)
 
     s = sub.add_parser("bench", help="benchmarks that write JSON")
     s.add_argument("what", choices=["transport"])

@@ -44,7 +44,10 @@ class SimRobotConfig:
     joint_order: list[str] = field(default_factory=list)
     """Order of Float64MultiArray command values (the controller YAML's joints); default: model order."""
     episode_s: float = 4.0
-    """A new goal (and arm reset) every episode_s seconds of sim time; 0 disables episodes."""
+    """A new episode every episode_s seconds of sim time; 0 disables episodes."""
+    episode_reset: str = "goal"
+    """'goal': only a new goal, the arm stays (like a real robot); 'full': also re-randomise the arm
+    (a teleport: a safety layer will hold against it, as it should)."""
     success_radius: float = 0.02
     seed: int = 0
 
@@ -54,6 +57,8 @@ class SimRobotConfig:
         for name in ("joint_state_rate", "control_rate", "camera_rate"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be > 0")
+        if self.episode_reset not in ("goal", "full"):
+            raise ValueError(f"episode_reset must be 'goal' or 'full', not {self.episode_reset!r}")
         if self.image_width <= 0 or self.image_height <= 0:
             raise ValueError("image_width and image_height must be > 0")
 
@@ -168,7 +173,7 @@ class SimRobotNode:
         self.diag.set("successes", n_ok)
         self.diag.set("last_final_distance", d)
         self.episode += 1
-        self.obs = self.arm.reset()
+        self.obs = self.arm.reset() if self.cfg.episode_reset == "full" else self.arm.new_goal()
         self.episode_start = self.arm.total_time
         self.episode_return = 0.0
         self.publish_goal()

@@ -17,6 +17,7 @@ NODE_TYPES: dict[str, str] = {
     "sim_robot": "wm_control.nodes.sim_robot:SimRobotNode",
     "scripted_controller": "wm_control.nodes.scripted_controller:ScriptedControllerNode",
     "policy": "wm_control.nodes.policy:PolicyNode",
+    "camera_ingest": "wm_control.nodes.camera_ingest:CameraIngestNode",
 }
 
 

@@ -287,6 +287,19 @@ class SimArm:
         self._effort[:] = 0.0
         return self.get_observation()
 
+    def new_goal(self) -> Observation:
+        """Sample a new goal and leave the arm (and object) where they are, as on a real robot: an
+        episode boundary without teleporting anything the controller is holding."""
+        self._require()
+        m, d, rng = self.model, self.data, self._rng
+        cx, cy, r = self.config.goal_region
+        rho, phi = r * np.sqrt(rng.uniform()), rng.uniform(0, 2 * np.pi)
+        goal = np.array([cx + rho * np.cos(phi), cy + rho * np.sin(phi)])
+        d.qpos[self._goal_q] = m.qpos0[self._goal_q] + (goal - self._goal_xy0)
+        d.qvel[self._goal_q] = 0.0
+        mujoco.mj_forward(m, d)
+        return self.get_observation()
+
     # --------------------------------------------------------------- commands
     def _clip(self, q: np.ndarray) -> np.ndarray:
         lo, hi = self.position_limits[:, 0], self.position_limits[:, 1]

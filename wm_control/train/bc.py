@@ -148,12 +148,12 @@ def train_bc(cfg: BCConfig, data_dir: str | Path, out_dir: str | Path) -> Path:
             if x_va is not None:
                 with torch.no_grad():
                     val_loss = float(torch.nn.functional.mse_loss(net(x_va), y_va))
-            rec = {"iteration": it, "train_loss": float(loss), "val_loss": val_loss, "lr": sched.get_last_lr()[0],
+            rec = {"iteration": it, "train_loss": loss.item(), "val_loss": val_loss, "lr": sched.get_last_lr()[0],
                    "seconds": round(time.monotonic() - t0, 2)}
             metrics_log.write(json.dumps(rec) + "\n")
             metrics_log.flush()
             if bar is not None:
-                bar.set_postfix(loss=f"{float(loss):.4f}", val=f"{val_loss:.4f}")
+                bar.set_postfix(loss=f"{loss.item():.4f}", val=f"{val_loss:.4f}")
         if bar is not None:
             bar.update(1)
     if bar is not None:
@@ -165,7 +165,7 @@ def train_bc(cfg: BCConfig, data_dir: str | Path, out_dir: str | Path) -> Path:
         "observation": cfg.observation, "obs_dim": int(obs.shape[1]), "action_dim": int(delta.shape[1]),
         "normalizer": {k: v.astype(float).tolist() for k, v in norm.items()},
         "data": {"dir": str(data_dir), "episodes": n_ep, "steps": int(len(obs)), "val_episodes": len(val_eps)},
-        "metrics": {"final_train_loss": float(loss), "final_val_loss": val_loss,
+        "metrics": {"final_train_loss": loss.item(), "final_val_loss": val_loss,
                     "train_seconds": round(time.monotonic() - t0, 1)},
     }
     (out / "checkpoint.yaml").write_text(yaml.safe_dump(ckpt, sort_keys=False))

@@ -1,0 +1,120 @@
+"""Bundles: a corrupt or mismatched bundle is refused with the failed check named; the exported
+policy graph agrees with torch; the device choice is honoured or refused clearly."""
+
+import shutil
+
+import numpy as np
+import pytest
+import yaml
+
+from wm_control.bundle import BundleError, choose_providers, load_bundle
+
+
+@pytest.fixture(scope="module")
+def bc(tmp_path_factory):
+    from wm_control.train.bc import export_bc, train_bc
+    from wm_control.train.presets import bc_preset
+
+    root = tmp_path_factory.mktemp("bc")
+    ckpt = train_bc(bc_preset("debug"), root / "data", root / "ckpt")
+    return ckpt, export_bc(ckpt, root / "bundle")
+
+
+def copy(bundle, tmp_path):
+    dst = tmp_path / "b"
+    shutil.copytree(bundle, dst)
+    return dst
+
+
+def test_valid_bundle_loads_and_matches_robot(bc):
+    _, bundle = bc
+    b = load_bundle(bundle, joint_names=["joint0", "joint1"])
+    assert b.joint_names == ["joint0", "joint1"] and b.control_rate == 50.0
+    assert b.manifest["robot"]["position_limits"][1] == [-3.0, 3.0]
+    assert set(b.manifest["files"]) == {"policy.onnx"}
+
+
+def test_onnx_agrees_with_torch(bc):
+    import torch
+
+    from wm_control.train.bc import load_bc
+
+    ckpt, bundle = bc
+    policy, meta = load_bc(ckpt)
+    sess = load_bundle(bundle).session("policy", "cpu")
+    for batch in (1, 7):
+        x = np.random.default_rng(batch).normal(size=(batch, meta["obs_dim"])).astype(np.float32)
+        ours = sess.run(obs=x)["action"]
+        ref = policy(torch.as_tensor(x)).detach().numpy()
+        assert ours.shape == (batch, 2)
+        np.testing.assert_allclose(ours, ref, atol=1e-5)
+
+
+def test_normaliser_is_inside_the_graph(bc):
+    """Raw observations in, raw radians out: a zero-obs input is not treated as already normalised."""
+    from wm_control.train.bc import load_bc
+
+    ckpt, bundle = bc
+    _, meta = load_bc(ckpt)
+    sess = load_bundle(bundle).session("policy", "cpu")
+    mean = np.asarray(meta["normalizer"]["obs_mean"], np.float32)[None]
+    out_at_mean = sess.run(obs=mean)["action"]
+    out_at_zero = sess.run(obs=np.zeros_like(mean))["action"]
+    assert not np.allclose(out_at_mean, out_at_zero)
+
+
+def test_corrupt_file_is_refused(bc, tmp_path):
+    b = copy(bc[1], tmp_path)
+    data = bytearray((b / "policy.onnx").read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    (b / "policy.onnx").write_bytes(bytes(data))
+    with pytest.raises(BundleError, match="check 'sha256': policy.onnx"):
+        load_bundle(b)
+
+
+@pytest.mark.parametrize("edit,check", [
+    (lambda m: m.update(format="something/else"), "check 'format'"),
+    (lambda m: m["files"].update({"missing.onnx": "0" * 64}), "check 'files': missing.onnx"),
+    (lambda m: m["graphs"]["policy"]["inputs"]["obs"].update(shape=[-1, 5]), "check 'graph_io'"),
+    (lambda m: m.pop("robot"), "section 'robot'"),
+])
+def test_bad_manifest_is_refused(bc, tmp_path, edit, check):
+    b = copy(bc[1], tmp_path)
+    m = yaml.safe_load((b / "manifest.yaml").read_text())
+    edit(m)
+    (b / "manifest.yaml").write_text(yaml.safe_dump(m))
+    with pytest.raises(BundleError, match=check.replace("(", r"\(")):
+        load_bundle(b)
+
+
+def test_mismatched_robot_and_camera_are_refused(bc, tmp_path):
+    with pytest.raises(BundleError, match="check 'joint_names'"):
+        load_bundle(bc[1], joint_names=["joint1", "joint0"])  # same names, wrong order
+    b = copy(bc[1], tmp_path)
+    m = yaml.safe_load((b / "manifest.yaml").read_text())
+    m["camera"] = {"width": 64, "height": 64}
+    (b / "manifest.yaml").write_text(yaml.safe_dump(m))
+    with pytest.raises(BundleError, match="check 'image_size'"):
+        load_bundle(b, image_size=(96, 96))
+    load_bundle(b, image_size=(64, 64))
+
+
+def test_unlisted_graph_and_missing_manifest(bc, tmp_path):
+    b = copy(bc[1], tmp_path)
+    shutil.copy(b / "policy.onnx", b / "extra.onnx")
+    with pytest.raises(BundleError, match="not in the manifest"):
+        load_bundle(b)
+    with pytest.raises(BundleError, match="check 'manifest'"):
+        load_bundle(tmp_path / "nothing_here")
+
+
+def test_device_choice():
+    assert choose_providers("cpu") == ["CPUExecutionProvider"]
+    assert choose_providers("auto")[-1] == "CPUExecutionProvider"
+    import onnxruntime as ort
+
+    if "CUDAExecutionProvider" not in ort.get_available_providers():
+        with pytest.raises(BundleError, match="device cuda asked for"):
+            choose_providers("cuda")
+    with pytest.raises(BundleError, match="device must be"):
+        choose_providers("tpu")

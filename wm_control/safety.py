@@ -1,0 +1,235 @@
+"""The safety layer between every source of joint position commands and the robot.
+
+Pure and deterministic: no ROS, no clock of its own (``now`` and input stamps are passed in, all on the
+node's clock), no randomness. The ``policy`` node calls :meth:`SafetyLayer.step` once per control tick
+and publishes ``result.command``. Guarantees, for every command it returns:
+
+* it is finite and within ``[lower + margin, upper - margin]`` (continuous joints: no position limit);
+* it is within ``max_step`` (elementwise) of the previously returned command; the first command after
+  construction, :meth:`SafetyLayer.reset` or a successful :meth:`SafetyLayer.reset_estop` is within
+  ``max_step`` of the measured position clipped into the limits;
+* it holds (returns the hold position: the last command, or before any command the clipped measured
+  position) while the e-stop is latched, a required input is missing or stale, the measured position
+  is unknown / non-finite, or the proposal is absent, malformed or non-finite;
+* ``command`` is ``None`` (reason ``'no_safe_command'``) only when there is no previous command and
+  the measured position is unknown: the node then publishes nothing, and the forward controller keeps
+  its last target.
+
+Positions are absolute: continuous joints are never wrapped, so a proposal of ``q + 2*pi - eps`` is a
+large move (rate-limited), not a small step backwards.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .urdf import joint_limits_from_urdf
+
+
+@dataclass
+class SafetyConfig:
+    """Limits and watchdog settings; validated and normalised (lists of floats) on construction.
+
+    ``lower`` / ``upper``: position limits; a joint is continuous when ``continuous[i]`` is true or both
+    its limits are infinite, and then both must be infinite (``-inf``, ``+inf``). Other joints need
+    finite limits with ``lower + margin < upper - margin``. ``max_step``: the largest change of the
+    command per tick (one float for all joints or one per joint; e.g. velocity limit / control rate).
+    ``max_input_age``: inputs that are REQUIRED, with their maximum age in seconds (``inf``: it must
+    have arrived once). ``margin``: shrinks the limits of the non-continuous joints inwards.
+    """
+
+    joint_names: list[str]
+    lower: list[float]
+    upper: list[float]
+    max_step: list[float] | float
+    max_input_age: dict[str, float] = field(default_factory=dict)
+    margin: float = 0.0
+    continuous: list[bool] | None = None
+
+    def __post_init__(self) -> None:
+        names = list(self.joint_names)
+        n = len(names)
+        if n == 0 or len(set(names)) != n or not all(isinstance(s, str) and s for s in names):
+            raise ValueError(f"joint_names must be non-empty, unique, non-empty strings: {names}")
+        step = [self.max_step] * n if np.ndim(self.max_step) == 0 else list(self.max_step)
+        cont = [False] * n if self.continuous is None else [bool(c) for c in self.continuous]
+        for what, v in (("lower", self.lower), ("upper", self.upper), ("max_step", step), ("continuous", cont)):
+            if len(v) != n:
+                raise ValueError(f"{what} has {len(v)} values for {n} joints {names}")
+        lower, upper, step = ([float(x) for x in v] for v in (self.lower, self.upper, step))
+        margin = float(self.margin)
+        if not (math.isfinite(margin) and margin >= 0):
+            raise ValueError(f"margin must be finite and >= 0, got {self.margin}")
+        for i, name in enumerate(names):
+            lo, hi = lower[i], upper[i]
+            if not (math.isfinite(step[i]) and step[i] > 0):
+                raise ValueError(f"joint {name!r}: max_step must be finite and > 0, got {step[i]}")
+            if cont[i] or (lo == -math.inf and hi == math.inf):
+                if not (lo == -math.inf and hi == math.inf):
+                    raise ValueError(f"continuous joint {name!r} must have limits (-inf, inf), got ({lo}, {hi})")
+                cont[i] = True
+            elif not (math.isfinite(lo) and math.isfinite(hi)):
+                raise ValueError(f"joint {name!r}: limits ({lo}, {hi}) must be finite (or both infinite "
+                                 "for a continuous joint)")
+            elif not lo + margin < hi - margin:
+                raise ValueError(f"joint {name!r}: need lower + margin < upper - margin, got lower={lo}, "
+                                 f"upper={hi}, margin={margin}")
+        ages = {}
+        for key, age in dict(self.max_input_age).items():
+            try:
+                ages[key] = float(age)
+            except (TypeError, ValueError):
+                ages[key] = math.nan
+            if not (isinstance(key, str) and key and ages[key] > 0):  # NaN fails too
+                raise ValueError(f"max_input_age[{key!r}] must be > 0 seconds (inf: must arrive once), got {age}")
+        self.joint_names, self.lower, self.upper, self.max_step = names, lower, upper, step
+        self.continuous, self.margin, self.max_input_age = cont, margin, ages
+
+    @classmethod
+    def from_urdf(cls, path: str, joint_names: Sequence[str], max_step: list[float] | float,
+                  max_input_age: dict[str, float], margin: float = 0.0) -> SafetyConfig:
+        """Limits (narrowed by ``<safety_controller>``) and continuity from a URDF file or text."""
+        lim = joint_limits_from_urdf(path, joint_names)
+        names = list(joint_names)
+        return cls(names, [lim[j].lower for j in names], [lim[j].upper for j in names], max_step,
+                   dict(max_input_age), margin, [lim[j].continuous for j in names])
+
+    def limits(self) -> tuple[np.ndarray, np.ndarray]:
+        """The effective (lower, upper) after the margin; (-inf, inf) for continuous joints."""
+        c = np.asarray(self.continuous)
+        lo = np.where(c, -np.inf, np.asarray(self.lower) + self.margin)
+        hi = np.where(c, np.inf, np.asarray(self.upper) - self.margin)
+        return lo, hi
+
+
+@dataclass(frozen=True)
+class SafetyResult:
+    """One tick's decision. ``command`` is None only with reason 'no_safe_command' (publish nothing)."""
+
+    command: np.ndarray | None
+    held: bool
+    reasons: list[str]
+    source: str
+
+
+class SafetyLayer:
+    """Watchdog, e-stop latch, position clip and rate limit. State: ``last_command`` (what was last
+    returned; None at start / after a reset), ``estop_latched``, ``estop_input`` (the e-stop input's
+    last value), ``stamps`` (input name -> last receive time) and ``counters`` (reason -> ticks)."""
+
+    def __init__(self, config: SafetyConfig):
+        self.config = config
+        self.lo, self.hi = config.limits()
+        self.max_step = np.asarray(config.max_step, dtype=np.float64)
+        self.last_command: np.ndarray | None = None
+        self.estop_latched = False
+        self.estop_input = False
+        self.stamps: dict[str, float] = {}
+        self.counters: dict[str, int] = {}
+
+    # ---- inputs ---------------------------------------------------------------------------------
+    def update_input(self, name: str, stamp: float) -> None:
+        """Record that input ``name`` arrived at ``stamp`` (receive time, node clock). The latest call
+        wins: a stamp in the future of ``now`` (the clock jumped back) counts as stale."""
+        self.stamps[name] = float(stamp)
+
+    def input_ages(self, now: float) -> dict[str, float | None]:
+        """Age of every required input at ``now`` (None: never received), for /diagnostics."""
+        return {k: (now - self.stamps[k] if k in self.stamps else None) for k in self.config.max_input_age}
+
+    def estop(self, active: bool) -> None:
+        """The e-stop input. True latches the e-stop; False alone does not clear it (see reset_estop)."""
+        self.estop_input = bool(active)
+        if self.estop_input:
+            self.estop_latched = True
+
+    def reset_estop(self) -> bool:
+        """Clear a latched e-stop if the e-stop input says inactive; True when no e-stop is latched
+        afterwards. Clearing a latch also :meth:`reset`s, so motion restarts from the measured position."""
+        if self.estop_input:
+            return False
+        if self.estop_latched:
+            self.estop_latched = False
+            self.reset()
+        return True
+
+    def reset(self) -> None:
+        """Forget the last command: the next one is rate-limited from the measured position."""
+        self.last_command = None
+
+    # ---- the tick -------------------------------------------------------------------------------
+    def step(self, now: float, measured_q: np.ndarray | None, proposed: np.ndarray | None,
+             source: str) -> SafetyResult:
+        """The command to publish this tick (see the module docstring for the guarantees).
+
+        ``measured_q`` (None: unknown) must have one value per joint, in config order (a wrong shape is
+        a programming error: ValueError). A proposal of the wrong shape holds with 'bad_proposal'.
+        """
+        n = len(self.config.joint_names)
+        reasons: list[str] = []
+        if self.estop_latched:
+            reasons.append("estop")
+        for name, max_age in self.config.max_input_age.items():
+            if name not in self.stamps:
+                reasons.append(f"missing:{name}")
+            elif not 0.0 <= now - self.stamps[name] <= max_age:  # NaN, future stamps and old ones
+                reasons.append(f"stale:{name}")
+
+        q = None if measured_q is None else np.asarray(measured_q, dtype=np.float64)
+        if q is not None and q.shape != (n,):
+            raise ValueError(f"measured_q has shape {q.shape}, expected ({n},)")
+        if q is None or not np.all(np.isfinite(q)):
+            reasons.append("measured_nonfinite")
+            q = None
+
+        target = None
+        if proposed is None:
+            reasons.append("no_proposal")
+        else:
+            try:
+                target = np.asarray(proposed, dtype=np.float64)
+            except (TypeError, ValueError):
+                target = None
+            if target is None or target.shape != (n,):
+                reasons.append("bad_proposal")
+                target = None
+            elif not np.all(np.isfinite(target)):
+                reasons.append("nonfinite_proposal")
+                target = None
+        held = bool(reasons)
+
+        base = self.last_command
+        if base is None:
+            if q is None:
+                return self._finish(None, True, reasons + ["no_safe_command"], source)
+            base = np.clip(q, self.lo, self.hi)
+            if not np.array_equal(base, q):
+                reasons.append("measured_outside_limits")
+        if held:
+            return self._finish(base, True, reasons, source)
+
+        clipped = np.clip(target, self.lo, self.hi)
+        if not np.array_equal(clipped, target):
+            reasons.append("clipped_to_limits")
+        with np.errstate(over="ignore", invalid="ignore"):
+            delta = clipped - base
+            small = np.abs(delta) <= self.max_step  # an overflowed (inf) delta is not small
+            cmd = np.where(small, clipped, base + np.sign(delta) * self.max_step)
+            cmd = np.clip(cmd, self.lo, self.hi)
+            # base + max_step can round one ulp past max_step away from base: pull it back in.
+            cmd = np.where(np.abs(cmd - base) > self.max_step, np.nextafter(cmd, base), cmd)
+        if not small.all():
+            reasons.append("rate_limited")
+        return self._finish(cmd, False, reasons, source)
+
+    def _finish(self, cmd: np.ndarray | None, held: bool, reasons: list[str], source: str) -> SafetyResult:
+        for r in reasons:
+            self.counters[r] = self.counters.get(r, 0) + 1
+        if cmd is not None:
+            self.last_command = cmd.copy()
+            cmd = cmd.copy()
+        return SafetyResult(cmd, held, reasons, source)
