@@ -14,3 +14,17 @@ os.environ["PYTHONUNBUFFERED"] = "1"
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ["PYTHONPATH"] = os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def debug_bc(tmp_path_factory):
+    """A BC checkpoint and bundle from the debug preset (collects its own tiny data set)."""
+    from wm_control.train.bc import export_bc, train_bc
+    from wm_control.train.presets import bc_preset
+
+    root = tmp_path_factory.mktemp("debug_bc")
+    ckpt = train_bc(bc_preset("debug"), root / "data", root / "ckpt")
+    return ckpt, export_bc(ckpt, root / "bundle")

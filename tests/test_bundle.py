@@ -11,13 +11,8 @@ from wm_control.bundle import BundleError, choose_providers, load_bundle
 
 
 @pytest.fixture(scope="module")
-def bc(tmp_path_factory):
-    from wm_control.train.bc import export_bc, train_bc
-    from wm_control.train.presets import bc_preset
-
-    root = tmp_path_factory.mktemp("bc")
-    ckpt = train_bc(bc_preset("debug"), root / "data", root / "ckpt")
-    return ckpt, export_bc(ckpt, root / "bundle")
+def bc(debug_bc):
+    return debug_bc
 
 
 def copy(bundle, tmp_path):

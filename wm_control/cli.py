@@ -87,6 +87,10 @@ def cmd_bench(a: argparse.Namespace) -> int:
         from .bench.transport import bench_transport
 
         res = bench_transport(duration=a.duration)
+    elif a.what == "loop":
+        from .bench.loop import bench_loop
+
+        res = bench_loop(a.bundle, duration=a.duration, device=a.device)
     else:
         raise SystemExit(f"unknown benchmark {a.what!r}")
     _write_json(a.json, res)
@@ -240,9 +244,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(fn=cmd_replay)
 
     s = sub.add_parser("bench", help="benchmarks that write JSON")
-    s.add_argument("what", choices=["transport"])
+    s.add_argument("what", choices=["transport", "loop"])
     s.add_argument("--json", default=None)
-    s.add_argument("--duration", type=float, default=5.0)
+    s.add_argument("--duration", type=float, default=10.0)
+    s.add_argument("--bundle", default="bundles/bc")
+    s.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "tensorrt"])
     s.set_defaults(fn=cmd_bench)
     return p
 

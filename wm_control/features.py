@@ -9,20 +9,27 @@ from __future__ import annotations
 
 import numpy as np
 
-OBSERVATION_KINDS = {"joint_trig_vel_goal"}
+#: joint_trig_goal: (cos q, sin q, goal). joint_trig_vel_goal adds joint velocities, which lets a
+#: cloned policy copy its own motion (the BC "copycat" failure: it learns to keep spinning).
+OBSERVATION_KINDS = {"joint_trig_goal": 2, "joint_trig_vel_goal": 3}
+
+
+def _check(kind: str) -> None:
+    if kind not in OBSERVATION_KINDS:
+        raise ValueError(f"unknown observation kind {kind!r}; known: {sorted(OBSERVATION_KINDS)}")
 
 
 def observation_dim(kind: str, n_joints: int) -> int:
-    if kind == "joint_trig_vel_goal":
-        return 3 * n_joints + 3
-    raise ValueError(f"unknown observation kind {kind!r}; known: {sorted(OBSERVATION_KINDS)}")
+    _check(kind)
+    return OBSERVATION_KINDS[kind] * n_joints + 3
 
 
 def policy_observation(kind: str, q: np.ndarray, qd: np.ndarray, goal: np.ndarray) -> np.ndarray:
     """(..., obs_dim) float32 from q (..., n), qd (..., n), goal (..., 3)."""
-    if kind != "joint_trig_vel_goal":
-        raise ValueError(f"unknown observation kind {kind!r}; known: {sorted(OBSERVATION_KINDS)}")
+    _check(kind)
     q = np.asarray(q, dtype=np.float64)
-    qd = np.nan_to_num(np.asarray(qd, dtype=np.float64))  # a robot may not report velocity
     goal = np.asarray(goal, dtype=np.float64)
-    return np.concatenate([np.cos(q), np.sin(q), qd, goal], axis=-1).astype(np.float32)
+    parts = [np.cos(q), np.sin(q)]
+    if kind == "joint_trig_vel_goal":
+        parts.append(np.nan_to_num(np.asarray(qd, dtype=np.float64)))  # a robot may not report velocity
+    return np.concatenate([*parts, goal], axis=-1).astype(np.float32)

@@ -87,15 +87,21 @@ def replay(bag: str | Path, bundle: str | None = None, config: str | None = None
         outputs.append((cmd_topic, sim_now[0], unpad_cdr(data)))
         n_cmd[0] += 1
 
-    node.create_subscription(types.get(cmd_topic, "std_msgs/msg/Float64MultiArray"), cmd_topic, on_command,
-                             qos.QoSProfile("reliable", "volatile", 100), raw=True, with_info=True)
+    cmd_sub = node.create_subscription(types.get(cmd_topic, "std_msgs/msg/Float64MultiArray"), cmd_topic,
+                                       on_command, qos.QoSProfile("reliable", "volatile", 100), raw=True,
+                                       with_info=True)
     timeouts = 0
     t_wall0 = time.monotonic()
     try:
         launcher.start()
         if not launcher.wait_ready(60):
             raise RuntimeError(f"stack failed to start: {launcher.failure}")
-        node.spin(until=lambda: all(p.matched() > 0 for p in pubs.values()), timeout=10)
+        # the stack reads joint states (other topics it may ignore): wait until it hears them
+        # and its command writer is matched to our reader, so its first command is not missed
+        js = pubs.get("/joint_states")
+        if js is not None and not node.spin(until=lambda: js.matched() > 0 and cmd_sub.matched() > 0, timeout=15):
+            raise RuntimeError(f"the stack never subscribed to /joint_states or never offered {cmd_topic}")
+        node.spin(timeout=0.5)  # discovery is per side: let the stack's writer learn of our reader too
         t0 = msgs[0][2]
         last_tick = -1
         # the first instant's context (goal, latched topics) lands before the first joint state, so
@@ -118,7 +124,8 @@ def replay(bag: str | Path, bundle: str | None = None, config: str | None = None
                                             clock=node.registry.new("builtin_interfaces/msg/Time",
                                                                     sec=t // 10**9, nanosec=t % 10**9)))
             tick = math.floor(t * 1e-9 * control_rate + 1e-6)
-            if lockstep and tick > last_tick and last_tick >= 0 and topic == "/joint_states":
+            # the stack acts on its first state and then once per control tick: wait for each answer
+            if lockstep and tick > last_tick and topic == "/joint_states":
                 want = n_cmd[0] + 1
                 if not node.spin(until=lambda: n_cmd[0] >= want, timeout=timeout):
                     timeouts += 1

@@ -98,7 +98,8 @@ class PolicyNode:
         thr = self.bundle.manifest.get("thresholds", {}).get("uncertainty_p99")
         self.plan_threshold = cfg.plan_uncertainty_threshold or (float(thr) if thr else np.inf)
         self.infer_ms = Window()
-        self.cam_to_cmd = Window()
+        self.frame_used: float | None = None
+        self.last_act: float | None = None
 
         m = node.msg
         self.make = m
@@ -236,6 +237,7 @@ class PolicyNode:
         now = self.node.now()
         proposal, source = self.propose(now)
         res = self.safety.step(now, self.q, proposal, source)
+        self.node.logger.debug("act at %.3f: %s %s %s", now, source, res.reasons, res.command)
         for r in res.reasons:
             self.diag.count(f"reason.{r.split(':')[0]}")
         if res.command is None:
@@ -247,13 +249,21 @@ class PolicyNode:
         else:
             self.pub.publish(cv.make_trajectory(self.make, 0.0, self.names, [1.0 / self.rate], cmd[None]))
         self.diag.tick("commands")
+        t_pub = time.monotonic()
+        if self.last_act is not None:
+            self.diag.latency("period_error", abs(t_pub - self.last_act - 1.0 / self.rate))
+        self.last_act = t_pub
         if self.frame_stamp is not None and not self.ticker.sim_time:
-            self.cam_to_cmd.add(time.time() - self.frame_stamp)
-            self.diag.latency("camera_to_command", time.time() - self.frame_stamp)
+            age = time.time() - self.frame_stamp
+            self.diag.latency("frame_age_at_command", age)
+            if self.frame_stamp != self.frame_used:  # the first command that could react to this frame
+                self.diag.latency("camera_to_command", age)
+                self.frame_used = self.frame_stamp
         if res.held:
             self.diag.status(Diagnostics.WARN, f"holding ({source}): " + ", ".join(res.reasons))
         else:
             self.diag.status(Diagnostics.OK, f"{self.mode} via {source}"
                              + (f" ({', '.join(res.reasons)})" if res.reasons else ""))
-        if self.infer_ms.values:
+        if self.infer_ms.values and self.diag.rates["commands"].count % 50 == 0:
+            self.diag.set("inference_p50_ms", 1e3 * self.infer_ms.pct(50))
             self.diag.set("inference_p99_ms", 1e3 * self.infer_ms.pct(99))

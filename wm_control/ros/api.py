@@ -90,25 +90,33 @@ class ControlTick:
         self.sim_time = bool(getattr(node, "use_sim_time", False))
         self.state_stamp = -math.inf
         self.pending: float | None = None
+        self.acted_at = -math.inf  # sim time: the instant of the last act (at most one per instant)
         self.timer = node.create_timer(1.0 / rate, self._tick)
+
+    def _act_at(self, t: float) -> None:
+        if t > self.acted_at + 1e-6:
+            self.acted_at = t
+            self.act()
 
     def on_state(self, stamp: float) -> None:
         first = self.state_stamp == -math.inf
         self.state_stamp = max(self.state_stamp, stamp)
         if self.sim_time and first:
             # a lock-step simulator waits for the first command at its first state: act on it
-            self.act()
+            self._act_at(stamp)
         elif self.pending is not None and self.state_stamp >= self.pending - 1e-6:
-            self.pending = None
-            self.act()
+            t, self.pending = self.pending, None
+            self._act_at(t)
 
     def _tick(self) -> None:
-        if self.sim_time:
-            now = self.node.now()
-            if self.state_stamp < now - 1e-6:
-                self.pending = now
-                return
-        self.act()
+        if not self.sim_time:
+            self.act()
+            return
+        now = self.node.now()
+        if self.state_stamp < now - 1e-6:
+            self.pending = now
+        else:
+            self._act_at(now)
 
 
 def close_instance(instance: Any, logger: logging.Logger) -> None:

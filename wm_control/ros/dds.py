@@ -251,9 +251,11 @@ class DdsTimer:
         self.period = period
         self.callback = callback
         self.sim_time = sim_time
-        self.start = node.now() if sim_time else time.monotonic()
-        self.k = 1
-        self.deadline = self.start + period
+        # sim time: ticks at whole multiples of the period on the ROS time axis, so they do not depend
+        # on when the node started; real time: period after period from now
+        self.start = 0.0 if sim_time else time.monotonic()
+        self.k = math.floor(node.now() / period + 1e-6) + 1 if sim_time else 1
+        self.deadline = self.start + self.k * period
         self.missed = 0
         self.cancelled = False
         self.last_fire: float | None = None
@@ -272,7 +274,7 @@ class DdsTimer:
             self.lateness.append(now - self.deadline)
         behind = int((now - self.deadline + (1e-6 if self.sim_time else 0.0)) // self.period)
         if self.sim_time and behind > 1000:  # the clock jumped (first /clock, bag loop): re-phase
-            self.start, self.k, behind = now - self.period, 0, 0
+            self.start, self.k, behind = 0.0, math.floor(now / self.period + 1e-6), 0
         if behind > 0:
             self.missed += behind
             self.k += behind

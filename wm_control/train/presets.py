@@ -14,19 +14,21 @@ class BCConfig:
     """Behaviour cloning of a position-target policy from expert bags."""
 
     robot: str = "reacher"
-    episodes: int = 200
+    episodes: int = 400
     """Episodes to collect when the data folder is empty."""
     collect_noise: float = 0.3
     """Expert noise of the collected demonstrations (DART-style: noisy states, mean-clean labels)."""
     episode_s: float = 2.0
     control_rate: float = 50.0
     hidden: list[int] = field(default_factory=lambda: [256, 256])
-    iterations: int = 4000
+    iterations: int = 8000
     batch_size: int = 256
     lr: float = 1e-3
     weight_decay: float = 1e-5
     val_fraction: float = 0.1
-    observation: str = "joint_trig_vel_goal"
+    observation: str = "joint_trig_goal"
+    """Without joint velocities: with them the clone learns to copy its own motion and can lock into
+    spinning (measured: 10% vs 90% success on the same 400 episodes)."""
     seed: int = 0
 
     def __post_init__(self) -> None:
