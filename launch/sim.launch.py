@@ -40,7 +40,7 @@ def _nodes(context, *args, **kwargs):
 
 
 def generate_launch_description():
-    default = os.path.join(get_package_share_directory("wm_control"), "config", "demo.yaml")
+    default = os.path.join(get_package_share_directory("wm_control"), "config", "expert.yaml")
     return LaunchDescription([
         DeclareLaunchArgument("params_file", default_value=default,
                               description="wm_control params YAML (also the graph)"),

@@ -28,7 +28,7 @@ def graph():
     share = get_package_share_directory("wm_control")
     return LaunchDescription([
         IncludeLaunchDescription(PythonLaunchDescriptionSource(os.path.join(share, "launch", "sim.launch.py")),
-                                 launch_arguments={"params_file": os.path.join(share, "config", "demo.yaml")}.items()),
+                                 launch_arguments={"params_file": os.path.join(share, "config", "expert.yaml")}.items()),
         launch_pytest.actions.ReadyToTest(),
     ])
 

@@ -33,14 +33,25 @@ def test_bench_transport_writes_json(tmp_path):
     assert res["timer_100hz"]["achieved_hz"] > 50
 
 
-def test_demo_runs_the_graph_and_reports(tmp_path):
-    r = wm("demo", "--duration", "4", "--json", str(tmp_path / "demo.json"), timeout=120)
+def test_demo_runs_the_stack_and_evaluates(tmp_path, debug_bc):
+    """The README's main job with a debug bundle: live graph (sim -> camera_ingest -> policy), then eval."""
+    import yaml
+
+    graph = yaml.safe_load(open("config/demo.yaml"))
+    graph["policy"]["ros__parameters"]["bundle"] = str(debug_bc[1])
+    cfg = tmp_path / "demo.yaml"
+    cfg.write_text(yaml.safe_dump(graph))
+    r = wm("demo", "--config", str(cfg), "--duration", "4", "--episodes", "2", "--json", str(tmp_path / "demo.json"),
+           timeout=180)
     assert r.returncode == 0, r.stdout + r.stderr
     s = json.loads((tmp_path / "demo.json").read_text())
     assert s["received"]["joint_states"] > 200 and s["received"]["commands"] > 100
     assert s["received"]["images"] > 50 and s["image_shape"] == [96, 96, 3]
-    assert s["joint_path_length_rad"] > 0.1 and s["node_failure"] is None
-    assert s["episodes"] >= 1
+    assert s["node_failure"] is None and sorted(s["nodes"]) == ["camera_ingest", "policy", "sim_robot"]
+    assert float(s["controller"]["commands.rate_hz"]) > 40
+    ev = json.loads((tmp_path / "eval.json").read_text())
+    assert [p["episodes"] for p in ev["policies"]] == [2, 2]
+    assert "learned policy reaches" in r.stdout
 
 
 def test_missing_egl_is_a_clear_error():

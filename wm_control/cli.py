@@ -57,7 +57,7 @@ def cmd_launch(a: argparse.Namespace) -> int:
 def cmd_demo(a: argparse.Namespace) -> int:
     from .demo import run_demo
 
-    return run_demo(_config_path(a.config), a.duration, a.json)
+    return run_demo(_config_path(a.config), a.duration, a.json, episodes=a.episodes, preset=a.preset)
 
 
 def cmd_collect(a: argparse.Namespace) -> int:
@@ -90,7 +90,7 @@ def cmd_bench(a: argparse.Namespace) -> int:
     elif a.what == "loop":
         from .bench.loop import bench_loop
 
-        res = bench_loop(a.bundle, duration=a.duration, device=a.device)
+        res = bench_loop(a.bundle, duration=a.duration, device=a.device, realtime_priority=a.realtime_priority)
     else:
         raise SystemExit(f"unknown benchmark {a.what!r}")
     _write_json(a.json, res)
@@ -170,7 +170,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("demo", help="the main job: the stack on the simulated robot, with a summary")
     s.add_argument("--config", default="demo.yaml")
-    s.add_argument("--duration", type=float, default=20.0)
+    s.add_argument("--duration", type=float, default=20.0, help="seconds of the live graph")
+    s.add_argument("--episodes", type=int, default=50, help="closed-loop evaluation episodes (0: none)")
+    s.add_argument("--preset", default="quick", choices=["debug", "quick", "full"],
+                   help="training preset when the bundle has to be trained first")
     s.add_argument("--json", default="runs/demo/summary.json")
     s.set_defaults(fn=cmd_demo)
 
@@ -248,6 +251,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", default=None)
     s.add_argument("--duration", type=float, default=10.0)
     s.add_argument("--bundle", default="bundles/bc")
+    s.add_argument("--realtime-priority", type=int, default=0, help="loop: SCHED_FIFO priority for the policy node")
     s.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "tensorrt"])
     s.set_defaults(fn=cmd_bench)
     return p

@@ -14,14 +14,50 @@ import time
 from pathlib import Path
 
 import numpy as np
+import yaml
 
 from . import conversions as cv
 from .launcher import Launcher
 from .ros import qos
 
 
-def run_demo(config: str, duration: float, json_path: str | None) -> int:
+def ensure_bundle(config: str, preset: str = "quick") -> None:
+    """Train and export the BC policy named by the config's policy node when it is not there yet."""
+    graph = yaml.safe_load(Path(config).read_text()) or {}
+    bundle = ((graph.get("policy") or {}).get("ros__parameters") or {}).get("bundle")
+    if not bundle or (Path(bundle) / "manifest.yaml").exists():
+        return
+    from .train.bc import export_bc, train_bc
+    from .train.presets import bc_preset
+
+    print(f"[demo] no bundle at {bundle}: training the BC policy first (preset {preset}, about a minute)",
+          flush=True)
+    export_bc(train_bc(bc_preset(preset), "data/reacher_expert", "runs/bc"), bundle)
+
+
+def run_demo(config: str, duration: float, json_path: str | None, episodes: int = 50,
+             preset: str = "quick") -> int:
+    """Train if needed, run the live graph for ``duration`` s, then the closed-loop evaluation."""
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+    ensure_bundle(config, preset)
+    code = run_graph(config, duration, json_path)
+    graph = yaml.safe_load(Path(config).read_text()) or {}
+    bundle = ((graph.get("policy") or {}).get("ros__parameters") or {}).get("bundle")
+    if code == 0 and bundle and episodes > 0:
+        from .evaluate import evaluate
+
+        print(f"[demo] closed-loop evaluation: {episodes} episodes each of the policy and the scripted expert "
+              f"(lock-step, sim time)", flush=True)
+        out = evaluate([bundle, "expert"], episodes=episodes,
+                       json_path=str(Path(json_path).parent / "eval.json") if json_path else None)
+        rel = out.get("relative_to_expert", {}).get(bundle)
+        if rel is not None:
+            print(f"[demo] the learned policy reaches {100 * rel:.0f}% of the expert's success rate")
+    return code
+
+
+def run_graph(config: str, duration: float, json_path: str | None) -> int:
+    """The graph from ``config`` for ``duration`` s, watched from outside; prints and saves a summary."""
     from .ros.dds import DdsNode
 
     launcher = Launcher(config, echo=False)
@@ -91,7 +127,7 @@ def run_demo(config: str, duration: float, json_path: str | None) -> int:
         launcher.stop()
         node.destroy()
     sim = diag.get("sim_robot", {})
-    ctl = diag.get("scripted_controller", {})
+    ctl = diag.get("policy") or diag.get("scripted_controller", {})
     fps = (len(t_img) - 1) / (t_img[-1] - t_img[0]) if len(t_img) > 1 else 0.0
     summary = {
         "config": config, "duration_s": round(elapsed, 2), "nodes": [s.name for s in launcher.specs],
@@ -101,7 +137,7 @@ def run_demo(config: str, duration: float, json_path: str | None) -> int:
         "episodes": int(sim.get("episodes", 0)), "successes": int(sim.get("successes", 0)),
         "last_final_distance_m": float(sim["last_final_distance"]) if "last_final_distance" in sim else None,
         "sim_robot": {k: v for k, v in sim.items() if not k.startswith("_")},
-        "scripted_controller": {k: v for k, v in ctl.items() if not k.startswith("_")},
+        "controller": {k: v for k, v in ctl.items() if not k.startswith("_")},
         "node_failure": launcher.failure,
     }
     if summary["episodes"]:

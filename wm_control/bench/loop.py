@@ -37,7 +37,7 @@ def _cpu_seconds(pid: int) -> float:
 
 
 def bench_loop(bundle: str, duration: float = 20.0, warmup: float = 3.0, device: str = "auto",
-               camera_rate: float = 30.0, image_size: int = 96) -> dict:
+               camera_rate: float = 30.0, image_size: int = 96, realtime_priority: int = 0) -> dict:
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     from ..bundle import load_bundle
     from ..ros.dds import DdsNode
@@ -51,7 +51,7 @@ def bench_loop(bundle: str, duration: float = 20.0, warmup: float = 3.0, device:
         "camera_ingest": {"ros__parameters": {"width": int(cam["width"]), "height": int(cam["height"]),
                                               "max_age": 0.1}},
         "policy": {"ros__parameters": {"bundle": str(Path(bundle).resolve()), "device": device,
-                                       "track_frames": True}},
+                                       "track_frames": True, "realtime_priority": realtime_priority}},
     }
     diag: dict[str, dict[str, str]] = {}
     pipeline: list[float] = []
@@ -101,6 +101,7 @@ def bench_loop(bundle: str, duration: float = 20.0, warmup: float = 3.0, device:
     periods = np.diff(cmd_times)
     out = {
         "benchmark": "loop", "bundle": str(bundle), "duration_s": round(wall, 2), "device": device,
+        "policy_scheduling": pol.get("scheduling", "normal"),
         "camera": {"rate_hz": camera_rate, "size": [image_size, image_size],
                    "model_frame": [int(cam["width"]), int(cam["height"])]},
         "camera_to_command_ms": pct("camera_to_command"),

@@ -15,6 +15,7 @@ the bundle), rate limit, NaN guard, input watchdog, latched e-stop. Every hold h
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass, field
 
@@ -57,6 +58,9 @@ class PolicyConfig:
     """Plans with per-step uncertainty above this are not followed; 0 takes the bundle's p99."""
     track_frames: bool = True
     """Subscribe /wm/frame and report camera-to-command latency."""
+    realtime_priority: int = 0
+    """> 0: run the control loop thread SCHED_FIFO at this priority (needs CAP_SYS_NICE or an rtprio
+    limit, as for ros2_control); refused -> a warning and normal scheduling."""
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -122,6 +126,12 @@ class PolicyNode:
         self.diag.set("providers", ",".join(self.session.providers))
         self.diag.set("mode", self.mode)
         self.ticker = ControlTick(node, self.rate, self.act)
+        if cfg.realtime_priority > 0:
+            try:
+                os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(cfg.realtime_priority))
+                self.diag.set("scheduling", f"SCHED_FIFO {cfg.realtime_priority}")
+            except (PermissionError, OSError) as exc:
+                node.logger.warning("cannot use SCHED_FIFO %d (%s): normal scheduling", cfg.realtime_priority, exc)
         node.logger.info("policy up: bundle %s (%s), %s, %.0f Hz, mode %s, limits %s..%s, max step %.3f rad",
                          cfg.bundle, self.bundle.id, self.session.providers[0], self.rate, self.mode,
                          np.round(self.safety.lo, 3).tolist(), np.round(self.safety.hi, 3).tolist(),
