@@ -35,14 +35,16 @@ setup(
         "mujoco>=3.1",
         "gymnasium[mujoco]>=1.0",
         "tqdm",
+        "onnx>=1.15",  # bundle verification (graph inputs/outputs against the manifest)
+        "matplotlib",  # eval and bench plots
     ],
     extras_require={
         # inference: CPU build everywhere; GPU machines take onnxruntime-gpu (CUDA + TensorRT EPs)
         "cpu": ["onnxruntime>=1.17", "opencv-python-headless>=4.8"],
         "gpu": ["onnxruntime-gpu>=1.17", "opencv-python-headless>=4.8"],
-        # training: torch is installed by the Makefile (pinned CPU build where there is no NVIDIA GPU)
-        "train": ["torch==2.13.0", "matplotlib"],
-        "dev": ["pytest>=7", "pytest-timeout", "hypothesis>=6", "matplotlib"],
+        # training: `pip install torch==2.13.0` finds the CPU build on machines without CUDA wheels
+        "train": ["torch==2.13.0", "safetensors>=0.4"],
+        "dev": ["pytest>=7", "pytest-timeout", "hypothesis>=6"],
     },
     entry_points={"console_scripts": ["wm-control = wm_control.cli:main"]},
     cmdclass={"build_py": BuildWithMsgs},
