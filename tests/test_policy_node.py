@@ -150,3 +150,22 @@ def test_hold_mode(rig):
     rig.mode.publish(n.msg("std_msgs/msg/String", data="autonomous"))
     rig.run(0.3)
     check_safe(rig.cmds)
+
+
+def test_teleop_mode_follows_operator_through_safety(rig):
+    n = rig.node
+    teleop = n.create_publisher("sensor_msgs/msg/JointState", "/teleop/command")
+    rig.mode.publish(n.msg("std_msgs/msg/String", data="teleop"))
+    target = np.array([0.3, 0.4])
+    for _ in range(40):  # 0.8 s of operator commands (by name, any order)
+        teleop.publish(cv.make_joint_state(n.msg, n.now(), ["joint1", "joint0"], target[::-1]))
+        rig.run(0.02)
+    assert np.allclose(rig.cmds[-1], target, atol=1e-6)  # reached, at most MAX_STEP per tick
+    teleop.publish(cv.make_joint_state(n.msg, n.now(), ["joint0", "joint1"], np.array([5.0, np.nan])))
+    rig.run(0.2)
+    check_safe(rig.cmds)
+    i = len(rig.cmds)
+    rig.run(0.8)  # the operator went quiet: teleop input stale -> hold
+    assert np.allclose(np.stack(rig.cmds[i:]), rig.cmds[-1])
+    rig.mode.publish(n.msg("std_msgs/msg/String", data="autonomous"))
+    rig.run(0.2)

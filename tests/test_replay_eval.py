@@ -41,6 +41,23 @@ def test_lockstep_replay_is_repeatable_and_scored(bag, debug_bc, tmp_path):
     assert json.loads((tmp_path / "r0.json").read_text())["stack_commands"] == 41
 
 
+def test_sqlite3_bag_replays_like_mcap(bag, debug_bc, tmp_path):
+    """A robot's bag may be sqlite3 (the rosbag2 default before Iron): same stack output as MCAP."""
+    from rosbags.rosbag2 import StoragePlugin, Writer
+
+    sq = tmp_path / "sqlite_bag"
+    with Reader(bag) as r, Writer(sq, version=8, storage_plugin=StoragePlugin.SQLITE3) as w:
+        conns = {c.id: w.add_connection(c.topic, c.msgtype, typestore=registry().store) for c in r.connections}
+        for c, t, raw in r.messages():
+            w.write(conns[c.id], t, raw)
+    assert list(sq.glob("*.db3"))
+    _, bundle = debug_bc
+    replay(bag, bundle=bundle, out=tmp_path / "from_mcap", device="cpu")
+    rep = replay(sq, bundle=bundle, out=tmp_path / "from_sqlite", device="cpu")
+    assert rep["lockstep_timeouts"] == 0
+    assert read(tmp_path / "from_sqlite") == read(tmp_path / "from_mcap")
+
+
 def test_eval_scores_bundle_and_expert_in_one_run(debug_bc, tmp_path):
     _, bundle = debug_bc
     out = evaluate([str(bundle), "expert"], episodes=3, episode_s=2.0, device="cpu",
