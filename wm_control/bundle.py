@@ -252,8 +252,14 @@ def _check_graph_io(path: Path, manifest: dict[str, Any]) -> None:
             return {v.name: [d.dim_value if d.HasField("dim_value") else -1 for d in v.type.tensor_type.shape.dim]
                     for v in values}
 
+        def compatible(decl: dict[str, list], act: dict[str, list]) -> bool:
+            """Same names and ranks; a dimension conflicts only when both sides give different sizes."""
+            return decl.keys() == act.keys() and all(
+                len(decl[k]) == len(act[k]) and all(a == b or a < 0 or b < 0 for a, b in zip(decl[k], act[k]))
+                for k in decl)
+
         for kind, actual in (("inputs", io(model.graph.input)), ("outputs", io(model.graph.output))):
             declared = {k: list(v["shape"]) for k, v in (g.get(kind) or {}).items()}
-            if declared != actual:
+            if not compatible(declared, actual):
                 raise BundleError(f"check 'graph_io': graph {name!r} {kind} are {actual} but the manifest "
                                   f"declares {declared}")

@@ -91,6 +91,11 @@ def cmd_bench(a: argparse.Namespace) -> int:
         from .bench.loop import bench_loop
 
         res = bench_loop(a.bundle, duration=a.duration, device=a.device, realtime_priority=a.realtime_priority)
+    elif a.what == "ensemble":
+        from .bench.ensemble import bench_ensemble
+
+        res = bench_ensemble(a.bundle if a.bundle != "bundles/bc" else "bundles/ensemble", device=a.device,
+                             threads=a.threads)
     else:
         raise SystemExit(f"unknown benchmark {a.what!r}")
     _write_json(a.json, res)
@@ -111,35 +116,61 @@ def cmd_dataset(a: argparse.Namespace) -> int:
 
 
 def cmd_train(a: argparse.Namespace) -> int:
-    if a.stage != "bc":
-        raise SystemExit(f"unknown training stage {a.stage!r} (available: bc)")
-    from .train.bc import export_bc, train_bc
-    from .train.presets import bc_preset
+    if a.stage == "bc":
+        from .train.bc import export_bc, train_bc
+        from .train.presets import bc_preset
 
-    cfg = bc_preset(a.preset, robot=a.robot, iterations=a.iterations, episodes=a.episodes, seed=a.seed)
-    ckpt = train_bc(cfg, a.data or f"data/{cfg.robot}_expert", a.out or "runs/bc")
-    print(f"checkpoint: {ckpt}")
-    if a.bundle:
-        print(f"bundle: {export_bc(ckpt, a.bundle)}")
+        cfg = bc_preset(a.preset, robot=a.robot, iterations=a.iterations, episodes=a.episodes, seed=a.seed)
+        ckpt = train_bc(cfg, a.data or f"data/{cfg.robot}_expert", a.out or "runs/bc")
+        print(f"checkpoint: {ckpt}")
+        if a.bundle:
+            print(f"bundle: {export_bc(ckpt, a.bundle)}")
+        return 0
+    from .train.ensemble import ensemble_preset, export_ensemble, train_ensemble
+
+    regimes = ["teacher", "self"] if a.regime == "both" else [a.regime]
+    for regime in regimes:
+        cfg = ensemble_preset(a.preset, robot=a.robot, iterations=a.iterations, episodes=a.episodes, seed=a.seed,
+                              regime=regime, arch=a.arch, members=a.members)
+        out = a.out if (a.out and len(regimes) == 1) else f"{a.out or 'runs/ensemble'}_{regime}"
+        ckpt = train_ensemble(cfg, a.data or f"data/{cfg.robot}_expert", out)
+        print(f"checkpoint ({regime}-forcing): {ckpt}")
+        if a.bundle and regime == regimes[-1]:
+            print(f"bundle: {export_ensemble(ckpt, a.bundle, policy_bundle=a.policy_bundle)}")
     return 0
 
 
 def cmd_export(a: argparse.Namespace) -> int:
-    from .bundle import load_bundle
-    from .train.bc import export_bc
+    import yaml
 
-    out = export_bc(a.checkpoint, a.out, max_step=a.max_step)
+    from .bundle import load_bundle
+
+    kind = yaml.safe_load((Path(a.checkpoint) / "checkpoint.yaml").read_text()).get("kind")
+    if kind == "ensemble":
+        from .train.ensemble import export_ensemble
+
+        out = export_ensemble(a.checkpoint, a.out, policy_bundle=a.policy_bundle)
+    else:
+        from .train.bc import export_bc
+
+        out = export_bc(a.checkpoint, a.out, max_step=a.max_step)
     b = load_bundle(out)
     print(f"bundle {out} ({b.id}): graphs {sorted(b.manifest['graphs'])}, joints {b.joint_names}")
     return 0
 
 
 def cmd_eval(a: argparse.Namespace) -> int:
+    what = a.what or "closed-loop"
+    if what == "world-model":
+        from .evaluate_world import evaluate_world_model
+
+        evaluate_world_model(a.teacher, a.model or "runs/ensemble_self", heldout=a.heldout, ood=a.ood,
+                             json_path=a.json if a.json != "runs/eval/closed_loop.json" else "runs/eval/world_model.json")
+        return 0
+    if what != "closed-loop":
+        raise SystemExit(f"unknown evaluation {what!r} (available: closed-loop, world-model)")
     from .evaluate import evaluate
 
-    what = a.what or "closed-loop"
-    if what != "closed-loop":
-        raise SystemExit(f"unknown evaluation {what!r} (available: closed-loop)")
     policies = [p.strip() for p in (a.policy or "").split(",") if p.strip()] or [a.bundle or "bundles/bc"]
     if a.bundle and a.bundle not in policies:
         policies.insert(0, a.bundle)
@@ -204,8 +235,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", default=None)
     s.set_defaults(fn=cmd_dataset)
 
-    s = sub.add_parser("train", help="train a stage: train bc --preset debug|quick|full")
-    s.add_argument("stage", choices=["bc"])
+    s = sub.add_parser("train", help="train a stage: train bc|ensemble --preset debug|quick|full")
+    s.add_argument("stage", choices=["bc", "ensemble"])
+    s.add_argument("--regime", default="both", choices=["self", "teacher", "both"], help="ensemble: forcing regime")
+    s.add_argument("--arch", default=None, choices=["mlp", "gru"], help="ensemble: member architecture")
+    s.add_argument("--members", type=int, default=None)
+    s.add_argument("--policy-bundle", default=None, help="ensemble: put this bundle's policy into the bundle too")
     s.add_argument("--preset", default="quick", choices=["debug", "quick", "full"])
     s.add_argument("--data", default=None, help="folder of bags (collected there if empty)")
     s.add_argument("--out", default=None, help="checkpoint folder (default runs/<stage>)")
@@ -220,9 +255,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("checkpoint")
     s.add_argument("--out", required=True)
     s.add_argument("--max-step", type=float, default=0.15, help="rate limit stored in the bundle (rad/tick)")
+    s.add_argument("--policy-bundle", default=None, help="ensemble: also carry this bundle's policy graph")
     s.set_defaults(fn=cmd_export)
 
-    s = sub.add_parser("eval", help="evaluate: eval [closed-loop] --bundle B [--policy expert,B2] --json F")
+    s = sub.add_parser("eval", help="evaluate: eval [closed-loop|world-model] ...")
     s.add_argument("what", nargs="?", default=None)
     s.add_argument("--bundle", default=None)
     s.add_argument("--policy", default=None, help="comma list of bundles and/or 'expert'")
@@ -232,6 +268,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "tensorrt"])
     s.add_argument("--json", default="runs/eval/closed_loop.json")
+    s.add_argument("--model", default=None, help="world-model: the (self-forced) ensemble checkpoint")
+    s.add_argument("--teacher", default=None, help="world-model: the teacher-forced checkpoint to compare")
+    s.add_argument("--heldout", default="data/reacher_heldout", help="world-model: held-out bags (collected if empty)")
+    s.add_argument("--ood", default="data/reacher_random", help="world-model: bags of an unseen behaviour")
     s.set_defaults(fn=cmd_eval)
 
     s = sub.add_parser("replay", help="play a rosbag2 through the stack under sim time; record and score it")
@@ -247,7 +287,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(fn=cmd_replay)
 
     s = sub.add_parser("bench", help="benchmarks that write JSON")
-    s.add_argument("what", choices=["transport", "loop"])
+    s.add_argument("what", choices=["transport", "loop", "ensemble"])
+    s.add_argument("--threads", type=int, default=1, help="ensemble: ONNX Runtime intra-op threads")
     s.add_argument("--json", default=None)
     s.add_argument("--duration", type=float, default=10.0)
     s.add_argument("--bundle", default="bundles/bc")

@@ -1,0 +1,134 @@
+"""RWM-U ensemble: shapes, save/load, ONNX agreement over a whole rollout, self-forcing gradients,
+DDP under torchrun, calibration, and the train -> export -> eval path."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from wm_control.train.ensemble import (batch, ensemble_preset, export_ensemble, load_ensemble, make_transitions,
+                                       rollout_loss, train_ensemble)
+from wm_control.world.ensemble import EnsembleDynamics, StateSpec, spearman
+
+
+@pytest.fixture(scope="module")
+def ens(debug_bc, tmp_path_factory):
+    ckpt, _ = debug_bc
+    data = ckpt.parent / "data"  # the debug BC data set (collected by the fixture)
+    out = tmp_path_factory.mktemp("ens")
+    sf = train_ensemble(ensemble_preset("debug"), data, out / "self", progress=False)
+    tf = train_ensemble(ensemble_preset("debug", regime="teacher"), data, out / "teacher", progress=False)
+    return data, sf, tf
+
+
+@pytest.mark.parametrize("arch", ["mlp", "gru"])
+@pytest.mark.parametrize("B", [1, 9])
+def test_shapes_and_independent_members(arch, B):
+    m = EnsembleDynamics(StateSpec(["a", "b"], history=3), members=4, hidden=16, arch=arch)
+    sw, aw, g = torch.randn(4, B, 3, 4), torch.randn(4, B, 3, 2), torch.randn(4, B, 3)
+    nxt, r = m(sw, aw, g)
+    assert nxt.shape == (4, B, 4) and r.shape == (4, B)
+    same_input = m(sw[:1].expand(4, -1, -1, -1), aw[:1].expand(4, -1, -1, -1), g[:1].expand(4, -1, -1))[0]
+    assert not torch.allclose(same_input[0], same_input[1])  # independently initialised members
+    states, rewards = m.rollout(sw[0], aw[0], torch.randn(B, 5, 2), g[0])
+    assert states.shape == (4, B, 6, 4) and rewards.shape == (4, B, 6)
+    assert m.uncertainty(states).shape == (B, 6)
+
+
+def test_save_load_exact(ens):
+    _, sf, _ = ens
+    a, meta = load_ensemble(sf)
+    b, _ = load_ensemble(sf)
+    for (ka, va), (kb, vb) in zip(a.state_dict().items(), b.state_dict().items()):
+        assert ka == kb and torch.equal(va, vb)
+    assert meta["config"]["regime"] == "self"
+    t = meta["thresholds"]
+    assert 0 < t["uncertainty_p50"] <= t["uncertainty_p95"] <= t["uncertainty_p99"]
+
+
+def test_onnx_agrees_with_torch_over_a_rollout(ens, tmp_path):
+    from wm_control.bundle import load_bundle
+
+    _, sf, _ = ens
+    model, _ = load_ensemble(sf)
+    b = load_bundle(export_ensemble(sf, tmp_path / "bundle"))
+    assert b.manifest["thresholds"]["uncertainty_p99"] > 0
+    sess = b.session("ensemble", "cpu")
+    M, H = model.members, model.spec.history
+    rng = np.random.default_rng(0)
+    sw = rng.normal(size=(5, H, 4)).astype(np.float32)
+    aw = rng.normal(size=(5, H, 2)).astype(np.float32)
+    fut = rng.normal(size=(5, 11, 2)).astype(np.float32)
+    goal = rng.normal(size=(5, 3)).astype(np.float32)
+    ref, ref_r = model.rollout(torch.as_tensor(sw), torch.as_tensor(aw), torch.as_tensor(fut), torch.as_tensor(goal))
+    s = np.repeat(sw[None], M, 0)
+    a = np.repeat(aw[None], M, 0)
+    g = np.repeat(goal[None], M, 0)
+    for k in range(12):
+        out = sess.run(state_window=s, action_window=a, goal=g)
+        np.testing.assert_allclose(out["next_state"], ref[:, :, k].numpy(), atol=1e-4)
+        np.testing.assert_allclose(out["reward"], ref_r[:, :, k].numpy(), atol=1e-4)
+        s = np.concatenate([s[:, :, 1:], out["next_state"][:, :, None]], axis=2)
+        if k < 11:
+            a = np.concatenate([a[:, :, 1:], np.repeat(fut[None, :, k, None], M, 0)], axis=2)
+
+
+def test_self_forcing_backpropagates_through_the_rollout(ens):
+    data, sf, _ = ens
+    from wm_control.dataset import DatasetConfig, load_episodes
+
+    model, _ = load_ensemble(sf)
+    model.train()
+    tr = make_transitions(load_episodes([data], DatasetConfig(load_images=False)), model.spec.history, 4, "reacher")
+    b = batch(tr, tr.starts[:8][None].repeat(model.members, 0), model.spec.history, 4)
+    gen = torch.Generator().manual_seed(0)
+    grads = []
+    for p_own in (0.0, 1.0):
+        model.zero_grad()
+        loss, _ = rollout_loss(model, b, 4, p_own, 0.0, gen)
+        loss.backward()
+        grads.append(torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None]))
+    # feeding back its own predictions changes the gradient: it flows through earlier steps
+    assert not torch.allclose(grads[0], grads[1])
+
+
+def test_spearman():
+    x = np.arange(10.0)
+    assert spearman(x, x ** 3) == pytest.approx(1.0)
+    assert spearman(x, -x) == pytest.approx(-1.0)
+    assert abs(spearman(x, np.array([3, 1, 4, 1, 5, 9, 2, 6, 5, 3.0]))) < 1
+
+
+def test_torchrun_ddp(ens, tmp_path):
+    data, _, _ = ens
+    code = ("from wm_control.train.ensemble import ensemble_preset, train_ensemble;"
+            f"train_ensemble(ensemble_preset('debug', iterations=6), r'{data}', r'{tmp_path / 'ddp'}', progress=False)")
+    script = tmp_path / "ddp_train.py"
+    script.write_text(code)
+    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29517",
+                        str(script)], capture_output=True, text=True, timeout=180,
+                       env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert r.returncode == 0, r.stderr[-2000:]
+    _, meta = load_ensemble(tmp_path / "ddp")
+    assert meta["world_size"] == 2
+
+
+def test_cli_train_export_eval_world_model(ens, tmp_path):
+    data, sf, tf = ens
+    env = {**os.environ}
+    r = subprocess.run([sys.executable, "-m", "wm_control", "eval", "world-model", "--model", str(sf), "--teacher",
+                        str(tf), "--heldout", str(tmp_path / "held"), "--ood", str(tmp_path / "ood"), "--json",
+                        str(tmp_path / "wm.json")], capture_output=True, text=True, timeout=300, env=env)
+    assert r.returncode == 0, r.stderr[-2000:]
+    res = json.loads((tmp_path / "wm.json").read_text())
+    sfm = res["models"]["self_forced"]
+    assert set(sfm["relative_error"]) == {"1", "5", "10", "25", "50"}
+    assert all(v == pytest.approx(1.0) for v in res["baseline_nothing_changes"].values())
+    assert -1 <= sfm["spearman_uncertainty_error"] <= 1
+    assert 0 <= sfm["coverage"]["2std"] <= 1
+    assert res["uncertainty_in_vs_out_of_distribution"]["out_of_distribution_mean"] > 0
+    assert (tmp_path / "wm.png").stat().st_size > 1000

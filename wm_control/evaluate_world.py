@@ -1,0 +1,172 @@
+"""``wm-control eval world-model``: how good the ensemble's predictions are, and whether its
+uncertainty tracks its own error. On held-out bags (never seen in training):
+
+* relative error vs horizon (1, 5, 10, 25, 50 steps) of the teacher-forced model, the self-forced
+  model and the "nothing changes" baseline: sum over rollouts of |prediction - truth| divided by
+  the sum of |truth - start| (state in normalised units; the baseline scores exactly 1);
+* Spearman correlation between per-step uncertainty and per-step error over all rollouts and steps,
+  and coverage: how often the truth falls inside mean +- k std of the members (k = 1, 2, 3);
+* uncertainty in-distribution (held-out bags of the training behaviour) vs on data of a behaviour
+  the model never saw (a random policy): it must be clearly higher on the latter.
+
+Open-loop rollouts replay the logged actions; every member follows its own predictions.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .dataset import DatasetConfig, load_episodes
+from .train.ensemble import heldout_rollouts, load_ensemble
+from .world.ensemble import EnsembleDynamics, spearman
+
+HORIZONS = (1, 5, 10, 25, 50)
+
+
+def ensure_bags(path: Path, policy: str, episodes: int, seed: int, noise: float = 0.3) -> Path:
+    if path.exists() and any(path.rglob("metadata.yaml")):
+        return path
+    from .bags import CollectConfig, collect
+
+    print(f"[eval world-model] collecting {episodes} {policy} episodes into {path}", flush=True)
+    collect(CollectConfig(policy=policy, noise=noise if policy == "expert" else 0.0, episodes=episodes,
+                          render=False, seed=seed), path)
+    return path
+
+
+def rollout_metrics(model: EnsembleDynamics, episodes: list, horizon: int, robot: str) -> dict[str, Any]:
+    r = heldout_rollouts(model, episodes, horizon, robot, max_starts=400, seed=1)
+    std = model.state_std.numpy()
+    members = r["members"] / std  # (M, B, K, ds)
+    truth = r["truth"] / std  # (B, K, ds)
+    start = (r["start"] / std)[:, None]  # (B, 1, ds)
+    mean = members.mean(0)
+    err = np.linalg.norm(mean - truth, axis=-1)  # (B, K)
+    change = np.linalg.norm(truth - start, axis=-1)
+    unc = model.uncertainty(torch.as_tensor(r["members"])).numpy()  # (B, K)
+    sd = members.std(0)
+    out = {
+        "relative_error": {h: float(err[:, h - 1].sum() / change[:, h - 1].sum()) for h in HORIZONS if h <= horizon},
+        "baseline_relative_error": {h: float(np.linalg.norm(start[:, 0] - truth[:, h - 1], axis=-1).sum()
+                                             / change[:, h - 1].sum()) for h in HORIZONS if h <= horizon},
+        "spearman_uncertainty_error": spearman(unc.ravel(), err.ravel()),
+        "coverage": {f"{k}std": float(np.mean(np.abs(truth - mean) <= k * sd)) for k in (1, 2, 3)},
+        "uncertainty_mean_by_step": unc.mean(0).tolist(),
+        "error_mean_by_step": err.mean(0).tolist(),
+        "rollouts": int(err.shape[0]),
+        "_unc": unc, "_err": err,
+    }
+    return out
+
+
+def evaluate_world_model(teacher: str | None, self_forced: str, heldout: str = "data/reacher_heldout",
+                         ood: str = "data/reacher_random", episodes: int = 40, horizon: int = 50,
+                         json_path: str | None = None) -> dict:
+    sf_model, sf_meta = load_ensemble(self_forced)
+    robot = sf_meta["config"]["robot"]
+    rate = sf_meta["config"]["control_rate"]
+    # episodes long enough for history + 50 steps
+    ep_s = max(2.0, (horizon + sf_model.spec.history + 10) / rate)
+    id_dir = ensure_bags(Path(heldout), "expert", episodes, seed=10_000)
+    ood_dir = ensure_bags(Path(ood), "random", episodes, seed=20_000)
+    cfg = DatasetConfig(rate=rate, load_images=False)
+    id_eps, ood_eps = load_episodes([id_dir], cfg), load_episodes([ood_dir], cfg)
+    models = {"self_forced": sf_model}
+    if teacher:
+        models["teacher_forced"] = load_ensemble(teacher)[0]
+    res: dict[str, Any] = {"evaluation": "world_model", "robot": robot, "horizons": list(HORIZONS),
+                           "heldout": str(id_dir), "ood": str(ood_dir), "episode_s_needed": ep_s, "models": {}}
+    for name, m in models.items():
+        res["models"][name] = rollout_metrics(m, id_eps, horizon, robot)
+    sf = res["models"]["self_forced"]
+    ood_metrics = rollout_metrics(sf_model, ood_eps, horizon, robot)
+    res["baseline_nothing_changes"] = sf["baseline_relative_error"]
+    res["uncertainty_in_vs_out_of_distribution"] = {
+        "in_distribution_mean": float(sf["_unc"].mean()), "out_of_distribution_mean": float(ood_metrics["_unc"].mean()),
+        "ratio": float(ood_metrics["_unc"].mean() / max(sf["_unc"].mean(), 1e-12)),
+        "in_by_step": sf["uncertainty_mean_by_step"], "out_by_step": ood_metrics["uncertainty_mean_by_step"],
+        "ood_relative_error_50": ood_metrics["relative_error"].get(horizon),
+        "auroc_step1": _auroc(ood_metrics["_unc"][:, 0], sf["_unc"][:, 0]),
+    }
+    h = max(k for k in HORIZONS if k <= horizon)
+    summary = {"self_forced_rel_error_50": sf["relative_error"][h],
+               "spearman": sf["spearman_uncertainty_error"],
+               "ood_uncertainty_ratio": res["uncertainty_in_vs_out_of_distribution"]["ratio"]}
+    if "teacher_forced" in res["models"]:
+        tf = res["models"]["teacher_forced"]
+        summary["teacher_forced_rel_error_50"] = tf["relative_error"][h]
+        summary["self_over_teacher_50"] = sf["relative_error"][h] / tf["relative_error"][h]
+    summary["beats_baseline_every_horizon"] = all(
+        sf["relative_error"][k] < sf["baseline_relative_error"][k] for k in sf["relative_error"])
+    res["summary"] = summary
+    for name, m in res["models"].items():
+        errs = "  ".join(f"h{k}: {v:.3f}" for k, v in m["relative_error"].items())
+        print(f"{name:>15}: relative error {errs}; Spearman(unc, err) {m['spearman_uncertainty_error']:.2f}; "
+              f"coverage 2std {m['coverage']['2std']:.2f}")
+    print(f"{'nothing changes':>15}: relative error 1.000 at every horizon (by definition)")
+    u = res["uncertainty_in_vs_out_of_distribution"]
+    print(f"uncertainty in-distribution {u['in_distribution_mean']:.3f} vs random-policy data "
+          f"{u['out_of_distribution_mean']:.3f} ({u['ratio']:.1f}x)")
+    plots = None
+    if json_path:
+        p = Path(json_path)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        plots = _plot(res, p.with_suffix(".png"))
+    for m in list(res["models"].values()):
+        m.pop("_unc", None)
+        m.pop("_err", None)
+    if json_path:
+        Path(json_path).write_text(json.dumps(res, indent=2))
+        print(f"wrote {json_path}" + (f" and {plots}" if plots else ""))
+    return res
+
+
+def _auroc(pos: np.ndarray, neg: np.ndarray) -> float:
+    """P(uncertainty of an OOD sample > that of an ID sample)."""
+    allv = np.concatenate([pos, neg])
+    ranks = np.argsort(np.argsort(allv)) + 1
+    return float((ranks[: len(pos)].sum() - len(pos) * (len(pos) + 1) / 2) / (len(pos) * len(neg)))
+
+
+def _plot(res: dict, path: Path) -> Path | None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:  # pragma: no cover
+        return None
+    fig, ax = plt.subplots(1, 3, figsize=(15, 4.2))
+    for name, m in res["models"].items():
+        hs = list(m["relative_error"])
+        ax[0].plot(hs, list(m["relative_error"].values()), "o-", label=name.replace("_", " "))
+    hs = list(res["baseline_nothing_changes"])
+    ax[0].plot(hs, list(res["baseline_nothing_changes"].values()), "k--", label="nothing changes")
+    ax[0].set_xlabel("horizon (steps at 50 Hz)")
+    ax[0].set_ylabel("relative error")
+    ax[0].set_yscale("log")
+    ax[0].legend()
+    ax[0].set_title("open-loop prediction error, held-out bags")
+    sf = res["models"]["self_forced"]
+    ax[1].hexbin(sf["_unc"].ravel(), sf["_err"].ravel(), gridsize=40, bins="log", xscale="log", yscale="log",
+                 mincnt=1)
+    ax[1].set_xlabel("ensemble disagreement (uncertainty)")
+    ax[1].set_ylabel("error of the mean prediction")
+    ax[1].set_title(f"self-forced: Spearman {sf['spearman_uncertainty_error']:.2f}")
+    u = res["uncertainty_in_vs_out_of_distribution"]
+    ax[2].plot(np.arange(1, len(u["in_by_step"]) + 1), u["in_by_step"], label="held-out expert (in distribution)")
+    ax[2].plot(np.arange(1, len(u["out_by_step"]) + 1), u["out_by_step"], label="random policy (never seen)")
+    ax[2].set_yscale("log")
+    ax[2].set_xlabel("rollout step")
+    ax[2].set_ylabel("mean uncertainty")
+    ax[2].legend()
+    ax[2].set_title(f"out of distribution: {u['ratio']:.1f}x higher")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

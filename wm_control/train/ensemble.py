@@ -1,0 +1,375 @@
+"""Training the RWM-U ensemble from bags: teacher forcing or self-forcing, one CPU or DDP.
+
+* ``teacher``: one-step loss on true inputs.
+* ``self``: the model rolls out ``horizon`` steps on its own predictions with the loss against the
+  true state at every step and gradients through the whole rollout; a schedule moves the inputs from
+  the true states to its own predictions (scheduled sampling made systematic: the probability of
+  feeding back its own prediction ramps 0 -> 1 over the first ``schedule_frac`` of training).
+
+Both regimes see the same data with the same number of gradient steps and batch size. Every member
+draws its batches from its own bootstrap of the training windows. Under ``torchrun`` the gradient
+is averaged across processes with DDP (gloo on CPU, nccl on GPU); only rank 0 writes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import yaml
+
+from ..dataset import DatasetConfig, Episode, load_episodes
+from ..world.ensemble import EnsembleDynamics, StateSpec, step_features
+
+
+@dataclass
+class EnsembleConfig:
+    robot: str = "reacher"
+    regime: str = "self"
+    """'self' (self-forcing rollouts) or 'teacher' (one-step, true inputs)."""
+    members: int = 5
+    arch: str = "mlp"
+    """'mlp' over the flattened window or 'gru' over its steps."""
+    hidden: int = 128
+    layers: int = 2
+    history: int = 4
+    horizon: int = 16
+    """Self-forcing rollout length (teacher forcing always uses 1)."""
+    schedule_frac: float = 0.5
+    iterations: int = 3000
+    batch_size: int = 256
+    lr: float = 1e-3
+    weight_decay: float = 1e-5
+    reward_weight: float = 0.1
+    episodes: int = 400
+    """Episodes to collect when the data folder is empty (noisy expert)."""
+    collect_noise: float = 0.3
+    val_fraction: float = 0.1
+    calibration_horizon: int = 16
+    control_rate: float = 50.0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.regime not in ("self", "teacher"):
+            raise ValueError(f"regime must be 'self' or 'teacher', not {self.regime!r}")
+        if self.arch not in ("mlp", "gru"):
+            raise ValueError(f"arch must be 'mlp' or 'gru', not {self.arch!r}")
+        if self.members < 2:
+            raise ValueError("an ensemble needs at least 2 members")
+        if self.horizon < 1 or self.history < 1 or self.iterations < 1:
+            raise ValueError("horizon, history and iterations must be >= 1")
+
+
+def ensemble_preset(name: str, **overrides: Any) -> EnsembleConfig:
+    base = {
+        "debug": EnsembleConfig(members=3, hidden=32, iterations=30, batch_size=64, horizon=4, episodes=6,
+                                calibration_horizon=8),
+        "quick": EnsembleConfig(),
+        "full": EnsembleConfig(hidden=256, layers=3, iterations=20000, batch_size=1024, horizon=32, episodes=2000),
+    }
+    if name not in base:
+        raise ValueError(f"unknown preset {name!r}; choose one of {sorted(base)}")
+    return replace(base[name], **{k: v for k, v in overrides.items() if v is not None})
+
+
+# ------------------------------------------------------------------------------------------
+# Data
+# ------------------------------------------------------------------------------------------
+@dataclass
+class Transitions:
+    """Episodes flattened, with the start indices valid for windows of (history, horizon)."""
+
+    S: np.ndarray  # (N, ds) states
+    A: np.ndarray  # (N, da) actions (position targets)
+    G: np.ndarray  # (N, 3) goals
+    R: np.ndarray  # (N,) reward of arriving at this state (-fingertip distance)
+    starts: np.ndarray  # indices t: window S[t-H+1..t], targets S[t+1..t+K]
+    episode_of: np.ndarray  # (N,)
+
+
+def fingertip_distance(robot: str, q: np.ndarray, goal: np.ndarray) -> np.ndarray:
+    """-|fingertip - goal| (xy) per row, from the simulated robot's kinematics."""
+    from ..sim import ArmConfig, SimArm
+
+    arm = SimArm(ArmConfig(robot=robot, render=False))
+    arm.connect()
+    try:
+        tips = np.stack([arm.fingertip_jacobian(qi)[0] for qi in q])
+    finally:
+        arm.disconnect()
+    return -np.linalg.norm(tips[:, :2] - goal[:, :2], axis=1)
+
+
+def make_transitions(episodes: list[Episode], history: int, horizon: int, robot: str) -> Transitions:
+    S, A, G, E, starts = [], [], [], [], []
+    off = 0
+    for i, e in enumerate(episodes):
+        T = len(e)
+        S.append(np.concatenate([e.q, np.nan_to_num(e.qd)], axis=1))
+        A.append(e.action)
+        G.append(e.goal if e.goal is not None else np.zeros((T, 3)))
+        E.append(np.full(T, i))
+        starts.extend(off + t for t in range(history - 1, T - horizon))
+        off += T
+    S_, A_, G_ = np.concatenate(S), np.concatenate(A), np.concatenate(G)
+    R = fingertip_distance(robot, S_[:, : A_.shape[1]], G_)
+    return Transitions(S_.astype(np.float32), A_.astype(np.float32), G_.astype(np.float32), R.astype(np.float32),
+                       np.asarray(starts, dtype=np.int64), np.concatenate(E))
+
+
+def batch(tr: Transitions, idx: np.ndarray, history: int, horizon: int) -> dict[str, torch.Tensor]:
+    """idx (M, B) start indices -> windows and targets shaped (M, B, ...)."""
+    h = np.arange(-history + 1, 1)
+    k = np.arange(1, horizon + 1)
+    w = idx[..., None] + h  # (M, B, H)
+    f = idx[..., None] + k  # (M, B, K)
+    t = torch.as_tensor
+    return {"sw": t(tr.S[w]), "aw": t(tr.A[w]), "target": t(tr.S[f]), "future_a": t(tr.A[f[..., :-1]]),
+            "reward": t(tr.R[f]), "goal": t(tr.G[idx])}
+
+
+def set_normalizers(model: EnsembleDynamics, tr: Transitions) -> None:
+    n = model.spec.n
+    S, A = torch.as_tensor(tr.S), torch.as_tensor(tr.A)
+    feats = step_features(S, A, n)
+    nxt = np.clip(tr.starts + 1, 0, len(tr.S) - 1)
+    delta = tr.S[nxt] - tr.S[tr.starts]
+
+    def std(x: torch.Tensor) -> torch.Tensor:
+        s = x.std(0)
+        return torch.where(s < 1e-4, torch.ones_like(s), s)
+
+    with torch.no_grad():
+        model.feat_mean.copy_(feats.mean(0))
+        model.feat_std.copy_(std(feats))
+        d = torch.as_tensor(delta)
+        model.delta_mean.copy_(d.mean(0))
+        model.delta_std.copy_(std(d))
+        model.state_mean.copy_(S.mean(0))
+        model.state_std.copy_(std(S))
+        r = torch.as_tensor(tr.R)
+        model.reward_mean.copy_(r.mean().reshape(1))
+        model.reward_std.copy_(r.std().clamp_min(1e-4).reshape(1))
+
+
+# ------------------------------------------------------------------------------------------
+# Training
+# ------------------------------------------------------------------------------------------
+def rollout_loss(model: Any, b: dict[str, torch.Tensor], horizon: int, p_own: float,
+                 reward_weight: float, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean over steps of the normalised state error (and reward error) along a rollout in which each
+    step's input is the model's own previous prediction with probability ``p_own``."""
+    inner = model.module if hasattr(model, "module") else model
+    sw, aw = b["sw"], b["aw"]
+    state_loss = torch.zeros(())
+    reward_loss = torch.zeros(())
+    for k in range(horizon):
+        nxt, r = model(sw, aw, b["goal"])
+        true = b["target"][:, :, k]
+        state_loss = state_loss + (((nxt - true) / inner.delta_std) ** 2).mean()
+        reward_loss = reward_loss + (((r - b["reward"][:, :, k]) / inner.reward_std) ** 2).mean()
+        if k + 1 < horizon:
+            own = (torch.rand(nxt.shape[:2], generator=gen) < p_own).unsqueeze(-1)
+            fed = torch.where(own, nxt, true)
+            sw = torch.cat([sw[:, :, 1:], fed.unsqueeze(2)], dim=2)
+            aw = torch.cat([aw[:, :, 1:], b["future_a"][:, :, k].unsqueeze(2)], dim=2)
+    return state_loss / horizon, reward_weight * reward_loss / horizon
+
+
+def _dist() -> tuple[int, int]:
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.distributed.is_initialized():
+        torch.distributed.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    if torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return 0, 1
+
+
+def train_ensemble(cfg: EnsembleConfig, data_dir: str | Path, out_dir: str | Path, progress: bool = True) -> Path:
+    from safetensors.torch import save_file
+
+    rank, world = _dist()
+    data_dir, out = Path(data_dir), Path(out_dir)
+    if rank == 0:
+        from .bc import ensure_data
+        from .presets import BCConfig
+
+        ensure_data(BCConfig(robot=cfg.robot, episodes=cfg.episodes, collect_noise=cfg.collect_noise,
+                             control_rate=cfg.control_rate, seed=cfg.seed), data_dir)
+    if world > 1:
+        torch.distributed.barrier()
+    episodes = load_episodes([data_dir], DatasetConfig(rate=cfg.control_rate, load_images=False))
+    rng = np.random.default_rng(cfg.seed)  # same split and bootstraps on every rank
+    order = rng.permutation(len(episodes))
+    n_val = max(1, int(round(cfg.val_fraction * len(episodes))))
+    val_eps = [episodes[i] for i in order[:n_val]]
+    train_eps = [episodes[i] for i in order[n_val:]] or val_eps
+    K = 1 if cfg.regime == "teacher" else cfg.horizon
+    tr = make_transitions(train_eps, cfg.history, max(K, 1), cfg.robot)
+    spec = StateSpec(joint_names=list(episodes[0].joint_names), history=cfg.history)
+    torch.manual_seed(cfg.seed)
+    model = EnsembleDynamics(spec, cfg.members, cfg.hidden, cfg.layers, cfg.arch)
+    set_normalizers(model, tr)
+    boot = rng.integers(0, len(tr.starts), size=(cfg.members, len(tr.starts)))  # each member's bootstrap
+    net: Any = model
+    if world > 1:
+        net = torch.nn.parallel.DistributedDataParallel(model)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, cfg.iterations)
+    gen = torch.Generator().manual_seed(cfg.seed + 1000 * rank)
+    brng = np.random.default_rng(cfg.seed + 1 + rank)
+    bar = None
+    if progress and rank == 0:
+        from tqdm import tqdm
+
+        bar = tqdm(total=cfg.iterations, desc=f"train ensemble ({cfg.regime}-forcing, {cfg.arch})", file=sys.stderr,
+                   mininterval=1.0)
+    if rank == 0:
+        out.mkdir(parents=True, exist_ok=True)
+    log = open(out / "metrics.jsonl", "w") if rank == 0 else None
+    t0 = time.monotonic()
+    for it in range(1, cfg.iterations + 1):
+        cols = brng.integers(0, boot.shape[1], size=(cfg.members, cfg.batch_size))
+        idx = tr.starts[np.take_along_axis(boot, cols, axis=1)]
+        b = batch(tr, idx, cfg.history, K)
+        p_own = 0.0 if K == 1 else min(1.0, it / max(1.0, cfg.schedule_frac * cfg.iterations))
+        ls, lr_ = rollout_loss(net, b, K, p_own, cfg.reward_weight, gen)
+        loss = ls + lr_
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0)
+        opt.step()
+        sched.step()
+        if log is not None and (it % max(1, cfg.iterations // 25) == 0 or it == cfg.iterations):
+            log.write(json.dumps({"iteration": it, "state_loss": ls.item(), "reward_loss": lr_.item(),
+                                  "p_own": p_own, "seconds": round(time.monotonic() - t0, 1)}) + "\n")
+            log.flush()
+        if bar is not None:
+            bar.update(1)
+            if it % 50 == 0:
+                bar.set_postfix(state=f"{ls.item():.4f}", reward=f"{lr_.item():.4f}", p_own=f"{p_own:.2f}")
+    if bar is not None:
+        bar.close()
+    if rank != 0:
+        return out
+    log.close()
+    model.eval()
+    thresholds = calibrate(model, val_eps, cfg)
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(out / "model.safetensors"))
+    meta = {"kind": "ensemble", "config": asdict(cfg), "spec": asdict(spec), "thresholds": thresholds,
+            "data": {"dir": str(data_dir), "train_episodes": len(train_eps), "val_episodes": len(val_eps),
+                     "windows": int(len(tr.starts))},
+            "train_seconds": round(time.monotonic() - t0, 1), "world_size": world}
+    (out / "checkpoint.yaml").write_text(yaml.safe_dump(meta, sort_keys=False))
+    return out
+
+
+def load_ensemble(ckpt_dir: str | Path) -> tuple[EnsembleDynamics, dict]:
+    from safetensors.torch import load_file
+
+    ckpt_dir = Path(ckpt_dir)
+    meta = yaml.safe_load((ckpt_dir / "checkpoint.yaml").read_text())
+    if meta.get("kind") != "ensemble":
+        raise ValueError(f"{ckpt_dir} is not an ensemble checkpoint")
+    cfg = EnsembleConfig(**meta["config"])
+    model = EnsembleDynamics(StateSpec(**meta["spec"]), cfg.members, cfg.hidden, cfg.layers, cfg.arch)
+    model.load_state_dict(load_file(str(ckpt_dir / "model.safetensors")))
+    return model.eval(), meta
+
+
+# ------------------------------------------------------------------------------------------
+# Rollouts on held-out episodes: what calibration and evaluation measure
+# ------------------------------------------------------------------------------------------
+@torch.no_grad()
+def heldout_rollouts(model: EnsembleDynamics, episodes: list[Episode], horizon: int, robot: str,
+                     max_starts: int = 400, seed: int = 0) -> dict[str, np.ndarray]:
+    """Open-loop rollouts with the logged actions from many starts: member trajectories, the truth,
+    the start state. Returns arrays shaped (B, K, ds) / (M, B, K, ds)."""
+    H = model.spec.history
+    tr = make_transitions(episodes, H, horizon, robot)
+    if len(tr.starts) == 0:
+        raise ValueError(f"held-out episodes are too short for history {H} + horizon {horizon}")
+    rng = np.random.default_rng(seed)
+    idx = rng.choice(tr.starts, size=min(max_starts, len(tr.starts)), replace=False)
+    b = batch(tr, idx[None], H, horizon)
+    states, _ = model.rollout(b["sw"][0], b["aw"][0], b["future_a"][0], b["goal"][0])
+    return {"members": states.numpy(), "truth": b["target"][0].numpy(), "start": b["sw"][0, :, -1].numpy()}
+
+
+def calibrate(model: EnsembleDynamics, episodes: list[Episode], cfg: EnsembleConfig) -> dict[str, float]:
+    """Uncertainty thresholds seen in-distribution (held-out episodes), per step over the horizon."""
+    r = heldout_rollouts(model, episodes, cfg.calibration_horizon, cfg.robot, seed=cfg.seed)
+    u = model.uncertainty(torch.as_tensor(r["members"])).numpy()  # (B, K)
+    return {"uncertainty_p50": float(np.percentile(u, 50)), "uncertainty_p95": float(np.percentile(u, 95)),
+            "uncertainty_p99": float(np.percentile(u, 99)), "horizon": cfg.calibration_horizon,
+            "first_step_p99": float(np.percentile(u[:, 0], 99))}
+
+
+# ------------------------------------------------------------------------------------------
+# Export: the whole ensemble as one ONNX graph in a bundle
+# ------------------------------------------------------------------------------------------
+def export_ensemble_onnx(model: EnsembleDynamics, path: str | Path) -> dict[str, Any]:
+    """Write the graph; returns its io spec for the manifest (member axis fixed, batch dynamic)."""
+    import warnings
+
+    from ..world.ensemble import ExportedEnsemble
+
+    M, H, ds, da = model.members, model.spec.history, model.spec.state_dim, model.spec.n
+    args = (torch.zeros(M, 2, H, ds), torch.zeros(M, 2, H, da), torch.zeros(M, 2, 3))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(ExportedEnsemble(model).eval(), args, str(path), dynamo=False, opset_version=17,
+                          input_names=["state_window", "action_window", "goal"],
+                          output_names=["next_state", "reward"],
+                          dynamic_axes={"state_window": {1: "batch"}, "action_window": {1: "batch"},
+                                        "goal": {1: "batch"}, "next_state": {1: "batch"}, "reward": {1: "batch"}})
+    return {
+        "inputs": {"state_window": {"shape": [M, -1, H, ds], "dtype": "float32"},
+                   "action_window": {"shape": [M, -1, H, da], "dtype": "float32"},
+                   "goal": {"shape": [M, -1, 3], "dtype": "float32"}},
+        "outputs": {"next_state": {"shape": [M, -1, ds], "dtype": "float32"},
+                    "reward": {"shape": [M, -1], "dtype": "float32"}},
+        "members": M, "history": H,
+        "state": {"layout": ["q", "qd"] + (["latent"] if model.spec.latent_dim else []),
+                  "latent_dim": model.spec.latent_dim},
+        "action": "position_target",
+        "description": "member m reads its own window: follow each member's own trajectory in rollouts",
+    }
+
+
+def export_ensemble(ckpt_dir: str | Path, bundle_dir: str | Path, policy_bundle: str | Path | None = None) -> Path:
+    """A bundle with ``ensemble.onnx`` (and, when given, the policy graph of another bundle) whose
+    manifest carries the calibrated uncertainty thresholds."""
+    import tempfile
+
+    from ..bundle import load_bundle, write_bundle
+    from .bc import sim_position_limits
+
+    model, meta = load_ensemble(ckpt_dir)
+    cfg = meta["config"]
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "ensemble.onnx"
+        graphs = {"ensemble": (path, export_ensemble_onnx(model, path))}
+        robot = {"name": cfg["robot"], "joint_names": meta["spec"]["joint_names"], "control_rate": cfg["control_rate"],
+                 "max_step": 0.15, "position_limits": sim_position_limits(cfg["robot"], meta["spec"]["joint_names"])}
+        normalizers = {"ensemble_state": {"mean": model.state_mean.tolist(), "std": model.state_std.tolist()}}
+        training = {"ensemble": {"stage": "ensemble", "config": cfg, "data": meta["data"]}}
+        metrics: dict[str, Any] = {"ensemble_train_seconds": meta["train_seconds"]}
+        if policy_bundle is not None:
+            pb = load_bundle(policy_bundle)
+            if pb.joint_names != robot["joint_names"]:
+                raise ValueError(f"policy bundle joints {pb.joint_names} differ from the ensemble's")
+            graphs["policy"] = (pb.path / pb.graph("policy")["file"],
+                                {k: v for k, v in pb.graph("policy").items() if k != "file"})
+            robot = {**pb.manifest["robot"], **{k: v for k, v in robot.items() if k != "max_step"}}
+            normalizers.update(pb.manifest.get("normalizers", {}))
+            training["policy"] = pb.manifest.get("training", {})
+            metrics.update(pb.manifest.get("metrics", {}))
+        return write_bundle(bundle_dir, graphs, robot=robot, normalizers=normalizers,
+                            thresholds=meta["thresholds"], training=training, metrics=metrics)
