@@ -132,3 +132,53 @@ def test_cli_train_export_eval_world_model(ens, tmp_path):
     assert 0 <= sfm["coverage"]["2std"] <= 1
     assert res["uncertainty_in_vs_out_of_distribution"]["out_of_distribution_mean"] > 0
     assert (tmp_path / "wm.png").stat().st_size > 1000
+
+
+def _toy_transitions(episodes: int = 40, T: int = 30):
+    from wm_control.train.ensemble import Transitions
+
+    N = episodes * T
+    ep = np.repeat(np.arange(episodes), T)
+    starts = np.concatenate([np.arange(e * T + 3, e * T + T - 1) for e in range(episodes)])
+    z = np.zeros((N, 4), np.float32)
+    return Transitions(z, z[:, :2], np.zeros((N, 3), np.float32), np.zeros(N, np.float32), starts, ep)
+
+
+def test_episode_bootstrap_resamples_whole_episodes():
+    from wm_control.train.ensemble import bootstrap_indices
+
+    tr = _toy_transitions()
+    rng = np.random.default_rng(0)
+    boot = bootstrap_indices(tr, 5, "episode", rng)
+    assert boot.shape == (5, len(tr.starts))
+    seen = [set(tr.episode_of[tr.starts[b]]) for b in boot]
+    # each member sees about 1 - 1/e of the episodes, never all of them, and the members differ
+    assert all(0.4 * 40 < len(s) < 40 for s in seen)
+    assert len({frozenset(s) for s in seen}) == 5
+    win = bootstrap_indices(tr, 5, "window", np.random.default_rng(0))
+    assert all(len(set(tr.episode_of[tr.starts[b]])) == 40 for b in win)  # windows: every episode appears
+
+
+def test_randomised_prior_is_fixed_and_saved(tmp_path):
+    m = EnsembleDynamics(StateSpec(["a", "b"], history=3), members=3, hidden=16, prior_scale=1.0)
+    assert m.prior and not any(p.requires_grad for p in m.prior.parameters())
+    sw, aw = torch.randn(3, 8, 3, 4), torch.randn(3, 8, 3, 2)
+    before = [p.clone() for p in m.prior.parameters()]
+    opt = torch.optim.SGD([p for p in m.parameters() if p.requires_grad], lr=0.1)
+    m(sw, aw)[0].pow(2).sum().backward()
+    opt.step()
+    assert all(torch.equal(a, b) for a, b in zip(before, m.prior.parameters()))
+    assert any(k.startswith("prior.") for k in m.state_dict())
+    no_prior = EnsembleDynamics(StateSpec(["a", "b"], history=3), members=3, hidden=16)
+    assert not any(k.startswith("prior.") for k in no_prior.state_dict())
+
+
+def test_uncertainty_is_in_the_models_output_units():
+    m = EnsembleDynamics(StateSpec(["a"], history=2), members=2, hidden=8)
+    with torch.no_grad():
+        m.delta_std.copy_(torch.tensor([0.01, 1.0]))
+        m.state_std.copy_(torch.tensor([10.0, 1.0]))  # a joint that winds round: large state spread
+    states = torch.zeros(2, 1, 2)
+    states[1, 0, 0] = 0.02  # members disagree by 0.02 rad on the position
+    # std over 2 members of (0, 2) in units of 0.01 = sqrt(2); state units would give 0.0014
+    assert m.uncertainty(states).item() == pytest.approx(np.sqrt(2), rel=1e-5)

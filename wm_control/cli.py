@@ -131,9 +131,12 @@ def cmd_train(a: argparse.Namespace) -> int:
     regimes = ["teacher", "self"] if a.regime == "both" else [a.regime]
     for regime in regimes:
         cfg = ensemble_preset(a.preset, robot=a.robot, iterations=a.iterations, episodes=a.episodes, seed=a.seed,
-                              regime=regime, arch=a.arch, members=a.members)
+                              regime=regime, arch=a.arch, members=a.members,
+                              bootstrap=a.bootstrap, prior_scale=a.prior_scale, horizon=a.horizon)
         out = a.out if (a.out and len(regimes) == 1) else f"{a.out or 'runs/ensemble'}_{regime}"
         ckpt = train_ensemble(cfg, a.data or f"data/{cfg.robot}_expert", out)
+        if int(os.environ.get("RANK", "0")) != 0:  # under torchrun only rank 0 writes
+            continue
         print(f"checkpoint ({regime}-forcing): {ckpt}")
         if a.bundle and regime == regimes[-1]:
             print(f"bundle: {export_ensemble(ckpt, a.bundle, policy_bundle=a.policy_bundle)}")
@@ -164,7 +167,10 @@ def cmd_eval(a: argparse.Namespace) -> int:
     if what == "world-model":
         from .evaluate_world import evaluate_world_model
 
-        evaluate_world_model(a.teacher, a.model or "runs/ensemble_self", heldout=a.heldout, ood=a.ood,
+        teacher = a.teacher
+        if teacher is None and Path("runs/ensemble_teacher/checkpoint.yaml").exists():
+            teacher = "runs/ensemble_teacher"  # what `train ensemble --regime both` writes
+        evaluate_world_model(teacher, a.model or "runs/ensemble_self", heldout=a.heldout, ood=a.ood,
                              json_path=a.json if a.json != "runs/eval/closed_loop.json" else "runs/eval/world_model.json")
         return 0
     if what != "closed-loop":
@@ -240,6 +246,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--regime", default="both", choices=["self", "teacher", "both"], help="ensemble: forcing regime")
     s.add_argument("--arch", default=None, choices=["mlp", "gru"], help="ensemble: member architecture")
     s.add_argument("--members", type=int, default=None)
+    s.add_argument("--bootstrap", default=None, choices=["episode", "window"],
+                   help="ensemble: resample whole episodes (default) or single windows per member")
+    s.add_argument("--prior-scale", type=float, default=None, help="ensemble: randomised prior functions scale")
+    s.add_argument("--horizon", type=int, default=None, help="ensemble: self-forcing rollout length")
     s.add_argument("--policy-bundle", default=None, help="ensemble: put this bundle's policy into the bundle too")
     s.add_argument("--preset", default="quick", choices=["debug", "quick", "full"])
     s.add_argument("--data", default=None, help="folder of bags (collected there if empty)")
@@ -269,7 +279,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "tensorrt"])
     s.add_argument("--json", default="runs/eval/closed_loop.json")
     s.add_argument("--model", default=None, help="world-model: the (self-forced) ensemble checkpoint")
-    s.add_argument("--teacher", default=None, help="world-model: the teacher-forced checkpoint to compare")
+    s.add_argument("--teacher", default=None, help="world-model: the teacher-forced checkpoint to compare (default runs/ensemble_teacher if there)")
     s.add_argument("--heldout", default="data/reacher_heldout", help="world-model: held-out bags (collected if empty)")
     s.add_argument("--ood", default="data/reacher_random", help="world-model: bags of an unseen behaviour")
     s.set_defaults(fn=cmd_eval)

@@ -3,7 +3,7 @@ uncertainty tracks its own error. On held-out bags (never seen in training):
 
 * relative error vs horizon (1, 5, 10, 25, 50 steps) of the teacher-forced model, the self-forced
   model and the "nothing changes" baseline: sum over rollouts of |prediction - truth| divided by
-  the sum of |truth - start| (state in normalised units; the baseline scores exactly 1);
+  the sum of |truth - start| (state in the model's normalised units; the baseline scores exactly 1);
 * Spearman correlation between per-step uncertainty and per-step error over all rollouts and steps,
   and coverage: how often the truth falls inside mean +- k std of the members (k = 1, 2, 3);
 * uncertainty in-distribution (held-out bags of the training behaviour) vs on data of a behaviour
@@ -41,7 +41,7 @@ def ensure_bags(path: Path, policy: str, episodes: int, seed: int, noise: float 
 
 def rollout_metrics(model: EnsembleDynamics, episodes: list, horizon: int, robot: str) -> dict[str, Any]:
     r = heldout_rollouts(model, episodes, horizon, robot, max_starts=400, seed=1)
-    std = model.state_std.numpy()
+    std = model.uncertainty_scale.numpy()  # error and uncertainty in the same units
     members = r["members"] / std  # (M, B, K, ds)
     truth = r["truth"] / std  # (B, K, ds)
     start = (r["start"] / std)[:, None]  # (B, 1, ds)
@@ -92,6 +92,11 @@ def evaluate_world_model(teacher: str | None, self_forced: str, heldout: str = "
         "in_by_step": sf["uncertainty_mean_by_step"], "out_by_step": ood_metrics["uncertainty_mean_by_step"],
         "ood_relative_error_50": ood_metrics["relative_error"].get(horizon),
         "auroc_step1": _auroc(ood_metrics["_unc"][:, 0], sf["_unc"][:, 0]),
+        # the same rank correlation over held-out and unseen-behaviour rollouts together: does the
+        # uncertainty order errors when the data are not all like the training data?
+        "spearman_pooled_in_and_out": spearman(np.concatenate([sf["_unc"].ravel(), ood_metrics["_unc"].ravel()]),
+                                               np.concatenate([sf["_err"].ravel(), ood_metrics["_err"].ravel()])),
+        "spearman_out_of_distribution": ood_metrics["spearman_uncertainty_error"],
     }
     h = max(k for k in HORIZONS if k <= horizon)
     summary = {"self_forced_rel_error_50": sf["relative_error"][h],
@@ -111,7 +116,8 @@ def evaluate_world_model(teacher: str | None, self_forced: str, heldout: str = "
     print(f"{'nothing changes':>15}: relative error 1.000 at every horizon (by definition)")
     u = res["uncertainty_in_vs_out_of_distribution"]
     print(f"uncertainty in-distribution {u['in_distribution_mean']:.3f} vs random-policy data "
-          f"{u['out_of_distribution_mean']:.3f} ({u['ratio']:.1f}x)")
+          f"{u['out_of_distribution_mean']:.3f} ({u['ratio']:.1f}x); Spearman on unseen-behaviour data "
+          f"{u['spearman_out_of_distribution']:.2f}, pooled {u['spearman_pooled_in_and_out']:.2f}")
     plots = None
     if json_path:
         p = Path(json_path)
@@ -155,6 +161,9 @@ def _plot(res: dict, path: Path) -> Path | None:
     sf = res["models"]["self_forced"]
     ax[1].hexbin(sf["_unc"].ravel(), sf["_err"].ravel(), gridsize=40, bins="log", xscale="log", yscale="log",
                  mincnt=1)
+    from matplotlib.ticker import NullFormatter
+
+    ax[1].xaxis.set_minor_formatter(NullFormatter())  # log minor labels overlap on a narrow range
     ax[1].set_xlabel("ensemble disagreement (uncertainty)")
     ax[1].set_ylabel("error of the mean prediction")
     ax[1].set_title(f"self-forced: Spearman {sf['spearman_uncertainty_error']:.2f}")
