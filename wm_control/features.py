@@ -33,3 +33,14 @@ def policy_observation(kind: str, q: np.ndarray, qd: np.ndarray, goal: np.ndarra
     if kind == "joint_trig_vel_goal":
         parts.append(np.nan_to_num(np.asarray(qd, dtype=np.float64)))  # a robot may not report velocity
     return np.concatenate([*parts, goal], axis=-1).astype(np.float32)
+
+
+def policy_observation_torch(kind: str, q, qd, goal):
+    """The same vector as :func:`policy_observation` from torch tensors (for imagined rollouts)."""
+    import torch
+
+    _check(kind)
+    parts = [torch.cos(q), torch.sin(q)]
+    if kind == "joint_trig_vel_goal":
+        parts.append(torch.nan_to_num(qd))
+    return torch.cat([*parts, goal], dim=-1).float()
