@@ -117,7 +117,9 @@ def fingertip_distance(robot: str, q: np.ndarray, goal: np.ndarray) -> np.ndarra
     return -np.linalg.norm(tips[:, :2] - goal[:, :2], axis=1)
 
 
-def make_transitions(episodes: list[Episode], history: int, horizon: int, robot: str) -> Transitions:
+def make_transitions(episodes: list[Episode], history: int, horizon: int, robot: str,
+                     rewards: bool = True) -> Transitions:
+    """Flatten episodes; ``rewards=False`` skips the (kinematics-based) reward when nobody reads it."""
     S, A, G, E, starts = [], [], [], [], []
     off = 0
     for i, e in enumerate(episodes):
@@ -129,7 +131,7 @@ def make_transitions(episodes: list[Episode], history: int, horizon: int, robot:
         starts.extend(off + t for t in range(history - 1, T - horizon))
         off += T
     S_, A_, G_ = np.concatenate(S), np.concatenate(A), np.concatenate(G)
-    R = fingertip_distance(robot, S_[:, : A_.shape[1]], G_)
+    R = fingertip_distance(robot, S_[:, : A_.shape[1]], G_) if rewards else np.zeros(len(S_))
     return Transitions(S_.astype(np.float32), A_.astype(np.float32), G_.astype(np.float32), R.astype(np.float32),
                        np.asarray(starts, dtype=np.int64), np.concatenate(E))
 
@@ -319,7 +321,7 @@ def heldout_rollouts(model: EnsembleDynamics, episodes: list[Episode], horizon: 
     """Open-loop rollouts with the logged actions from many starts: member trajectories, the truth,
     the start state. Returns arrays shaped (B, K, ds) / (M, B, K, ds)."""
     H = model.spec.history
-    tr = make_transitions(episodes, H, horizon, robot)
+    tr = make_transitions(episodes, H, horizon, robot, rewards=False)  # rollouts compare states only
     if len(tr.starts) == 0:
         raise ValueError(f"held-out episodes are too short for history {H} + horizon {horizon}")
     rng = np.random.default_rng(seed)

@@ -87,7 +87,7 @@ class ImaginedEnvs:
         from .ensemble import batch, make_transitions
 
         H = model.spec.history
-        tr = make_transitions(episodes, H, 1, robot)
+        tr = make_transitions(episodes, H, 1, robot, rewards=False)  # the reward head supplies rewards
         b = batch(tr, tr.starts[None], H, 1)
         starts = {"sw": b["sw"][0].numpy(), "aw": b["aw"][0].numpy(), "goal": b["goal"][0].numpy()}
         return cls(model, starts, cfg, thresholds["first_step_p99"], position_limits)
@@ -144,7 +144,10 @@ class ImaginedEnvs:
         terminated = unc > self.limit
         truncated = (self.t >= self.cfg.max_steps) & ~terminated
         done = terminated | truncated
+        final = self._obs()
         info = {"task_reward": task, "uncertainty": unc, "terminated": terminated, "truncated": truncated,
-                "final_obs": self._obs()}
-        self._reset(done)
-        return self._obs(), task - self.cfg.lam * unc, done, info
+                "final_obs": final}
+        if done.any():
+            self._reset(done)
+            final = self._obs()
+        return final, task - self.cfg.lam * unc, done, info
