@@ -199,3 +199,54 @@ def test_imagined_envs_from_logs(ens):
         assert torch.isfinite(obs).all() and torch.isfinite(r).all()
     # holding still from logged states: the members' task reward is the (negative) fingertip distance
     assert (info["task_reward"] <= 0.05).all()
+
+
+def test_imagined_start_windows_align_with_training_windows(ens):
+    """A start holds states s[t-H+1..t] and the commands executed before them, a[t-H..t-1]: stepping with
+    the logged a[t] feeds the model exactly the window it was trained on (batch())."""
+    from wm_control.dataset import DatasetConfig, load_episodes
+    from wm_control.train.ensemble import batch, make_transitions
+    from wm_control.train.imagined import ImaginedConfig, ImaginedEnvs
+
+    data, sf, _ = ens
+    model, meta = load_ensemble(sf)
+    eps = load_episodes([data], DatasetConfig(rate=50.0, load_images=False))
+    env = ImaginedEnvs.from_logs(model, meta["thresholds"], eps, "reacher", ImaginedConfig(num_envs=8))
+    H = model.spec.history
+    tr = make_transitions(eps, H, 1, "reacher", rewards=False)
+    ok = tr.starts[(tr.starts >= H) & (tr.episode_of[np.maximum(tr.starts - H, 0)] == tr.episode_of[tr.starts])]
+    b = batch(tr, ok[None], H, 1)
+    np.testing.assert_allclose(env.sw_all.numpy(), b["sw"][0].numpy())
+    np.testing.assert_allclose(env.aw_all[:, 1:].numpy(), b["aw"][0, :, :-1].numpy())  # shifted by one command
+    t = torch.as_tensor(ok)
+    np.testing.assert_allclose(env.aw_all[:, -1].numpy(), tr.A[ok - 1])  # the command in force at s[t]
+    # stepping with the logged a[t] (as a change from q[t]) reproduces the model's one-step prediction
+    env.reset()
+    env.sw, env.aw, env.goal = env.sw_all[:8].clone(), env.aw_all[:8].clone(), env.goal_all[:8].clone()
+    env.member = torch.zeros(8, dtype=torch.long)
+    a_t = torch.as_tensor(tr.A[ok[:8]])
+    env.cfg.max_step = 1e9  # no rate limit: the logged command passes unchanged
+    env.step(a_t - env.sw[:, -1, :2])
+    with torch.no_grad():
+        M = model.members
+        ref, _ = model(*(b[k][0, :8].expand(M, *b[k][0, :8].shape) for k in ("sw", "aw", "goal")))
+    np.testing.assert_allclose(env.sw[:, -1].numpy(), ref[0].numpy(), atol=1e-5)
+    assert t.numel() == len(env.sw_all)
+
+
+def test_reward_samples_cover_the_joint_ranges_with_kinematic_labels():
+    from wm_control.train.bc import sim_position_limits
+    from wm_control.train.ensemble import fingertip_distance, reward_samples
+
+    tr = _toy_transitions(episodes=3, T=10)
+    names = ["joint0", "joint1"]
+    aug = reward_samples("reacher", tr, 2000, names, np.random.default_rng(0))
+    q, g = aug["S"][:, :2].numpy(), aug["G"].numpy()
+    limits = sim_position_limits("reacher", names)
+    for j, lim in enumerate(limits):
+        lo, hi = (-np.pi, np.pi) if lim[0] is None else lim
+        assert q[:, j].min() >= lo - 1e-6 and q[:, j].max() <= hi + 1e-6
+        assert q[:, j].max() - q[:, j].min() > 0.9 * (hi - lo)  # the whole range, not where the logs went
+    assert (aug["S"][:, 2:] == 0).all()
+    np.testing.assert_allclose(aug["R"].numpy(), fingertip_distance("reacher", q, g), atol=1e-5)
+    assert reward_samples("reacher", tr, 0, names, np.random.default_rng(0)) is None

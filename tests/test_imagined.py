@@ -84,3 +84,19 @@ def test_bad_configs_are_refused():
         ImaginedConfig(lam=-1)
     with pytest.raises(ValueError):
         ImaginedConfig(observation="pixels")
+
+
+def test_a_given_task_reward_replaces_the_head():
+    torch.manual_seed(0)
+    model = EnsembleDynamics(StateSpec(["j0", "j1"], history=3), members=4, hidden=16)
+    rng = np.random.default_rng(0)
+    starts = {"sw": rng.normal(size=(20, 3, 4)).astype(np.float32),
+              "aw": rng.normal(size=(20, 3, 2)).astype(np.float32), "goal": rng.normal(size=(20, 3)).astype(np.float32)}
+    env = ImaginedEnvs(model, starts, ImaginedConfig(num_envs=8, max_steps=5, lam=0.0), threshold=1e9,
+                       reward_fn=lambda s, g: -(s[:, 0] - g[:, 0]).abs())
+    env.reset()
+    goal = env.goal.clone()
+    _, reward, _, info = env.step(torch.zeros(8, 2))
+    expected = -(env.sw[:, -1, 0] - goal[:, 0]).abs()
+    torch.testing.assert_close(info["task_reward"], expected)
+    torch.testing.assert_close(reward, expected)

@@ -7,9 +7,11 @@ with no simulator and no robot (the policy issue trains PPO on these).
 * Actions are what the policy node's graph outputs: a change of the position target relative to the
   measured position. They pass the same clamps as the safety layer (position limits, at most
   ``max_step`` from the previous command), so the imagined robot moves as the real one will.
-* Reward ``task_reward - lam * uncertainty``: the member's reward head (-fingertip distance), less the
-  penalty. An episode ends after ``max_steps`` (truncation) or when the uncertainty passes
-  ``terminate_scale`` x the calibrated one-step p99 (termination: the model is lost there).
+* Reward ``task_reward - lam * uncertainty``: the task reward of the followed member's predicted state
+  (``reward_fn``: e.g. minus the fingertip distance from the robot's kinematics, see
+  :mod:`wm_control.kinematics`; otherwise the member's reward head), less the penalty. An episode ends
+  after ``max_steps`` (truncation) or when the uncertainty passes
+  ``terminate_scale`` x a calibrated percentile (termination: the model is lost there).
 * Done environments reset themselves; the observation they ended on is in ``info['final_obs']`` so
   a value function can bootstrap truncated episodes.
 """
@@ -35,7 +37,7 @@ class ImaginedConfig:
     lam: float = 1.0
     """Weight of the uncertainty penalty (lambda)."""
     terminate_scale: float = 2.0
-    """End an episode when the disagreement exceeds this x the calibrated one-step p99 (inf: never)."""
+    """End an episode when the disagreement exceeds this x the calibrated threshold (inf: never)."""
     observation: str = "joint_trig_goal"
     max_step: float = 0.15
     """Largest change of the position target per step (the safety layer's rate limit)."""
@@ -54,14 +56,17 @@ class ImaginedEnvs:
     """``num_envs`` environments stepped together (torch, no gradients)."""
 
     def __init__(self, model: EnsembleDynamics, starts: dict[str, np.ndarray], cfg: ImaginedConfig,
-                 threshold: float, position_limits: Any = None):
+                 threshold: float, position_limits: Any = None, device: str | torch.device = "cpu",
+                 reward_fn: Any = None):
         if model.spec.latent_dim:
             raise ValueError("imagined environments over a visual latent need the world model (not yet)")
-        self.model, self.cfg = model.eval(), cfg
+        dev = self.device = torch.device(device)
+        self.reward_fn = reward_fn  # (state (B, ds), goal (B, 3)) -> (B,); None: the members' reward head
+        self.model, self.cfg = model.to(dev).eval(), cfg
         self.n = model.spec.n
-        self.sw_all = torch.as_tensor(starts["sw"], dtype=torch.float32)  # (N, H, ds)
-        self.aw_all = torch.as_tensor(starts["aw"], dtype=torch.float32)  # (N, H, da)
-        self.goal_all = torch.as_tensor(starts["goal"], dtype=torch.float32)  # (N, 3)
+        self.sw_all = torch.as_tensor(starts["sw"], dtype=torch.float32, device=dev)  # (N, H, ds)
+        self.aw_all = torch.as_tensor(starts["aw"], dtype=torch.float32, device=dev)  # (N, H, da)
+        self.goal_all = torch.as_tensor(starts["goal"], dtype=torch.float32, device=dev)  # (N, 3)
         if len(self.sw_all) == 0:
             raise ValueError("no start states")
         self.limit = float(threshold) * cfg.terminate_scale if math.isfinite(cfg.terminate_scale) else math.inf
@@ -71,26 +76,38 @@ class ImaginedEnvs:
             if lim is not None:
                 lo[j] = -math.inf if lim[0] is None else float(lim[0])
                 hi[j] = math.inf if lim[1] is None else float(lim[1])
-        self.lo, self.hi = lo, hi
-        self.gen = torch.Generator().manual_seed(cfg.seed)
+        self.lo, self.hi = lo.to(dev), hi.to(dev)
+        self.gen = torch.Generator(device=dev).manual_seed(cfg.seed)
         B = cfg.num_envs
-        self.sw = torch.empty(B, *self.sw_all.shape[1:])
-        self.aw = torch.empty(B, *self.aw_all.shape[1:])
-        self.goal = torch.empty(B, 3)
-        self.member = torch.empty(B, dtype=torch.long)
-        self.t = torch.zeros(B, dtype=torch.long)
+        self.sw = torch.empty(B, *self.sw_all.shape[1:], device=dev)
+        self.aw = torch.empty(B, *self.aw_all.shape[1:], device=dev)
+        self.goal = torch.empty(B, 3, device=dev)
+        self.member = torch.empty(B, dtype=torch.long, device=dev)
+        self.t = torch.zeros(B, dtype=torch.long, device=dev)
+        self.ar = torch.arange(B, device=dev)
 
     @classmethod
     def from_logs(cls, model: EnsembleDynamics, thresholds: dict[str, float], episodes: list, robot: str,
-                  cfg: ImaginedConfig, position_limits: Any = None) -> ImaginedEnvs:
-        """Start states: every valid window of the logged episodes."""
-        from .ensemble import batch, make_transitions
+                  cfg: ImaginedConfig, position_limits: Any = None, device: str = "cpu",
+                  threshold: str = "first_step_p99", reward_fn: Any = None) -> ImaginedEnvs:
+        """Start states: every window of the logged episodes with one more logged action before it.
+
+        A start at logged step t holds the states ``s[t-H+1..t]`` and the commands *executed before*
+        them, ``a[t-H..t-1]``: the policy chooses the action at ``s[t]``, which completes the window the
+        model was trained on (``aw[-1]`` pairs with ``sw[-1]``), and ``a[t-1]`` is the command in force,
+        from which the rate limit counts. ``threshold`` names the calibrated percentile the
+        termination limit scales: the per-step uncertainty here is a one-step disagreement (from the
+        followed member's window), so the default is the one-step p99 of calibration, not the p99 of
+        trajectory spread over a calibration rollout (``uncertainty_p99``)."""
+        from .ensemble import make_transitions
 
         H = model.spec.history
         tr = make_transitions(episodes, H, 1, robot, rewards=False)  # the reward head supplies rewards
-        b = batch(tr, tr.starts[None], H, 1)
-        starts = {"sw": b["sw"][0].numpy(), "aw": b["aw"][0].numpy(), "goal": b["goal"][0].numpy()}
-        return cls(model, starts, cfg, thresholds["first_step_p99"], position_limits)
+        t = tr.starts[tr.starts >= H]
+        t = t[tr.episode_of[t - H] == tr.episode_of[t]]
+        w = t[:, None] + np.arange(-H + 1, 1)
+        starts = {"sw": tr.S[w], "aw": tr.A[w - 1], "goal": tr.G[t]}
+        return cls(model, starts, cfg, thresholds[threshold], position_limits, device, reward_fn)
 
     # ------------------------------------------------------------------------------------------
     @property
@@ -105,15 +122,15 @@ class ImaginedEnvs:
         k = int(mask.sum())
         if k == 0:
             return
-        idx = torch.randint(0, len(self.sw_all), (k,), generator=self.gen)
+        idx = torch.randint(0, len(self.sw_all), (k,), generator=self.gen, device=self.device)
         self.sw[mask] = self.sw_all[idx]
         self.aw[mask] = self.aw_all[idx]
         self.goal[mask] = self.goal_all[idx]
-        self.member[mask] = torch.randint(0, self.model.members, (k,), generator=self.gen)
+        self.member[mask] = torch.randint(0, self.model.members, (k,), generator=self.gen, device=self.device)
         self.t[mask] = 0
 
     def reset(self) -> torch.Tensor:
-        self._reset(torch.ones(self.cfg.num_envs, dtype=torch.bool))
+        self._reset(torch.ones(self.cfg.num_envs, dtype=torch.bool, device=self.device))
         return self._obs()
 
     def command(self, delta: torch.Tensor) -> torch.Tensor:
@@ -129,15 +146,15 @@ class ImaginedEnvs:
     def step(self, delta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
         """``delta (B, n)`` -> obs (B, d), reward (B,), done (B,), info (task_reward, uncertainty,
         terminated (uncertainty over the limit), truncated (time), final_obs)."""
-        M, B = self.model.members, self.cfg.num_envs
-        a = self.command(torch.as_tensor(delta, dtype=torch.float32))
+        M = self.model.members
+        a = self.command(torch.as_tensor(delta, dtype=torch.float32, device=self.device))
         aw = torch.cat([self.aw[:, 1:], a[:, None]], dim=1)
         nxt, rew = self.model(self.sw.expand(M, *self.sw.shape), aw.expand(M, *aw.shape),
-                              self.goal.expand(M, *self.goal.shape))
+                              self.goal.expand(M, *self.goal.shape), with_reward=self.reward_fn is None)
         unc = self.model.uncertainty(nxt)  # (B,)
-        ar = torch.arange(B)
+        ar = self.ar
         own = nxt[self.member, ar]
-        task = rew[self.member, ar]
+        task = self.reward_fn(own, self.goal) if self.reward_fn is not None else rew[self.member, ar]
         self.sw = torch.cat([self.sw[:, 1:], own[:, None]], dim=1)
         self.aw = aw
         self.t += 1

@@ -12,8 +12,9 @@ the planner queries and what goes into ONNX: inputs ``state_window (M, B, H, ds)
 reads its own trajectory, so rollouts can follow each member separately.
 
 Uncertainty (RWM-U): at a step, the std over members of their predictions in normalised units (the
-model's output units: the spread of one-step changes), summed over state dimensions. Along a rollout every member follows its own predictions from the
-same start, and the per-step uncertainty is the spread of those trajectories.
+model's output units: the spread of one-step changes), summed over state dimensions. Along a rollout
+every member follows its own predictions from the same start, and the per-step uncertainty is the
+spread of those trajectories.
 """
 
 from __future__ import annotations
@@ -74,7 +75,7 @@ class EnsembleDynamics(nn.Module):
     """
 
     def __init__(self, spec: StateSpec, members: int = 5, hidden: int = 128, layers: int = 2, arch: str = "mlp",
-                 prior_scale: float = 0.0):
+                 prior_scale: float = 0.0, reward_hidden: int = 32):
         super().__init__()
         if arch not in ("mlp", "gru"):
             raise ValueError(f"arch must be 'mlp' or 'gru', not {arch!r}")
@@ -97,12 +98,22 @@ class EnsembleDynamics(nn.Module):
             pd = [spec.history * f, hidden, ds]
             self.prior = nn.ModuleList(MemberLinear(members, a, b) for a, b in zip(pd[:-1], pd[1:]))
             self.prior.requires_grad_(False)
-        self.reward_head = MemberLinear(members, hidden + ds + 3, 1)
+        # reward of arriving at a state: a function of the configuration (cos q, sin q, latent) and the
+        # goal only. Not of the dynamics features or the velocities: in expert data the arm is still
+        # only at the goal, and a head that sees velocity learns "still = reward" (measured: a model
+        # that predicted a positive reward for holding still anywhere).
+        rin = 2 * spec.n + spec.latent_dim + 3
+        rh = reward_hidden
+        self.reward_body = nn.ModuleList([MemberLinear(members, rin, rh), MemberLinear(members, rh, rh)])
+        self.reward_head = MemberLinear(members, rh, 1)
         for name, size in (("feat_mean", f), ("feat_std", f), ("delta_mean", ds), ("delta_std", ds),
                            ("state_mean", ds), ("state_std", ds)):
             self.register_buffer(name, torch.zeros(size) if "mean" in name else torch.ones(size))
         self.register_buffer("reward_mean", torch.zeros(1))
         self.register_buffer("reward_std", torch.ones(1))
+        # predicted rewards stay within what the data showed: a policy optimised in the model cannot
+        # harvest rewards the task never pays (a head extrapolating above the best logged reward)
+        self.register_buffer("reward_range", torch.tensor([-1e9, 1e9]))
 
     # ---- the model ------------------------------------------------------------------------
     def _encode(self, sw: torch.Tensor, aw: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -130,16 +141,25 @@ class EnsembleDynamics(nn.Module):
             h = torch.nn.functional.silu(layer(h))
         return h, prior
 
-    def forward(self, sw: torch.Tensor, aw: torch.Tensor, goal: torch.Tensor | None = None
-                ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Next state (M, B, ds) and reward (M, B) from windows; ``goal`` (M, B, 3) feeds the reward head."""
+    def forward(self, sw: torch.Tensor, aw: torch.Tensor, goal: torch.Tensor | None = None,
+                with_reward: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Next state (M, B, ds) and reward (M, B) from windows; ``goal`` (M, B, 3) feeds the reward head
+        (``with_reward=False``: states only, reward None)."""
         h, prior = self._encode(sw, aw)
         delta = (self.head(h) + prior) * self.delta_std + self.delta_mean
         nxt = sw[:, :, -1] + delta
-        g = goal if goal is not None else torch.zeros(*nxt.shape[:2], 3, dtype=nxt.dtype)
-        rin = torch.cat([h, (nxt - self.state_mean) / self.state_std, g], dim=-1)
-        reward = self.reward_head(rin)[..., 0] * self.reward_std + self.reward_mean
-        return nxt, reward
+        return nxt, (self.reward(nxt, goal) if with_reward else None)
+
+    def reward(self, state: torch.Tensor, goal: torch.Tensor | None = None) -> torch.Tensor:
+        """Each member's reward of arriving at ``state (M, B, ds)`` with ``goal (M, B, 3)`` -> (M, B)."""
+        n, lat = self.spec.n, self.spec.latent_dim
+        q = state[..., :n]
+        g = goal if goal is not None else torch.zeros(*state.shape[:-1], 3, dtype=state.dtype)
+        x = torch.cat([torch.cos(q), torch.sin(q), state[..., 2 * n: 2 * n + lat], g], dim=-1)
+        for layer in self.reward_body:
+            x = torch.nn.functional.silu(layer(x))
+        r = self.reward_head(x)[..., 0] * self.reward_std + self.reward_mean
+        return torch.minimum(torch.maximum(r, self.reward_range[0]), self.reward_range[1])
 
     # ---- rollouts ---------------------------------------------------------------------------
     @torch.no_grad()
