@@ -11,7 +11,7 @@ export MUJOCO_GL ?= egl
 export ROS_AUTOMATIC_DISCOVERY_RANGE ?= LOCALHOST
 export PYTHONUNBUFFERED := 1
 
-.PHONY: demo test bench setup clean
+.PHONY: demo test bench rwm setup clean
 setup: $(STAMP)
 
 $(STAMP): setup.py Makefile
@@ -30,6 +30,29 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(PY) -m wm_control bench transport --json runs/bench/transport.json
 	$(PY) -m wm_control bench loop --json runs/bench/loop.json
+
+# Offline RL with RWM-U (README "Policies from logs"): two more offline data sets (narrow: a slow, noisy
+# expert; slow: a slow, nearly clean one), BC on each, one self-forced ensemble per data set, a PPO
+# lambda sweep inside each, the planner bundle, the suite in the true simulator, the planner benchmark.
+RWM_LAMS_EXPERT ?= 0,1
+RWM_LAMS ?= 0,1,5
+rwm: $(STAMP)
+	test -e data/reacher_narrow/index.json || $(PY) -m wm_control collect --out data/reacher_narrow \
+	    --episodes 400 --no-images --gain 0.1 --noise 0.3 --seed 7
+	test -e data/reacher_slow/index.json || $(PY) -m wm_control collect --out data/reacher_slow \
+	    --episodes 400 --no-images --gain 0.1 --noise 0.05 --seed 11
+	test -e bundles/bc/manifest.yaml || $(PY) -m wm_control train bc --data data/reacher_expert --out runs/bc --bundle bundles/bc
+	for d in narrow slow; do \
+	  $(PY) -m wm_control train bc --data data/reacher_$$d --out runs/bc_$$d --bundle bundles/bc_$$d || exit 1; done
+	for d in expert narrow slow; do \
+	  $(PY) -m wm_control train ensemble --regime self --data data/reacher_$$d --out runs/ensemble_$$d || exit 1; done
+	$(PY) -m wm_control export runs/ensemble_expert --out bundles/ensemble --policy-bundle bundles/bc
+	$(PY) -m wm_control train policy --ensemble runs/ensemble_expert --lam $(RWM_LAMS_EXPERT) --out runs/ppo_expert \
+	    --bundle bundles/ppo_expert
+	for d in narrow slow; do $(PY) -m wm_control train policy --ensemble runs/ensemble_$$d --lam $(RWM_LAMS) \
+	    --out runs/ppo_$$d --bundle bundles/ppo_$$d || exit 1; done
+	$(PY) -m wm_control eval suite --suite eval_rwm.yaml --json runs/eval/rwm.json --resume
+	$(PY) -m wm_control bench planner --bundle bundles/ppo_expert_lam1 --json runs/bench/planner.json
 
 clean:
 	rm -rf $(VENV) build *.egg-info runs

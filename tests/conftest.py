@@ -28,3 +28,21 @@ def debug_bc(tmp_path_factory):
     root = tmp_path_factory.mktemp("debug_bc")
     ckpt = train_bc(bc_preset("debug"), root / "data", root / "ckpt")
     return ckpt, export_bc(ckpt, root / "bundle")
+
+
+@pytest.fixture(scope="session")
+def debug_ensemble(debug_bc, tmp_path_factory):
+    """A debug-preset ensemble trained on the debug BC data: (checkpoint, bundle with the BC policy)."""
+    import torch
+
+    from wm_control.train.ensemble import ensemble_preset, export_ensemble, train_ensemble
+
+    ckpt, bc = debug_bc
+    out = tmp_path_factory.mktemp("debug_ens")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny model: one thread is several times faster than two fighting
+    try:
+        ens = train_ensemble(ensemble_preset("debug"), ckpt.parent / "data", out / "ckpt", progress=False)
+    finally:
+        torch.set_num_threads(threads)
+    return ens, export_ensemble(ens, out / "bundle", policy_bundle=bc)

@@ -33,12 +33,14 @@ def test_bench_transport_writes_json(tmp_path):
     assert res["timer_100hz"]["achieved_hz"] > 50
 
 
-def test_demo_runs_the_stack_and_evaluates(tmp_path, debug_bc):
-    """The README's main job with a debug bundle: live graph (sim -> camera_ingest -> policy), then eval."""
+def test_demo_runs_the_stack_and_evaluates(tmp_path, debug_ensemble):
+    """The README's main job with a debug bundle: live graph (sim -> camera_ingest -> policy <- planner),
+    then the evaluation of the policy, the planner and the expert."""
     import yaml
 
     graph = yaml.safe_load(open("config/demo.yaml"))
-    graph["policy"]["ros__parameters"]["bundle"] = str(debug_bc[1])
+    graph["policy"]["ros__parameters"]["bundle"] = str(debug_ensemble[1])
+    graph["planner"]["ros__parameters"]["bundle"] = str(debug_ensemble[1])
     cfg = tmp_path / "demo.yaml"
     cfg.write_text(yaml.safe_dump(graph))
     r = wm("demo", "--config", str(cfg), "--duration", "4", "--episodes", "2", "--json", str(tmp_path / "demo.json"),
@@ -47,10 +49,12 @@ def test_demo_runs_the_stack_and_evaluates(tmp_path, debug_bc):
     s = json.loads((tmp_path / "demo.json").read_text())
     assert s["received"]["joint_states"] > 200 and s["received"]["commands"] > 100
     assert s["received"]["images"] > 50 and s["image_shape"] == [96, 96, 3]
-    assert s["node_failure"] is None and sorted(s["nodes"]) == ["camera_ingest", "policy", "sim_robot"]
+    assert s["node_failure"] is None and sorted(s["nodes"]) == ["camera_ingest", "planner", "policy", "sim_robot"]
     assert float(s["controller"]["commands.rate_hz"]) > 40
+    assert int(s["controller"].get("ticks.plan", 0)) > 0  # the policy node followed plans
     ev = json.loads((tmp_path / "eval.json").read_text())
-    assert [p["episodes"] for p in ev["policies"]] == [2, 2]
+    assert [p["episodes"] for p in ev["policies"]] == [2, 2, 2]
+    assert ev["policies"][1]["policy"].startswith("planner:")
     assert "learned policy reaches" in r.stdout
 
 

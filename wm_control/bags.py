@@ -82,6 +82,8 @@ class CollectConfig:
     robot: str = "reacher"
     policy: str = "expert"  # 'expert' | 'random'
     noise: float = 0.0
+    gain: float = 1.0
+    """Expert: fraction of the way to the IK solution per step (< 1: a slow, low-quality expert)."""
     episodes: int = 10
     episode_s: float = 2.0
     control_rate: float = 50.0
@@ -175,7 +177,7 @@ def collect(cfg: CollectConfig, out_dir: str | Path, reg: MessageRegistry | None
     arm = SimArm(ArmConfig(robot=cfg.robot, image_width=cfg.image_width, image_height=cfg.image_height,
                            render=cfg.render, seed=cfg.seed))
     arm.connect()
-    kw = {"noise": cfg.noise} if cfg.policy == "expert" else {}
+    kw = {"noise": cfg.noise, "gain": cfg.gain} if cfg.policy == "expert" else {}
     policy = make_policy(cfg.policy, seed=cfg.seed, **kw)
     rng = np.random.default_rng(cfg.seed)
     episodes = []

@@ -64,7 +64,7 @@ def cmd_collect(a: argparse.Namespace) -> int:
     from .bags import CollectConfig, collect
 
     episode_s = a.episode_s or {"reacher": 2.0, "pusher": 5.0}[a.robot]
-    cfg = CollectConfig(robot=a.robot, policy=a.policy, noise=a.noise, episodes=a.episodes,
+    cfg = CollectConfig(robot=a.robot, policy=a.policy, noise=a.noise, gain=a.gain, episodes=a.episodes,
                         episode_s=episode_s, image_width=a.image_size, image_height=a.image_size,
                         render=not a.no_images, seed=a.seed, goal_region=a.goal_region)
     summary = collect(cfg, a.out)
@@ -96,6 +96,11 @@ def cmd_bench(a: argparse.Namespace) -> int:
 
         res = bench_ensemble(a.bundle if a.bundle != "bundles/bc" else "bundles/ensemble", device=a.device,
                              threads=a.threads)
+    elif a.what == "planner":
+        from .bench.planner import bench_planner
+
+        res = bench_planner(a.bundle if a.bundle != "bundles/bc" else "bundles/ensemble", device=a.device,
+                            duration=a.duration)
     else:
         raise SystemExit(f"unknown benchmark {a.what!r}")
     _write_json(a.json, res)
@@ -126,6 +131,21 @@ def cmd_train(a: argparse.Namespace) -> int:
         if a.bundle:
             print(f"bundle: {export_bc(ckpt, a.bundle)}")
         return 0
+    if a.stage == "policy":
+        from .train.ppo import ppo_preset, sweep
+
+        lams = [float(x) for x in a.lam.split(",")] if a.lam else [None]
+        cfg = ppo_preset(a.preset, iterations=a.iterations, seed=a.seed, num_envs=a.num_envs,
+                         device=None if a.device == "auto" else a.device)
+        lams = [cfg.lam if x is None else x for x in lams]
+        out = a.out or "runs/ppo"
+        res = sweep(cfg, lams, a.ensemble, out, a.bundle, data_dirs=[a.data] if a.data else None,
+                    json_path=a.json or f"{out}/sweep.json")
+        for r in res["runs"]:
+            extra = f", bundle {r['bundle']}" if "bundle" in r else ""
+            print(f"lambda {r['lam']:g}: checkpoint {r['checkpoint']}{extra}")
+        print(f"summary: {a.json or f'{out}/sweep.json'}")
+        return 0
     from .train.ensemble import ensemble_preset, export_ensemble, train_ensemble
 
     regimes = ["teacher", "self"] if a.regime == "both" else [a.regime]
@@ -153,6 +173,10 @@ def cmd_export(a: argparse.Namespace) -> int:
         from .train.ensemble import export_ensemble
 
         out = export_ensemble(a.checkpoint, a.out, policy_bundle=a.policy_bundle)
+    elif kind == "ppo_policy":
+        from .train.ppo import export_ppo
+
+        out = export_ppo(a.checkpoint, a.out)
     else:
         from .train.bc import export_bc
 
@@ -173,8 +197,16 @@ def cmd_eval(a: argparse.Namespace) -> int:
         evaluate_world_model(teacher, a.model or "runs/ensemble_self", heldout=a.heldout, ood=a.ood,
                              json_path=a.json if a.json != "runs/eval/closed_loop.json" else "runs/eval/world_model.json")
         return 0
+    if what == "suite":
+        from .evaluate_suite import evaluate_suite
+
+        json_path = a.json if a.json != "runs/eval/closed_loop.json" else "runs/eval/suite.json"
+        evaluate_suite(_config_path(a.suite), json_path,
+                       episodes=a.episodes if a.episodes != 50 else None, device=a.device,
+                       only=[g.strip() for g in a.group.split(",")] if a.group else None, resume=a.resume)
+        return 0
     if what != "closed-loop":
-        raise SystemExit(f"unknown evaluation {what!r} (available: closed-loop, world-model)")
+        raise SystemExit(f"unknown evaluation {what!r} (available: closed-loop, world-model, suite)")
     from .evaluate import evaluate
 
     policies = [p.strip() for p in (a.policy or "").split(",") if p.strip()] or [a.bundle or "bundles/bc"]
@@ -219,6 +251,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--robot", default="reacher", choices=["reacher", "pusher"])
     s.add_argument("--policy", default="expert", choices=["expert", "random"])
     s.add_argument("--noise", type=float, default=0.0)
+    s.add_argument("--gain", type=float, default=1.0, help="expert: fraction of the way to the IK solution per step")
     s.add_argument("--episodes", type=int, default=10)
     s.add_argument("--episode-s", type=float, default=None, help="default: 2 s reacher, 5 s pusher")
     s.add_argument("--image-size", type=int, default=96)
@@ -241,8 +274,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", default=None)
     s.set_defaults(fn=cmd_dataset)
 
-    s = sub.add_parser("train", help="train a stage: train bc|ensemble --preset debug|quick|full")
-    s.add_argument("stage", choices=["bc", "ensemble"])
+    s = sub.add_parser("train", help="train a stage: train bc|ensemble|policy --preset debug|quick|full")
+    s.add_argument("stage", choices=["bc", "ensemble", "policy"],
+                   help="bc: behaviour cloning; ensemble: the RWM-U dynamics ensemble; policy: PPO inside the ensemble")
+    s.add_argument("--ensemble", default="runs/ensemble_self", help="policy: the ensemble checkpoint to train in")
+    s.add_argument("--lam", default=None,
+                   help="policy: uncertainty penalty lambda; a comma list is a sweep (one policy and bundle each)")
+    s.add_argument("--num-envs", type=int, default=None, help="policy: imagined environments in parallel")
+    s.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="policy: torch device")
+    s.add_argument("--json", default=None, help="policy: sweep summary (default OUT/sweep.json)")
     s.add_argument("--regime", default="both", choices=["self", "teacher", "both"], help="ensemble: forcing regime")
     s.add_argument("--arch", default=None, choices=["mlp", "gru"], help="ensemble: member architecture")
     s.add_argument("--members", type=int, default=None)
@@ -252,7 +292,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--horizon", type=int, default=None, help="ensemble: self-forcing rollout length")
     s.add_argument("--policy-bundle", default=None, help="ensemble: put this bundle's policy into the bundle too")
     s.add_argument("--preset", default="quick", choices=["debug", "quick", "full"])
-    s.add_argument("--data", default=None, help="folder of bags (collected there if empty)")
+    s.add_argument("--data", default=None, help="folder of bags (collected there if empty; policy: start states, "
+                   "default the ensemble's data)")
     s.add_argument("--out", default=None, help="checkpoint folder (default runs/<stage>)")
     s.add_argument("--bundle", default=None, help="also export a bundle here")
     s.add_argument("--robot", default=None, choices=["reacher", "pusher"])
@@ -268,7 +309,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--policy-bundle", default=None, help="ensemble: also carry this bundle's policy graph")
     s.set_defaults(fn=cmd_export)
 
-    s = sub.add_parser("eval", help="evaluate: eval [closed-loop|world-model] ...")
+    s = sub.add_parser("eval", help="evaluate: eval [closed-loop|world-model|suite] ...")
     s.add_argument("what", nargs="?", default=None)
     s.add_argument("--bundle", default=None)
     s.add_argument("--policy", default=None, help="comma list of bundles and/or 'expert'")
@@ -282,6 +323,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--teacher", default=None, help="world-model: the teacher-forced checkpoint to compare (default runs/ensemble_teacher if there)")
     s.add_argument("--heldout", default="data/reacher_heldout", help="world-model: held-out bags (collected if empty)")
     s.add_argument("--ood", default="data/reacher_random", help="world-model: bags of an unseen behaviour")
+    s.add_argument("--suite", default="eval_rwm.yaml", help="suite: groups of labelled policies (YAML)")
+    s.add_argument("--group", default=None, help="suite: only these groups (comma list)")
+    s.add_argument("--resume", action="store_true", help="suite: keep results already in --json for the same setup")
     s.set_defaults(fn=cmd_eval)
 
     s = sub.add_parser("replay", help="play a rosbag2 through the stack under sim time; record and score it")
@@ -297,7 +341,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(fn=cmd_replay)
 
     s = sub.add_parser("bench", help="benchmarks that write JSON")
-    s.add_argument("what", choices=["transport", "loop", "ensemble"])
+    s.add_argument("what", choices=["transport", "loop", "ensemble", "planner"])
     s.add_argument("--threads", type=int, default=1, help="ensemble: ONNX Runtime intra-op threads")
     s.add_argument("--json", default=None)
     s.add_argument("--duration", type=float, default=10.0)

@@ -21,18 +21,37 @@ from .launcher import Launcher
 from .ros import qos
 
 
+def _params(graph: dict, node: str) -> dict:
+    return (graph.get(node) or {}).get("ros__parameters") or {}
+
+
 def ensure_bundle(config: str, preset: str = "quick") -> None:
-    """Train and export the BC policy named by the config's policy node when it is not there yet."""
+    """Train and export what the config's nodes load when it is not there yet: the BC policy
+    (``bundles/bc``) and, for a planner, the RWM-U ensemble with that policy inside."""
     graph = yaml.safe_load(Path(config).read_text()) or {}
-    bundle = ((graph.get("policy") or {}).get("ros__parameters") or {}).get("bundle")
-    if not bundle or (Path(bundle) / "manifest.yaml").exists():
+    wanted = {_params(graph, "policy").get("bundle"), _params(graph, "planner").get("bundle")} - {None, ""}
+    missing = [b for b in wanted if not (Path(b) / "manifest.yaml").exists()]
+    if not missing:
         return
     from .train.bc import export_bc, train_bc
     from .train.presets import bc_preset
 
-    print(f"[demo] no bundle at {bundle}: training the BC policy first (preset {preset}, about a minute)",
-          flush=True)
-    export_bc(train_bc(bc_preset(preset), "data/reacher_expert", "runs/bc"), bundle)
+    planned = "planner" in graph
+    bc_bundle = "bundles/bc" if planned else missing[0]
+    if not (Path(bc_bundle) / "manifest.yaml").exists():
+        print(f"[demo] no bundle at {bc_bundle}: training the BC policy first (preset {preset}, about a minute)",
+              flush=True)
+        export_bc(train_bc(bc_preset(preset), "data/reacher_expert", "runs/bc"), bc_bundle)
+    if planned:
+        from .train.ensemble import ensemble_preset, export_ensemble, train_ensemble
+
+        for b in missing:
+            if b == bc_bundle:
+                continue
+            print(f"[demo] no bundle at {b}: training the RWM-U ensemble for the planner (preset {preset}, "
+                  f"self-forcing, a few minutes)", flush=True)
+            ckpt = train_ensemble(ensemble_preset(preset, regime="self"), "data/reacher_expert", "runs/ensemble_self")
+            export_ensemble(ckpt, b, policy_bundle=bc_bundle)
 
 
 def run_demo(config: str, duration: float, json_path: str | None, episodes: int = 50,
@@ -42,13 +61,14 @@ def run_demo(config: str, duration: float, json_path: str | None, episodes: int 
     ensure_bundle(config, preset)
     code = run_graph(config, duration, json_path)
     graph = yaml.safe_load(Path(config).read_text()) or {}
-    bundle = ((graph.get("policy") or {}).get("ros__parameters") or {}).get("bundle")
+    bundle = _params(graph, "policy").get("bundle")
     if code == 0 and bundle and episodes > 0:
         from .evaluate import evaluate
 
-        print(f"[demo] closed-loop evaluation: {episodes} episodes each of the policy and the scripted expert "
+        runs = [bundle] + ([f"planner:{bundle}"] if "planner" in graph else []) + ["expert"]
+        print(f"[demo] closed-loop evaluation: {episodes} episodes each of {', '.join(runs)} "
               f"(lock-step, sim time)", flush=True)
-        out = evaluate([bundle, "expert"], episodes=episodes,
+        out = evaluate(runs, episodes=episodes,
                        json_path=str(Path(json_path).parent / "eval.json") if json_path else None)
         rel = out.get("relative_to_expert", {}).get(bundle)
         if rel is not None:
@@ -140,12 +160,22 @@ def run_graph(config: str, duration: float, json_path: str | None) -> int:
         "controller": {k: v for k, v in ctl.items() if not k.startswith("_")},
         "node_failure": launcher.failure,
     }
+    if "planner" in diag:
+        summary["planner"] = {k: v for k, v in diag["planner"].items() if not k.startswith("_")}
+        ticks = {k.split(".", 1)[1]: int(v) for k, v in ctl.items() if k.startswith("ticks.")}
+        if ticks:
+            summary["followed_plan_fraction"] = ticks.get("plan", 0) / max(1, sum(ticks.values()))
     if summary["episodes"]:
         summary["success_rate"] = summary["successes"] / summary["episodes"]
     print(f"[demo] {summary['duration_s']:.0f} s of the graph: {seen['joint_states']} joint states, "
           f"{seen['images']} camera frames {summary['image_shape']} at {fps:.1f} fps, {seen['commands']} commands; "
           f"the arm moved {summary['joint_path_length_rad']:.1f} rad in total; "
           f"{summary['successes']}/{summary['episodes']} episodes reached the goal (within 2 cm).")
+    if "followed_plan_fraction" in summary:
+        pl = summary["planner"]
+        print(f"[demo] planner: {pl.get('plans.rate_hz', '?')} plans/s, plan latency p50 "
+              f"{pl.get('plan.p50_ms', '?')} ms; the policy node followed the plan on "
+              f"{100 * summary['followed_plan_fraction']:.0f}% of its ticks")
     if json_path:
         Path(json_path).parent.mkdir(parents=True, exist_ok=True)
         Path(json_path).write_text(json.dumps(summary, indent=2))

@@ -1,6 +1,7 @@
 """``wm-control eval``: closed-loop evaluation of policies on ``sim_robot`` through the real graph.
 
-For each policy (a bundle driven by the ``policy`` node, or ``expert``: the scripted controller)
+For each policy (a bundle driven by the ``policy`` node; ``planner:BUNDLE``: the ``policy`` node with
+``use_plan`` following the ``planner`` node, both on BUNDLE; or ``expert``: the scripted controller)
 the graph runs in lock-step with sim time (so a slow CPU changes no result) for N episodes of
 ``episode_s`` seconds; ``sim_robot`` reports each episode on ``/sim_robot/episode``. Episode k
 starts from the same arm state and goal for every policy (same simulator seed), so the comparison
@@ -24,7 +25,29 @@ from .launcher import Launcher
 from .ros import qos
 
 
-def _graph_yaml(policy: str, robot: str, episode_s: float, seed: int, device: str, render: bool) -> dict:
+def expert_params(spec: str) -> dict[str, float]:
+    """``expert`` or ``expert:noise=0.3,gain=0.1`` -> the scripted controller's parameters (the
+    behaviour policies of the collected logs)."""
+    if spec == "expert":
+        return {}
+    out: dict[str, float] = {}
+    for item in spec.split(":", 1)[1].split(","):
+        k, _, v = item.partition("=")
+        if k.strip() not in ("noise", "gain", "seed") or not v:
+            raise ValueError(f"bad expert spec {spec!r}: use expert:noise=N,gain=G[,seed=S]")
+        out[k.strip()] = int(v) if k.strip() == "seed" else float(v)
+    return out
+
+
+def policy_label(policy: str) -> str:
+    """A short name for a policy spec: the bundle folder's name, ``planner:NAME``, ``expert[:...]``."""
+    if policy.startswith("planner:"):
+        return "planner:" + Path(policy.split(":", 1)[1]).name
+    return policy if policy.startswith("expert") else Path(policy).name
+
+
+def _graph_yaml(policy: str, robot: str, episode_s: float, seed: int, device: str, render: bool,
+                planner_params: dict[str, Any] | None = None) -> dict:
     graph: dict[str, Any] = {
         "/**": {"ros__parameters": {"use_sim_time": True}},
         "sim_robot": {"ros__parameters": {
@@ -32,8 +55,14 @@ def _graph_yaml(policy: str, robot: str, episode_s: float, seed: int, device: st
             "episode_s": episode_s, "seed": seed, "render": render, "camera_rate": 10.0,
             "image_width": 64, "image_height": 64, "lockstep_timeout": 2.0}},
     }
-    if policy == "expert":
-        graph["scripted_controller"] = {"ros__parameters": {"robot": robot, "rate": 50.0, "max_input_age": 30.0}}
+    if policy == "expert" or policy.startswith("expert:"):
+        graph["scripted_controller"] = {"ros__parameters": {"robot": robot, "rate": 50.0, "max_input_age": 30.0,
+                                                            **expert_params(policy)}}
+    elif policy.startswith("planner:"):
+        bundle = str(Path(policy.split(":", 1)[1]).resolve())
+        graph["policy"] = {"ros__parameters": {"bundle": bundle, "device": device, "max_joint_state_age": 0.1,
+                                               "track_frames": False, "use_plan": True}}
+        graph["planner"] = {"ros__parameters": {"bundle": bundle, "device": device, **(planner_params or {})}}
     else:
         graph["policy"] = {"ros__parameters": {"bundle": str(Path(policy).resolve()), "device": device,
                                                "max_joint_state_age": 0.1, "track_frames": False}}
@@ -41,15 +70,19 @@ def _graph_yaml(policy: str, robot: str, episode_s: float, seed: int, device: st
 
 
 def run_episodes(policy: str, episodes: int, robot: str = "reacher", episode_s: float = 2.0, seed: int = 0,
-                 device: str = "auto", render: bool = False, timeout_s: float | None = None) -> dict:
-    """Run one policy for ``episodes`` episodes; per-episode results and aggregates."""
+                 device: str = "auto", render: bool = False, timeout_s: float | None = None,
+                 planner_params: dict[str, Any] | None = None) -> dict:
+    """Run one policy for ``episodes`` episodes; per-episode results and aggregates.
+
+    ``policy``: a bundle folder, ``planner:BUNDLE`` (policy node with ``use_plan`` + planner node;
+    ``planner_params`` go to the planner node, e.g. ``{"lam": 1.0, "samples": 128}``) or ``expert[:...]``."""
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     from .ros.dds import DdsNode
 
     results: list[dict] = []
     with tempfile.TemporaryDirectory() as tmp:
         cfg = Path(tmp) / "eval.yaml"
-        cfg.write_text(yaml.safe_dump(_graph_yaml(policy, robot, episode_s, seed, device, render)))
+        cfg.write_text(yaml.safe_dump(_graph_yaml(policy, robot, episode_s, seed, device, render, planner_params)))
         launcher = Launcher(cfg, echo=False)
         node = DdsNode("wm_eval")
 
@@ -63,7 +96,7 @@ def run_episodes(policy: str, episodes: int, robot: str = "reacher", episode_s: 
         launcher.start()
         t0 = time.monotonic()
         limit = timeout_s or (60 + episodes * episode_s * 3)
-        bar = _bar(episodes, f"eval {Path(policy).name}")
+        bar = _bar(episodes, f"eval {policy_label(policy)}")
         failure = None
         try:
             if not launcher.wait_ready(60):
@@ -103,8 +136,10 @@ def _bar(total: int, desc: str) -> Any:
 
 
 def evaluate(policies: list[str], episodes: int = 50, robot: str = "reacher", episode_s: float = 2.0,
-             seed: int = 0, device: str = "auto", json_path: str | None = None) -> dict:
-    runs = [run_episodes(p, episodes, robot, episode_s, seed, device) for p in policies]
+             seed: int = 0, device: str = "auto", json_path: str | None = None,
+             planner_params: dict[str, Any] | None = None) -> dict:
+    runs = [run_episodes(p, episodes, robot, episode_s, seed, device, planner_params=planner_params)
+            for p in policies]
     out: dict[str, Any] = {
         "evaluation": "closed_loop", "robot": robot, "episodes": episodes, "episode_s": episode_s, "seed": seed,
         "success_radius_m": 0.02, "mode": "lockstep (sim time)", "policies": runs,
@@ -113,7 +148,7 @@ def evaluate(policies: list[str], episodes: int = 50, robot: str = "reacher", ep
     if expert is not None and expert["success_rate"] > 0:
         out["relative_to_expert"] = {r["policy"]: r["success_rate"] / expert["success_rate"] for r in runs}
     for r in runs:
-        print(f"{Path(r['policy']).name:>12}: success {100 * r['success_rate']:5.1f}%  mean return "
+        print(f"{policy_label(r['policy']):>12}: success {100 * r['success_rate']:5.1f}%  mean return "
               f"{r['mean_return']:8.3f}  mean final distance {r['mean_final_distance']:.4f} m  "
               f"({r['episodes']} episodes, {r['wall_s']:.0f} s)")
     if json_path:
@@ -135,7 +170,7 @@ def _plot(out: dict, path: Path) -> None:
         return
     runs = out["policies"]
     fig, ax = plt.subplots(1, 2, figsize=(10, 4))
-    names = [Path(r["policy"]).name for r in runs]
+    names = [policy_label(r["policy"]) for r in runs]
     ax[0].bar(names, [100 * r["success_rate"] for r in runs], color="tab:blue")
     ax[0].set_ylabel("success rate (%)")
     ax[0].set_ylim(0, 105)

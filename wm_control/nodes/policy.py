@@ -1,7 +1,10 @@
 """``policy``: the control loop. A learned policy (or the planner's plan, or teleop) proposes; the
 safety layer disposes; the robot gets a position target every tick.
 
-Inputs: ``/joint_states`` (by name), ``/goal``, ``/wm/plan`` (when ``use_plan``), ``/teleop/command``
+Inputs: ``/joint_states`` (by name), ``/goal``, ``/wm/plan`` (when ``use_plan``: the plan's action for the
+current time is followed when the plan is fresh, OK, for these joints and certain enough at that step; else
+the policy, the reason counted as ``plan_fallback.<reason>``; under sim time each tick waits up to
+``plan_wait`` s of wall time for the plan made from its instant's state), ``/teleop/command``
 (JointState with named position targets, in TELEOP), ``/wm/mode`` (std_msgs/String: autonomous |
 teleop | hold), ``/wm/estop`` (std_msgs/Bool, latched; True latches the e-stop), ``/wm/estop_reset``
 (std_msgs/Empty; clears a latched e-stop once ``/wm/estop`` is False), and ``/wm/frame`` to measure
@@ -52,10 +55,16 @@ class PolicyConfig:
     """Largest change of the commanded position per tick, rad; 0 takes the bundle's."""
     max_joint_state_age: float = 0.1
     max_plan_age: float = 0.5
+    """A plan whose stamp (the state it was made from) is older than this is not followed."""
     max_teleop_age: float = 0.5
     use_plan: bool = False
+    """autonomous: follow the planner's /wm/plan (the action for the current time) when it is fresh, OK, for
+    these joints and certain enough at that step; otherwise the policy (each fallback counted by reason)."""
     plan_uncertainty_threshold: float = 0.0
     """Plans with per-step uncertainty above this are not followed; 0 takes the bundle's p99."""
+    plan_wait: float = 0.5
+    """Sim time with use_plan: wall seconds to wait for the plan made from the current instant's state
+    before falling back to the policy (so lock-step results do not depend on the planner's speed)."""
     track_frames: bool = True
     """Subscribe /wm/frame and report camera-to-command latency."""
     realtime_priority: int = 0
@@ -69,6 +78,8 @@ class PolicyConfig:
             raise ValueError(f"command_interface must be position|trajectory, not {self.command_interface!r}")
         if self.rate < 0 or self.max_step < 0:
             raise ValueError("rate and max_step must be >= 0")
+        if self.plan_wait < 0 or not self.max_plan_age > 0:
+            raise ValueError("plan_wait must be >= 0 and max_plan_age > 0")
         if len(self.position_lower) != len(self.position_upper):
             raise ValueError("position_lower and position_upper must have the same length")
 
@@ -96,6 +107,8 @@ class PolicyNode:
         self.q = self.qd = None
         self.goal: np.ndarray | None = None
         self.plan = None
+        self.plan_stamp = -np.inf
+        self.fallback: str | None = None  # why this tick did not follow the plan
         self.teleop: np.ndarray | None = None
         self.rx: dict[str, float] = {}  # optional inputs' receive times (node clock)
         self.frame_stamp: float | None = None
@@ -125,7 +138,8 @@ class PolicyNode:
         self.diag = Diagnostics(node, hardware_id=f"bundle:{self.bundle.id}")
         self.diag.set("providers", ",".join(self.session.providers))
         self.diag.set("mode", self.mode)
-        self.ticker = ControlTick(node, self.rate, self.act)
+        self.ticker = ControlTick(node, self.rate, self.act, ready=self.plan_ready if cfg.use_plan else None,
+                                  wait=cfg.plan_wait)
         if cfg.realtime_priority > 0:
             try:
                 os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(cfg.realtime_priority))
@@ -187,8 +201,19 @@ class PolicyNode:
         self.rx["teleop"] = self.node.now()
 
     def on_plan(self, msg) -> None:
-        self.plan = msg
+        stamp = cv.stamp_sec(msg.header.stamp)
+        if stamp < self.plan_stamp:
+            self.diag.count("dropped.plan_out_of_order")
+            return
+        self.plan, self.plan_stamp = msg, stamp
         self.rx["plan"] = self.node.now()
+        self.diag.tick("plans")
+        self.ticker.poke()  # sim time: the tick of this instant may be waiting for it
+
+    def plan_ready(self, t: float) -> bool:
+        """Sim time: may the tick at ``t`` act? Only with the plan made from the state at ``t`` (or when
+        no plan is wanted now)."""
+        return self.mode != "autonomous" or self.plan_stamp >= t - 1e-6
 
     def on_frame(self, msg) -> None:
         self.frame_stamp = cv.stamp_sec(msg.header.stamp)
@@ -224,17 +249,13 @@ class PolicyNode:
         if self.mode == "teleop":
             fresh = now - self.rx.get("teleop", -np.inf) <= self.cfg.max_teleop_age
             return (self.teleop if fresh else None), "teleop"
-        if self.cfg.use_plan and self.plan is not None:
-            p = self.plan
-            fresh = now - self.rx.get("plan", -np.inf) <= self.cfg.max_plan_age
-            unc = np.asarray(p.uncertainty, dtype=float)
-            ok = fresh and p.status == 0 and p.horizon > 0 and (unc.size == 0 or unc[0] <= self.plan_threshold)
-            if ok:
-                first = np.asarray(p.actions, dtype=float)[: len(self.names)]
-                names = list(p.joint_names)
-                if names == self.names:
-                    return first, "plan"
+        if self.cfg.use_plan:
+            action, why = self.plan_action(now)
+            if action is not None:
+                return action, "plan"
+            self.fallback = why
             self.diag.count("plan_fallbacks")
+            self.diag.count(f"plan_fallback.{why}")
         if self.goal is None:
             return None, "policy"
         obs = policy_observation(self.obs_kind, self.q, self.qd, self.goal)[None]
@@ -243,9 +264,41 @@ class PolicyNode:
         self.infer_ms.add(time.perf_counter() - t0)
         return self.q + delta.astype(np.float64), "policy"
 
+    def plan_action(self, now: float) -> tuple[np.ndarray | None, str]:
+        """The plan's action for ``now`` (index round((now - stamp) / dt): a plan made from an earlier state
+        still gives the action for the current time), or None and why it cannot be followed."""
+        if self.ticker.timed_out:
+            return None, "wait_timeout"
+        p = self.plan
+        if p is None:
+            return None, "no_plan"
+        if p.status != 0:
+            return None, {1: "uncertain_status", 2: "failed", 3: "no_input"}.get(int(p.status), "bad_status")
+        if list(p.joint_names) != self.names:
+            return None, "joint_names"
+        n, K = len(self.names), int(p.horizon)
+        acts = np.asarray(p.actions, dtype=np.float64)
+        unc = np.asarray(p.uncertainty, dtype=np.float64)
+        if K < 1 or not p.dt > 0 or acts.size != K * n or unc.size != K:
+            return None, "malformed"
+        # under sim time the instant acted on (the first state may come before its /clock)
+        age = max(now, self.ticker.acted_at) - self.plan_stamp
+        if age > self.cfg.max_plan_age:
+            return None, "stale"
+        k = int(round(age / p.dt))
+        if k < 0:
+            return None, "future"
+        if k >= K:
+            return None, "stale"
+        if not unc[k] <= self.plan_threshold:
+            return None, "uncertain"
+        return acts.reshape(K, n)[k], "ok"
+
     def act(self) -> None:
         now = self.node.now()
+        self.fallback = None
         proposal, source = self.propose(now)
+        self.diag.count(f"ticks.{source}")
         res = self.safety.step(now, self.q, proposal, source)
         self.node.logger.debug("act at %.3f: %s %s %s", now, source, res.reasons, res.command)
         for r in res.reasons:
@@ -270,10 +323,12 @@ class PolicyNode:
                 self.diag.latency("camera_to_command", age)
                 self.frame_used = self.frame_stamp
         if res.held:
-            self.diag.status(Diagnostics.WARN, f"holding ({source}): " + ", ".join(res.reasons))
+            self.diag.status(Diagnostics.WARN, f"holding ({source}): " + ", ".join(res.reasons)
+                             + (f" (plan not followed: {self.fallback})" if self.fallback else ""))
         else:
             self.diag.status(Diagnostics.OK, f"{self.mode} via {source}"
-                             + (f" ({', '.join(res.reasons)})" if res.reasons else ""))
+                             + (f" ({', '.join(res.reasons)})" if res.reasons else "")
+                             + (f" (plan not followed: {self.fallback})" if self.fallback else ""))
         if self.infer_ms.values and self.diag.rates["commands"].count % 50 == 0:
             self.diag.set("inference_p50_ms", 1e3 * self.infer_ms.pct(50))
             self.diag.set("inference_p99_ms", 1e3 * self.infer_ms.pct(99))

@@ -24,6 +24,8 @@ class ScriptedControllerConfig:
     rate: float = 50.0
     noise: float = 0.0
     """Expert noise level: 0 is the clean expert, 1 is very poor."""
+    gain: float = 1.0
+    """Expert: fraction of the way to the IK solution per tick (< 1: slow, as a low-quality expert)."""
     policy: str = "expert"
     """'expert' or 'random'."""
     command_interface: str = "position"
@@ -39,8 +41,8 @@ class ScriptedControllerConfig:
                              f"`wm-control collect --robot {self.robot}`, which runs it with the simulator's state)")
         if self.command_interface not in ("position", "trajectory"):
             raise ValueError(f"command_interface must be position|trajectory, not {self.command_interface!r}")
-        if not self.rate > 0:
-            raise ValueError("rate must be > 0")
+        if not self.rate > 0 or not self.gain > 0:
+            raise ValueError("rate and gain must be > 0")
 
 
 class ScriptedControllerNode:
@@ -57,8 +59,8 @@ class ScriptedControllerNode:
         self.order = cfg.joint_order or self.names
         if sorted(self.order) != sorted(self.names):
             raise ValueError(f"joint_order {self.order} must be a permutation of {self.names}")
-        self.policy = make_policy(cfg.policy, **({"noise": cfg.noise} if cfg.policy == "expert" else {}),
-                                  seed=cfg.seed)
+        kw = {"noise": cfg.noise, "gain": cfg.gain} if cfg.policy == "expert" else {}
+        self.policy = make_policy(cfg.policy, seed=cfg.seed, **kw)
         self.rng = np.random.default_rng(cfg.seed)
         self.policy.reset(self.rng)
         self.Observation = Observation

@@ -70,6 +70,9 @@ class Node(Protocol):
     def create_subscription(self, typename: str, topic: str, callback: Callable[[Any], None],
                             qos: QoSProfile | str | int = ...) -> Any: ...
     def create_timer(self, period: float, callback: Callable[[], None]) -> Timer: ...
+    def create_steady_timer(self, period: float, callback: Callable[[], None]) -> Timer:
+        """A timer on the monotonic (steady) clock, even under sim time: wall-clock timeouts."""
+        ...
     def now(self) -> float: ...
     def now_msg(self) -> Any: ...
     def resolve(self, topic: str) -> str: ...
@@ -82,41 +85,85 @@ class ControlTick:
     replay) the tick at time T waits until a joint state stamped at T or later has arrived, so the
     result does not depend on whether ``/clock`` or ``/joint_states`` was delivered first.
     Call :meth:`on_state` with each joint state's stamp.
+
+    ``ready(T)`` (optional, sim time only) gates the act at T on another input of that instant (the
+    policy node waits for the plan made from the state at T): once the state has arrived, the tick
+    waits for ``ready(T)`` at most ``wait`` seconds of wall time (a steady timer; sim time does not
+    advance while a lock-step simulator waits for the command), then acts anyway with
+    :attr:`timed_out` set for that act. Call :meth:`poke` when the gated input arrives.
     """
 
-    def __init__(self, node: "Node", rate: float, act: Callable[[], None]):
+    def __init__(self, node: "Node", rate: float, act: Callable[[], None],
+                 ready: Callable[[float], bool] | None = None, wait: float = 0.5):
         self.node = node
         self.act = act
         self.sim_time = bool(getattr(node, "use_sim_time", False))
         self.state_stamp = -math.inf
         self.pending: float | None = None
         self.acted_at = -math.inf  # sim time: the instant of the last act (at most one per instant)
+        self.ready = ready if self.sim_time else None
+        self.wait = float(wait)
+        self.waiting_since: float | None = None  # monotonic time the pending instant became gated
+        self.timed_out = False
         self.timer = node.create_timer(1.0 / rate, self._tick)
+        if self.ready is not None:
+            self.grace_timer = node.create_steady_timer(max(1e-3, min(0.01, self.wait / 10)), self._try)
 
     def _act_at(self, t: float) -> None:
         if t > self.acted_at + 1e-6:
             self.acted_at = t
             self.act()
 
+    def _try(self) -> None:
+        """Act at the pending instant if its state is here and the gate is open (or timed out)."""
+        t = self.pending
+        if t is None:
+            return
+        if t <= self.acted_at + 1e-6:
+            self.pending = self.waiting_since = None
+            return
+        if self.state_stamp < t - 1e-6:
+            return
+        timed_out = False
+        if self.ready is not None and not self.ready(t):
+            now = time.monotonic()
+            if self.waiting_since is None:
+                self.waiting_since = now
+            if now - self.waiting_since < self.wait:
+                return
+            timed_out = True
+        self.pending, self.waiting_since = None, None
+        self.timed_out = timed_out
+        try:
+            self._act_at(t)
+        finally:
+            self.timed_out = False
+
+    def poke(self) -> None:
+        """The gated input arrived: act now if the pending instant is complete."""
+        self._try()
+
     def on_state(self, stamp: float) -> None:
         first = self.state_stamp == -math.inf
         self.state_stamp = max(self.state_stamp, stamp)
         if self.sim_time and first:
             # a lock-step simulator waits for the first command at its first state: act on it
-            self._act_at(stamp)
-        elif self.pending is not None and self.state_stamp >= self.pending - 1e-6:
-            t, self.pending = self.pending, None
-            self._act_at(t)
+            if self.pending is None or self.pending <= stamp + 1e-6:
+                self.pending = stamp
+            else:  # the clock is already past it (bag replay): act on it now, the later instant stays pending
+                self._act_at(stamp)
+        self._try()
 
     def _tick(self) -> None:
         if not self.sim_time:
             self.act()
             return
         now = self.node.now()
-        if self.state_stamp < now - 1e-6:
+        if self.pending is None or now > self.pending + 1e-6:
+            if self.pending is not None and self.pending > self.acted_at + 1e-6:
+                self.waiting_since = None  # a newer instant supersedes one never acted on
             self.pending = now
-        else:
-            self._act_at(now)
+        self._try()
 
 
 def close_instance(instance: Any, logger: logging.Logger) -> None:

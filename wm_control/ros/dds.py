@@ -347,6 +347,12 @@ class DdsNode:
         self.timers.append(t)
         return t
 
+    def create_steady_timer(self, period: float, callback: Callable[[], None]) -> DdsTimer:
+        """A timer on the monotonic clock whatever ``use_sim_time`` says (wall-clock timeouts)."""
+        t = DdsTimer(self, period, callback, sim_time=False)
+        self.timers.append(t)
+        return t
+
     # ---- time -----------------------------------------------------------------------------
     def _on_clock(self, msg: Any) -> None:
         self._sim_now = float(msg.clock.sec) + 1e-9 * float(msg.clock.nanosec)
@@ -372,8 +378,9 @@ class DdsNode:
         """Wait for data or the next timer deadline (at most ``timeout`` s), then dispatch."""
         live = [t for t in self.timers if not t.cancelled]
         wait = 0.1 if timeout is None else timeout
-        if live and not self.use_sim_time:
-            wait = min(wait, max(0.0, min(t.deadline for t in live) - time.monotonic()))
+        steady = [t for t in live if not t.sim_time]  # all of them, unless use_sim_time
+        if steady:
+            wait = min(wait, max(0.0, min(t.deadline for t in steady) - time.monotonic()))
         if wait > 0:
             self.waitset.wait(int(wait * 1e9))
         if self.guard.read():
@@ -383,8 +390,11 @@ class DdsNode:
                 sub.count += 1
                 sub.callback(msg, info)
         now = self._timer_clock()
-        for t in sorted((t for t in live if t.due(now)), key=lambda t: t.deadline):
-            t.fire(self._timer_clock() if not self.use_sim_time else now)
+        for t in sorted((t for t in live if t.sim_time and t.due(now)), key=lambda t: t.deadline):
+            t.fire(now)
+        mono = time.monotonic()
+        for t in sorted((t for t in steady if t.due(mono)), key=lambda t: t.deadline):
+            t.fire(time.monotonic())
         if self.timers and any(t.cancelled for t in self.timers):
             self.timers = [t for t in self.timers if not t.cancelled]
 

@@ -14,6 +14,7 @@ from typing import Any, Callable
 
 import numpy as np
 import rclpy  # noqa: F401  (import-guarded by the caller: only loaded when ROS 2 is sourced)
+from rclpy.clock import Clock, ClockType
 from rclpy.node import Node as _RosNode
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile as _RosQoS, ReliabilityPolicy
 from rcl_interfaces.msg import ParameterDescriptor
@@ -97,6 +98,12 @@ class RclpyNode:
 
     def create_timer(self, period: float, callback: Callable[[], None]) -> Any:
         t = self.ros.create_timer(period, callback)
+        t.period = period
+        return t
+
+    def create_steady_timer(self, period: float, callback: Callable[[], None]) -> Any:
+        """A timer on the steady clock, also under use_sim_time (wall-clock timeouts)."""
+        t = self.ros.create_timer(period, callback, clock=Clock(clock_type=ClockType.STEADY_TIME))
         t.period = period
         return t
 

@@ -18,6 +18,7 @@ NODE_TYPES: dict[str, str] = {
     "scripted_controller": "wm_control.nodes.scripted_controller:ScriptedControllerNode",
     "policy": "wm_control.nodes.policy:PolicyNode",
     "camera_ingest": "wm_control.nodes.camera_ingest:CameraIngestNode",
+    "planner": "wm_control.nodes.planner:PlannerNode",
 }
 
 

@@ -1,0 +1,124 @@
+"""``wm-control eval suite``: several policies per offline data set, in the true simulator, side by side.
+
+A suite file (YAML) names groups (one per offline data set) and, in each, labelled policy specs as
+``wm-control eval`` takes them: a bundle folder (the policy node), ``planner:BUNDLE`` (the planner node
+with the policy node following its plans), ``expert`` or ``expert:noise=N,gain=G`` (the scripted
+behaviour policy that collected the logs)::
+
+    episodes: 50
+    groups:
+      expert logs:
+        behaviour: "expert:noise=0.3"
+        BC: bundles/bc
+        PPO lambda=0: bundles/ppo_expert_lam0
+
+Every policy runs the same ``episodes`` (same simulator seed: paired starts and goals) through the real
+graph in lock-step. One JSON with everything and one PNG (success rate and mean return per group).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+
+def _missing(spec: str) -> str | None:
+    if spec == "expert" or spec.startswith("expert:"):
+        return None
+    path = spec.split(":", 1)[1] if spec.startswith("planner:") else spec
+    return None if (Path(path) / "manifest.yaml").exists() else path
+
+
+def evaluate_suite(config: str | Path, json_path: str | Path | None = None, episodes: int | None = None,
+                   device: str = "auto", only: list[str] | None = None, resume: bool = False) -> dict[str, Any]:
+    """Run the suite; with ``resume``, results already in ``json_path`` for the same group, label, policy
+    spec, episodes, episode length and seed are kept instead of run again (a long suite survives a stop,
+    and a group can be added later). The file is rewritten after every policy."""
+    from .evaluate import run_episodes
+
+    suite = yaml.safe_load(Path(config).read_text())
+    groups: dict[str, dict[str, str]] = suite["groups"]
+    if only:
+        groups = {k: v for k, v in groups.items() if k in only}
+        if not groups:
+            raise SystemExit(f"no group named {only} in {config} (groups: {list(suite['groups'])})")
+    missing = [f"{g}/{label}: {m}" for g, pol in groups.items() for label, spec in pol.items()
+               if (m := _missing(str(spec)))]
+    if missing:
+        raise SystemExit("bundles missing (build them first, see the README's offline RL section):\n  "
+                         + "\n  ".join(missing))
+    n = episodes or int(suite.get("episodes", 50))
+    ep_s, seed, robot = float(suite.get("episode_s", 2.0)), int(suite.get("seed", 0)), suite.get("robot", "reacher")
+    out: dict[str, Any] = {"evaluation": "suite", "config": str(config), "robot": robot, "episodes": n,
+                           "episode_s": ep_s, "seed": seed, "success_radius_m": 0.02,
+                           "mode": "lockstep (sim time)", "groups": {}}
+    old: dict[str, Any] = {}
+    if resume and json_path and Path(json_path).exists():
+        prev = json.loads(Path(json_path).read_text())
+        if (prev.get("episodes"), prev.get("episode_s"), prev.get("seed"), prev.get("robot")) == (n, ep_s, seed, robot):
+            old = prev.get("groups", {})
+            out["groups"] = {g: dict(r) for g, r in old.items() if g not in groups}  # groups not asked for stay
+    for g, pol in groups.items():
+        res: dict[str, Any] = {}
+        out["groups"][g] = res
+        for label, spec in pol.items():
+            r = old.get(g, {}).get(label)
+            if r is None or r.get("policy") != str(spec):
+                r = run_episodes(str(spec), n, robot, ep_s, seed, device)
+                r["label"] = label
+            else:
+                print(f"[{g}] {label}: kept from {json_path}", flush=True)
+            res[label] = r
+            print(f"[{g}] {label:>16}: success {100 * r['success_rate']:5.1f}%  mean return {r['mean_return']:8.3f}  "
+                  f"mean final distance {r['mean_final_distance']:.4f} m  ({r['wall_s']:.0f} s)", flush=True)
+            if json_path:
+                _save(out, Path(json_path), plot=False)
+    if json_path:
+        _save(out, Path(json_path), plot=True)
+        print(f"wrote {json_path} and {Path(json_path).with_suffix('.png')}")
+    return out
+
+
+def _save(out: dict[str, Any], p: Path, plot: bool) -> None:
+    p.parent.mkdir(parents=True, exist_ok=True)
+    tmp = p.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(out, indent=2))
+    tmp.replace(p)
+    if plot:
+        plot_suite(out, p.with_suffix(".png"))
+
+
+def plot_suite(out: dict[str, Any], path: Path) -> None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:  # pragma: no cover
+        return
+    groups = out["groups"]
+    fig, axes = plt.subplots(2, len(groups), figsize=(5.5 * len(groups), 7), squeeze=False)
+    for j, (g, res) in enumerate(groups.items()):
+        labels = list(res)
+        x = np.arange(len(labels))
+        colors = plt.cm.tab10(np.arange(len(labels)) % 10)
+        succ = [100 * res[k]["success_rate"] for k in labels]
+        ax = axes[0, j]
+        ax.bar(x, succ, color=colors)
+        for xi, v in zip(x, succ):
+            ax.text(xi, v + 1, f"{v:.0f}%", ha="center", fontsize=9)
+        ax.set_ylim(0, 110)
+        ax.set_ylabel("success rate (%)")
+        ax.set_title(f"{g}: {out['episodes']} episodes")
+        ax.set_xticks(x, labels, rotation=20, ha="right")
+        ax = axes[1, j]
+        ax.bar(x, [res[k]["mean_return"] for k in labels], color=colors)
+        ax.set_ylabel("mean return (sum of -distance, m)")
+        ax.set_xticks(x, labels, rotation=20, ha="right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -1,0 +1,232 @@
+"""``planner``: the uncertainty-aware planner (RWM-U) as a node; the core is :mod:`wm_control.planner`.
+
+Inputs: ``/joint_states`` (by name, sensor-data QoS), ``/goal`` (PointStamped, latched) and the
+executed commands ``/forward_position_controller/commands`` (Float64MultiArray in ``joint_order``).
+From them it keeps the robot's history on the bundle's control grid, exactly as the training data
+were aligned (:mod:`wm_control.dataset`): the last ``H`` states (linearly interpolated between joint
+states; the earliest one repeated while the history is shorter) and the command in force over each
+step (the latest one received before the step's end; before any command, the measured position).
+
+Output: ``wm_control/msg/Plan`` on ``/wm/plan``: ``header.stamp`` = the stamp of the state planned
+from, the bundle's joint names, ``dt`` (the control period), ``horizon``, the position targets
+row-major ``[step][joint]`` (the first for the state at the stamp), the per-step uncertainty of the
+plan, its expected return, a status (OK, UNCERTAIN, FAILED, NO_INPUT: no goal, no or stale joint
+states) and a message.
+
+Timing: in real time it plans at ``rate`` Hz (absolute deadlines) from the newest joint state (a
+state already planned from is not planned again). Under sim time (lock-step simulation, bag replay)
+it plans once for every new joint state instant, as soon as the state arrives, so the plans do not
+depend on the CPU's speed; the policy node (``use_plan``) waits for the plan of its instant.
+
+``/diagnostics``: plan latency (``plan.p50_ms`` / ``plan.p99_ms``), the plan rate, a counter per
+status (``status.OK`` ...), the last expected return and first-step uncertainty.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .. import conversions as cv
+from ..bundle import load_bundle
+from ..planner import STATUS_FAILED, STATUS_NAMES, STATUS_NO_INPUT, STATUS_OK, Plan, Planner, PlannerConfig
+from ..ros import qos
+from ..ros.api import Diagnostics, Node
+
+
+@dataclass
+class PlannerNodeConfig(PlannerConfig):
+    """The planner's parameters (horizon, samples, lam, ... see :class:`wm_control.planner.PlannerConfig`)
+    and the node's own."""
+
+    bundle: str = ""
+    """Bundle folder with an ``ensemble`` and a ``policy`` graph (``wm-control train ensemble --policy-bundle``)."""
+    rate: float = 25.0
+    """Plans per second in real time (under sim time: one per joint state instant)."""
+    joint_order: list[str] = field(default_factory=list)
+    """Order of the command topic's Float64MultiArray values; default: the bundle's joint names."""
+    max_joint_state_age: float = 0.1
+    """Real time: a newest joint state older than this gives a NO_INPUT plan."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not self.rate > 0 or not self.max_joint_state_age > 0:
+            raise ValueError("rate and max_joint_state_age must be > 0")
+
+
+class PlannerNode:
+    NAME = "planner"
+    Config = PlannerNodeConfig
+
+    def __init__(self, node: Node, cfg: PlannerNodeConfig):
+        if not cfg.bundle:
+            raise ValueError("parameter 'bundle' is required (a bundle with an ensemble and a policy graph, made by "
+                             "`wm-control train ensemble --bundle OUT --policy-bundle POLICY_BUNDLE`)")
+        self.node, self.cfg = node, cfg
+        self.bundle = load_bundle(cfg.bundle)
+        self.planner = Planner(self.bundle, cfg)  # sessions built and warmed up here, not in the loop
+        p = self.planner
+        if p.state_dim != 2 * p.n:
+            raise ValueError(f"the ensemble's state has {p.state_dim} values; the planner node builds (q, qd) = "
+                             f"{2 * p.n} (a visual latent needs the world model node)")
+        self.names = p.names
+        self.order = cfg.joint_order or self.names
+        if sorted(self.order) != sorted(self.names):
+            raise ValueError(f"joint_order {self.order} must be a permutation of the bundle's joints {self.names}")
+        self.from_order = [self.order.index(n) for n in self.names]
+        self.dt, self.H = p.dt, p.history
+        keep = int(math.ceil((self.H + 2) * max(1.0, 200.0 * self.dt))) + 8  # joint states up to 200 Hz
+        self.states: deque[tuple[float, np.ndarray, np.ndarray]] = deque(maxlen=keep)
+        self.cmds: deque[tuple[float, np.ndarray]] = deque(maxlen=keep)
+        self.goal: np.ndarray | None = None
+        self.planned_stamp = -math.inf
+        self.last_msg = None
+        self.sim_time = bool(getattr(node, "use_sim_time", False))
+
+        self.pub = node.create_publisher("wm_control/msg/Plan", "/wm/plan", qos.DEFAULT)
+        # created in this order on purpose: data taken in one executor pass is handled commands -> goal -> state,
+        # so the command answering the previous state is in the history before the next state is planned from
+        node.create_subscription("std_msgs/msg/Float64MultiArray", "/forward_position_controller/commands",
+                                 self.on_command, qos.DEFAULT)
+        node.create_subscription("geometry_msgs/msg/PointStamped", "/goal", self.on_goal, qos.LATCHED)
+        node.create_subscription("sensor_msgs/msg/JointState", "/joint_states", self.on_joint_state, qos.SENSOR_DATA)
+        self.diag = Diagnostics(node, hardware_id=f"bundle:{self.bundle.id}")
+        self.diag.set("providers", ",".join(p.providers))
+        self.diag.set("threads", cfg.threads)
+        self.diag.set("samples", cfg.samples)
+        self.diag.set("horizon", cfg.horizon)
+        self.diag.status(Diagnostics.WARN, "waiting for joint states and a goal")
+        if not self.sim_time:
+            node.create_timer(1.0 / cfg.rate, self.tick)
+        node.logger.info("planner up: bundle %s (%s), %s x%d threads, %d members x %d samples x horizon %d, lam %.3g, "
+                         "%s", cfg.bundle, self.bundle.id, p.providers[0], cfg.threads, p.members, cfg.samples,
+                         cfg.horizon, cfg.lam, "once per state instant (sim time)" if self.sim_time
+                         else f"{cfg.rate:.0f} Hz")
+
+    # ---- inputs -------------------------------------------------------------------------------
+    def on_command(self, msg) -> None:
+        try:
+            values = cv.multiarray_to_command(msg, len(self.names))[self.from_order]
+        except cv.ConversionError as exc:
+            self.diag.count("dropped.commands")
+            self.node.logger.warning("dropped command: %s", exc)
+            return
+        # the time from which the command is in force: its receive time; under sim time the instant it
+        # answers (the newest state's), which does not depend on whether /clock was delivered first
+        t = self.states[-1][0] if self.sim_time and self.states else self.node.now()
+        self.cmds.append((t, values))
+
+    def on_goal(self, msg) -> None:
+        try:
+            self.goal = cv.point_to_array(msg)
+        except cv.ConversionError as exc:
+            self.diag.count("dropped.goal")
+            self.node.logger.warning("dropped goal: %s", exc)
+
+    def on_joint_state(self, msg) -> None:
+        try:
+            q, qd, _ = cv.joint_state_to_arrays(msg, self.names)
+        except cv.ConversionError as exc:
+            self.diag.count("dropped.joint_states")
+            self.node.logger.warning("dropped joint state: %s", exc)
+            return
+        stamp = cv.stamp_sec(msg.header.stamp)
+        if self.states and stamp <= self.states[-1][0]:
+            if stamp == self.states[-1][0]:  # a re-announced state (lock-step start): repeat its plan
+                if self.sim_time and self.last_msg is not None and stamp == self.planned_stamp:
+                    self.pub.publish(self.last_msg)
+                return
+            self.diag.count("dropped.out_of_order")
+            return
+        self.states.append((stamp, q, np.nan_to_num(qd)))
+        self.diag.tick("joint_states")
+        if self.sim_time:
+            self.plan_at(stamp)
+
+    # ---- planning -----------------------------------------------------------------------------
+    def tick(self) -> None:
+        if not self.states:
+            self.publish_no_input(self.node.now(), "no joint states yet")
+            return
+        stamp = self.states[-1][0]
+        if stamp <= self.planned_stamp:
+            self.diag.count("skipped.no_new_state")
+            return
+        age = self.node.now() - stamp
+        if age > self.cfg.max_joint_state_age:
+            self.publish_no_input(stamp, f"joint states stale ({age:.3f} s old)")
+            return
+        self.plan_at(stamp)
+
+    def window(self, t: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The history ending at ``t`` on the control grid: states (H, 2n), commands (H-1, n) in force over
+        the steps between them, and the command in force at ``t``."""
+        n, H = len(self.names), self.H
+        st = np.fromiter((s[0] for s in self.states), float, len(self.states))
+        Q = np.stack([s[1] for s in self.states])
+        QD = np.stack([s[2] for s in self.states])
+        grid = t - self.dt * np.arange(H - 1, -1, -1)
+        q = np.stack([np.interp(grid, st, Q[:, j]) for j in range(n)], axis=1)
+        qd = np.stack([np.interp(grid, st, QD[:, j]) for j in range(n)], axis=1)
+        hold = np.clip(q, self.planner.lo, self.planner.hi)  # before any command: where the arm is
+
+        def in_force(before: float, fallback: np.ndarray) -> np.ndarray:
+            for tc, v in reversed(self.cmds):
+                if tc < before - 1e-6:
+                    return v
+            return fallback
+
+        acts = np.stack([in_force(grid[j + 1], hold[j]) for j in range(H - 1)]) if H > 1 else np.zeros((0, n))
+        return np.concatenate([q, qd], axis=1), acts, in_force(t, hold[-1])
+
+    def plan_at(self, stamp: float) -> None:
+        if self.goal is None:
+            self.publish_no_input(stamp, "no goal yet")
+            return
+        t0 = time.perf_counter()
+        states, acts, prev = self.window(stamp)
+        plan = self.planner.plan(states, acts, self.goal, stamp=stamp, prev_command=prev)
+        dt = time.perf_counter() - t0
+        self.planned_stamp = stamp
+        self.publish(plan, stamp)
+        self.diag.latency("plan", dt)
+        self.diag.tick("plans")
+        self.diag.count(f"status.{plan.status_name}")
+        if plan.status == STATUS_FAILED:
+            self.diag.status(Diagnostics.ERROR, f"plan failed: {plan.message}")
+            self.node.logger.warning("plan at %.3f failed: %s", stamp, plan.message)
+            return
+        self.diag.set("expected_return", plan.expected_return)
+        self.diag.set("first_step_uncertainty", float(plan.uncertainty[0]))
+        self.diag.set("nominal_return", plan.nominal_return)
+        level = Diagnostics.OK if plan.status == STATUS_OK else Diagnostics.WARN
+        self.diag.status(level, f"{plan.status_name}: {plan.message}")
+
+    def publish(self, plan: Plan, stamp: float) -> None:
+        m = self.node.msg
+        msg = m("wm_control/msg/Plan", header=cv.header(m, stamp), joint_names=list(self.names), dt=float(self.dt),
+                horizon=int(plan.actions.shape[0]),
+                actions=np.ascontiguousarray(plan.actions, dtype=np.float64).ravel(),
+                uncertainty=np.ascontiguousarray(np.nan_to_num(plan.uncertainty, nan=np.inf), dtype=np.float32),
+                expected_return=float(plan.expected_return) if math.isfinite(plan.expected_return) else 0.0,
+                status=int(plan.status), message=plan.message)
+        self.pub.publish(msg)
+        self.last_msg = msg
+
+    def publish_no_input(self, stamp: float, why: str) -> None:
+        """A plan with no actions and status NO_INPUT (so a waiting policy node knows at once)."""
+        if self.sim_time:
+            self.planned_stamp = stamp  # once per instant; a re-announced state gets this message again
+        m = self.node.msg
+        msg = m("wm_control/msg/Plan", header=cv.header(m, stamp), joint_names=list(self.names), dt=float(self.dt),
+                horizon=0, actions=np.zeros(0), uncertainty=np.zeros(0, np.float32), expected_return=0.0,
+                status=STATUS_NO_INPUT, message=why)
+        self.pub.publish(msg)
+        self.last_msg = msg
+        self.diag.count(f"status.{STATUS_NAMES[STATUS_NO_INPUT]}")
+        self.diag.status(Diagnostics.WARN, f"NO_INPUT: {why}")
+
