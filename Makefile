@@ -35,7 +35,7 @@ bench: $(STAMP)
 # expert; slow: a slow, nearly clean one), BC on each, one self-forced ensemble per data set, a PPO
 # lambda sweep inside each, the planner bundle, the suite in the true simulator, the planner benchmark.
 RWM_LAMS_EXPERT ?= 0,1
-RWM_LAMS ?= 0,1,5
+RWM_LAMS ?= 0,0.1,1,5
 rwm: $(STAMP)
 	test -e data/reacher_narrow/index.json || $(PY) -m wm_control collect --out data/reacher_narrow \
 	    --episodes 400 --no-images --gain 0.1 --noise 0.3 --seed 7

@@ -49,40 +49,56 @@ class Chain:
         return cls([{k: list(map(float, v)) for k, v in link.items()} for link in d["links"]],
                    list(map(float, d["tip"])), list(map(float, d["base_pos"])), list(map(float, d["base_rot"])))
 
+    def _arrays(self) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """Per link (unit axis, pos, rot.T), computed once."""
+        cached = self.__dict__.get("_cache")
+        if cached is None:
+            cached = []
+            for link in self.links:
+                a = np.asarray(link["axis"], dtype=np.float64)
+                cached.append((a / np.linalg.norm(a), np.asarray(link["pos"], dtype=np.float64),
+                               np.ascontiguousarray(np.reshape(link["rot"], (3, 3)).T)))
+            cached.append((np.asarray(self.tip, dtype=np.float64), np.asarray(self.base_pos, dtype=np.float64),
+                           np.ascontiguousarray(np.reshape(self.base_rot, (3, 3)).T)))
+            self.__dict__["_cache"] = cached
+        return cached
+
     def tip_position(self, q: Any) -> Any:
-        """(..., n) joint positions -> (..., 3) tip position in the world; numpy or torch in, same out."""
-        try:
-            import torch
-
-            is_torch = isinstance(q, torch.Tensor)
-        except ImportError:  # pragma: no cover
-            is_torch = False
-        if is_torch:
-            import torch
-
-            def const(v: Any) -> Any:
-                return torch.as_tensor(np.asarray(v, dtype=np.float64), dtype=q.dtype, device=q.device)
-            cos, sin, stack, matvec = torch.cos, torch.sin, torch.stack, (lambda R, v: (R @ v[..., None])[..., 0])
+        """(..., n) joint positions -> (..., 3) tip position in the world; numpy or torch in, same out
+        (numpy in float64)."""
+        torch = None
+        if not isinstance(q, np.ndarray):
+            try:
+                import torch
+            except ImportError:  # pragma: no cover
+                torch = None
+            if torch is not None and not isinstance(q, torch.Tensor):
+                torch = None
+        if torch is not None:
+            def const(v: np.ndarray) -> Any:
+                return torch.as_tensor(v, dtype=q.dtype, device=q.device)
+            cos, sin, stack = torch.cos, torch.sin, torch.stack
         else:
             q = np.asarray(q, dtype=np.float64)
 
-            def const(v: Any) -> Any:
-                return np.asarray(v, dtype=np.float64)
-            cos, sin, stack, matvec = np.cos, np.sin, np.stack, (lambda R, v: (R @ v[..., None])[..., 0])
-        # walk from the tip back to the base: p <- pos_i + R_i (Rot(axis_i, q_i) p)
-        p = const(self.tip) + 0 * q[..., :1]
+            def const(v: np.ndarray) -> Any:
+                return v
+            cos, sin, stack = np.cos, np.sin, np.stack
+        *links, (tip, base_pos, base_rot_t) = self._arrays()
+        lead = tuple(q.shape[:-1])
+        q = q.reshape(-1, q.shape[-1])  # 2-D: the matrix products below are then single BLAS calls
+        # walk from the tip back to the base: p <- pos_i + R_i (Rot(axis_i, q_i) p); row vectors: p R^T
+        p = const(tip) + 0 * q[..., :1]
         for i in reversed(range(self.n)):
-            link = self.links[i]
-            a = np.asarray(link["axis"], dtype=np.float64)
-            a = a / np.linalg.norm(a)
-            c, s = cos(q[..., i]), sin(q[..., i])
+            a, pos, rot_t = links[i]
+            c, s = cos(q[..., i])[..., None], sin(q[..., i])[..., None]
             # Rodrigues: R v = v c + (a x v) s + a (a.v)(1 - c)
             axv = stack([a[1] * p[..., 2] - a[2] * p[..., 1], a[2] * p[..., 0] - a[0] * p[..., 2],
                          a[0] * p[..., 1] - a[1] * p[..., 0]], -1)
-            adv = (const(a) * p).sum(-1)
-            p = p * c[..., None] + axv * s[..., None] + const(a) * (adv * (1 - c))[..., None]
-            p = const(link["pos"]) + matvec(const(np.reshape(link["rot"], (3, 3))), p)
-        return const(self.base_pos) + matvec(const(np.reshape(self.base_rot, (3, 3))), p)
+            adv = (a[0] * p[..., 0] + a[1] * p[..., 1] + a[2] * p[..., 2])[..., None]
+            p = p * c + axv * s + const(a) * (adv * (1 - c))
+            p = const(pos) + p @ const(rot_t)
+        return (const(base_pos) + p @ const(base_rot_t)).reshape(*lead, 3)
 
     def reach_reward(self, q: Any, goal: Any) -> Any:
         """Minus the tip's distance to ``goal`` in the xy plane (the Reacher task reward)."""
