@@ -46,3 +46,51 @@ def test_lockstep_is_deterministic_and_advances_by_control_period():
     qs = np.stack([a["states"][t] for t in common])
     assert np.abs(qs[-1] - qs[0]).max() > 0.05
     assert "lockstep_timeouts" not in a["log"]
+
+
+class _FakeNode:
+    """Just what ControlTick needs: sim time, a timer we fire by hand, a clock we set."""
+
+    use_sim_time = True
+
+    def __init__(self):
+        import logging
+
+        self.t = 0.0
+        self.timer = None
+        self.logger = logging.getLogger("fake")
+
+    def create_timer(self, period, cb):
+        self.timer = cb
+        return cb
+
+    def now(self):
+        return self.t
+
+
+def test_control_tick_acts_again_when_the_simulator_reannounces_its_instant(monkeypatch):
+    """A lock-step simulator re-publishes the state of its first instant until a command arrives; if our
+    first command was lost, the tick must act on that instant again (else both wait for ever), but
+    never twice per instant otherwise."""
+    import wm_control.ros.api as api
+
+    wall = [100.0]
+    monkeypatch.setattr(api.time, "monotonic", lambda: wall[0])
+    node, acts = _FakeNode(), []
+    tick = api.ControlTick(node, 50.0, lambda: acts.append(node.t), resend_after=0.25)
+    tick.on_state(0.0)  # first state: act on it
+    assert acts == [0.0]
+    node.timer()
+    tick.on_state(0.0)  # the same state again at once (e.g. a duplicate): no second act
+    assert acts == [0.0] and tick.resent == 0
+    wall[0] += 0.5
+    tick.on_state(0.0)  # re-announced 0.5 s later: the simulator never got our command
+    assert acts == [0.0, 0.0] and tick.resent == 1
+    node.t = 0.02  # it got it and advanced: one act at the new instant, as before
+    node.timer()
+    tick.on_state(0.02)
+    assert acts == [0.0, 0.0, 0.02]
+    wall[0] += 0.1
+    tick.on_state(0.0)  # an old instant arriving late never re-acts
+    node.timer()
+    assert acts == [0.0, 0.0, 0.02] and tick.resent == 0 + 1

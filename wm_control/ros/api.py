@@ -91,11 +91,19 @@ class ControlTick:
     waits for ``ready(T)`` at most ``wait`` seconds of wall time (a steady timer; sim time does not
     advance while a lock-step simulator waits for the command), then acts anyway with
     :attr:`timed_out` set for that act. Call :meth:`poke` when the gated input arrives.
+
+    A lock-step simulator that has not had a command re-announces the state of its instant; when that
+    state comes again more than ``resend_after`` s (wall) after we acted on that instant, our command
+    was lost (sent before the simulator had matched our publisher), so the tick acts on it again
+    (counted in :attr:`resent`) rather than both sides waiting for each other for ever.
     """
 
     def __init__(self, node: "Node", rate: float, act: Callable[[], None],
-                 ready: Callable[[float], bool] | None = None, wait: float = 0.5):
+                 ready: Callable[[float], bool] | None = None, wait: float = 0.5, resend_after: float = 0.25):
         self.node = node
+        self.resend_after = float(resend_after)
+        self.acted_wall = -math.inf  # monotonic time of the last act
+        self.resent = 0
         self.act = act
         self.sim_time = bool(getattr(node, "use_sim_time", False))
         self.state_stamp = -math.inf
@@ -112,6 +120,7 @@ class ControlTick:
     def _act_at(self, t: float) -> None:
         if t > self.acted_at + 1e-6:
             self.acted_at = t
+            self.acted_wall = time.monotonic()
             self.act()
 
     def _try(self) -> None:
@@ -145,6 +154,13 @@ class ControlTick:
 
     def on_state(self, stamp: float) -> None:
         first = self.state_stamp == -math.inf
+        if (self.sim_time and abs(stamp - self.acted_at) <= 1e-6 and stamp >= self.state_stamp - 1e-6
+                and time.monotonic() - self.acted_wall > self.resend_after):
+            # the simulator still waits at the instant we acted on: our command did not reach it
+            self.resent += 1
+            self.node.logger.info("state at t=%.3f announced again: acting on it again (command lost?)", stamp)
+            self.acted_at = stamp - 1e-3
+            self.pending = stamp
         self.state_stamp = max(self.state_stamp, stamp)
         if self.sim_time and first:
             # a lock-step simulator waits for the first command at its first state: act on it
