@@ -5,7 +5,7 @@ import json
 import pytest
 import yaml
 
-from wm_control.evaluate import expert_params
+from wm_control.evaluate import check_planner_params, expert_params, parse_params
 from wm_control.evaluate_suite import evaluate_suite
 
 
@@ -50,3 +50,44 @@ def test_missing_bundles_are_named(tmp_path):
     cfg.write_text(yaml.safe_dump({"groups": {"g": group}}))
     with pytest.raises(SystemExit, match="g/x: .*nope"):
         evaluate_suite(cfg)
+
+
+def test_planner_params_parse_and_check():
+    assert parse_params(["lam=1", "samples=128", "warm_start=false", "device=cpu"]) == {
+        "lam": 1, "samples": 128, "warm_start": False, "device": "cpu"}
+    check_planner_params({"lam": 1, "samples": 128, "horizon": 8})
+    with pytest.raises(ValueError, match="NAME=VALUE"):
+        parse_params(["lam"])
+    with pytest.raises(ValueError, match="unknown planner parameter.*lamda"):
+        check_planner_params({"lamda": 1})
+
+
+def test_suite_passes_planner_params_and_resume_respects_them(tmp_path, monkeypatch):
+    bundle = tmp_path / "b"
+    bundle.mkdir()
+    (bundle / "manifest.yaml").write_text("{}")  # only its presence is checked before running
+    cfg = tmp_path / "suite.yaml"
+    cfg.write_text(yaml.safe_dump({"episodes": 2, "groups": {"g": {"plan": f"planner:{bundle}", "exp": "expert"}}},
+                                  sort_keys=False))
+    import wm_control.evaluate as ev
+
+    calls = []
+
+    def fake(policy, n, robot, ep_s, seed, device, planner_params=None):
+        calls.append((policy, planner_params))
+        return {"policy": policy, "episodes": n, "success_rate": 0.5, "mean_return": -1.0,
+                "mean_final_distance": 0.01, "median_final_distance": 0.01, "wall_s": 0.0,
+                **({"planner_params": planner_params} if planner_params else {}),
+                "per_episode": [{"episode": i, "final_distance": 0.01, "success": True, "return": -1.0}
+                                for i in range(n)]}
+
+    monkeypatch.setattr(ev, "run_episodes", fake)
+    js = tmp_path / "s.json"
+    evaluate_suite(cfg, js, planner_params={"lam": 2.0})
+    assert calls == [(f"planner:{bundle}", {"lam": 2.0}), ("expert", None)]  # only planner specs get them
+    calls.clear()
+    evaluate_suite(cfg, js, resume=True, planner_params={"lam": 2.0})
+    assert calls == []  # same parameters: kept
+    evaluate_suite(cfg, js, resume=True, planner_params={"lam": 0.5})
+    assert calls == [(f"planner:{bundle}", {"lam": 0.5})]  # other parameters: the planner runs again
+    assert json.loads(js.read_text())["groups"]["g"]["plan"]["planner_params"] == {"lam": 0.5}

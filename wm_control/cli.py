@@ -188,6 +188,13 @@ def cmd_export(a: argparse.Namespace) -> int:
 
 def cmd_eval(a: argparse.Namespace) -> int:
     what = a.what or "closed-loop"
+    from .evaluate import check_planner_params, parse_params
+
+    try:
+        planner_params = parse_params(a.planner_param)
+        check_planner_params(planner_params)
+    except ValueError as e:
+        raise SystemExit(f"--planner-param: {e}")
     if what == "world-model":
         from .evaluate_world import evaluate_world_model
 
@@ -203,7 +210,8 @@ def cmd_eval(a: argparse.Namespace) -> int:
         json_path = a.json if a.json != "runs/eval/closed_loop.json" else "runs/eval/suite.json"
         evaluate_suite(_config_path(a.suite), json_path,
                        episodes=a.episodes if a.episodes != 50 else None, device=a.device,
-                       only=[g.strip() for g in a.group.split(",")] if a.group else None, resume=a.resume)
+                       only=[g.strip() for g in a.group.split(",")] if a.group else None, resume=a.resume,
+                       planner_params=planner_params)
         return 0
     if what != "closed-loop":
         raise SystemExit(f"unknown evaluation {what!r} (available: closed-loop, world-model, suite)")
@@ -213,7 +221,7 @@ def cmd_eval(a: argparse.Namespace) -> int:
     if a.bundle and a.bundle not in policies:
         policies.insert(0, a.bundle)
     evaluate(policies, episodes=a.episodes, robot=a.robot, episode_s=a.episode_s, seed=a.seed, device=a.device,
-             json_path=a.json)
+             json_path=a.json, planner_params=planner_params or None)
     return 0
 
 
@@ -326,6 +334,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--suite", default="eval_rwm.yaml", help="suite: groups of labelled policies (YAML)")
     s.add_argument("--group", default=None, help="suite: only these groups (comma list)")
     s.add_argument("--resume", action="store_true", help="suite: keep results already in --json for the same setup")
+    s.add_argument("--planner-param", action="append", default=None, metavar="NAME=VALUE",
+                   help="a planner node parameter for planner:BUNDLE policies (repeatable), e.g. lam=1 samples=128")
     s.set_defaults(fn=cmd_eval)
 
     s = sub.add_parser("replay", help="play a rosbag2 through the stack under sim time; record and score it")

@@ -108,7 +108,9 @@ def run_episodes(policy: str, episodes: int, robot: str = "reacher", episode_s: 
                     bar.refresh()
                 failure = launcher.check()
                 if time.monotonic() - t0 > limit:
-                    failure = f"timed out after {limit:.0f} s with {len(results)}/{episodes} episodes"
+                    logs = "\n".join(f"  [{p.spec.name}] " + "\n  ".join(list(p.tail)[-6:]) for p in launcher.procs)
+                    failure = (f"timed out after {limit:.0f} s with {len(results)}/{episodes} episodes; the nodes' "
+                               f"last lines:\n{logs}")
         finally:
             launcher.stop()
             node.destroy()
@@ -122,8 +124,32 @@ def run_episodes(policy: str, episodes: int, robot: str = "reacher", episode_s: 
         "policy": policy, "episodes": len(results), "success_rate": float(np.mean([r["success"] for r in results])),
         "mean_return": float(np.mean([r["return"] for r in results])), "mean_final_distance": float(d.mean()),
         "median_final_distance": float(np.median(d)), "wall_s": round(time.monotonic() - t0, 1),
+        **({"planner_params": dict(planner_params)} if planner_params and policy.startswith("planner:") else {}),
         "per_episode": results,
     }
+
+
+def parse_params(items: list[str] | None) -> dict[str, Any]:
+    """``["lam=1", "samples=128"]`` -> ``{"lam": 1, "samples": 128}`` (values read as YAML scalars)."""
+    out: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"expected NAME=VALUE, got {item!r}")
+        out[key.strip()] = yaml.safe_load(value) if value.strip() else ""
+    return out
+
+
+def check_planner_params(params: dict[str, Any]) -> None:
+    """Unknown planner node parameters fail here, before any graph starts."""
+    import dataclasses
+
+    from .nodes.planner import PlannerNodeConfig
+
+    known = {f.name for f in dataclasses.fields(PlannerNodeConfig)}
+    unknown = sorted(set(params) - known)
+    if unknown:
+        raise ValueError(f"unknown planner parameter(s) {unknown}; known: {sorted(known)}")
 
 
 def _bar(total: int, desc: str) -> Any:

@@ -34,10 +34,12 @@ def _missing(spec: str) -> str | None:
 
 
 def evaluate_suite(config: str | Path, json_path: str | Path | None = None, episodes: int | None = None,
-                   device: str = "auto", only: list[str] | None = None, resume: bool = False) -> dict[str, Any]:
+                   device: str = "auto", only: list[str] | None = None, resume: bool = False,
+                   planner_params: dict[str, Any] | None = None) -> dict[str, Any]:
     """Run the suite; with ``resume``, results already in ``json_path`` for the same group, label, policy
     spec, episodes, episode length and seed are kept instead of run again (a long suite survives a stop,
-    and a group can be added later). The file is rewritten after every policy."""
+    and a group can be added later). The file is rewritten after every policy. ``planner_params`` go to
+    every ``planner:`` policy's planner node (a result made with other parameters is run again)."""
     from .evaluate import run_episodes
 
     suite = yaml.safe_load(Path(config).read_text())
@@ -67,8 +69,9 @@ def evaluate_suite(config: str | Path, json_path: str | Path | None = None, epis
         out["groups"][g] = res
         for label, spec in pol.items():
             r = old.get(g, {}).get(label)
-            if r is None or r.get("policy") != str(spec):
-                r = run_episodes(str(spec), n, robot, ep_s, seed, device)
+            params = dict(planner_params or {}) if str(spec).startswith("planner:") else {}
+            if r is None or r.get("policy") != str(spec) or r.get("planner_params", {}) != params:
+                r = run_episodes(str(spec), n, robot, ep_s, seed, device, planner_params=params or None)
                 r["label"] = label
             else:
                 print(f"[{g}] {label}: kept from {json_path}", flush=True)
