@@ -24,6 +24,7 @@ import yaml
 
 from ..dataset import DatasetConfig, Episode, load_episodes
 from ..features import observation_dim, policy_observation
+from . import read_checkpoint
 from .presets import BCConfig
 
 log = logging.getLogger("wm_control.train.bc")
@@ -178,9 +179,7 @@ def load_bc(ckpt_dir: str | Path) -> tuple[Any, dict[str, Any]]:
     from safetensors.torch import load_file
 
     ckpt_dir = Path(ckpt_dir)
-    meta = yaml.safe_load((ckpt_dir / "checkpoint.yaml").read_text())
-    if meta.get("kind") != "bc_policy":
-        raise ValueError(f"{ckpt_dir} is not a BC policy checkpoint")
+    meta = read_checkpoint(ckpt_dir, "bc_policy")
     cfg = BCConfig(**meta["config"])
     net = make_mlp(meta["obs_dim"], cfg.hidden, meta["action_dim"])
     net.load_state_dict(load_file(str(ckpt_dir / "model.safetensors")))

@@ -27,6 +27,7 @@ import yaml
 
 from ..dataset import DatasetConfig, Episode, load_episodes
 from ..world.ensemble import EnsembleDynamics, StateSpec, step_features
+from . import read_checkpoint
 
 
 @dataclass
@@ -347,9 +348,7 @@ def load_ensemble(ckpt_dir: str | Path) -> tuple[EnsembleDynamics, dict]:
     from safetensors.torch import load_file
 
     ckpt_dir = Path(ckpt_dir)
-    meta = yaml.safe_load((ckpt_dir / "checkpoint.yaml").read_text())
-    if meta.get("kind") != "ensemble":
-        raise ValueError(f"{ckpt_dir} is not an ensemble checkpoint")
+    meta = read_checkpoint(ckpt_dir, "ensemble")
     cfg = EnsembleConfig(**meta["config"])
     model = EnsembleDynamics(StateSpec(**meta["spec"]), cfg.members, cfg.hidden, cfg.layers, cfg.arch,
                              prior_scale=cfg.prior_scale, reward_hidden=cfg.reward_hidden)

@@ -37,6 +37,7 @@ import yaml
 
 from ..dataset import DatasetConfig, load_episodes
 from ..features import OBSERVATION_KINDS
+from . import read_checkpoint
 from .bc import ExportedPolicy, _progress, make_mlp, sim_position_limits
 from .imagined import ImaginedConfig, ImaginedEnvs
 
@@ -413,9 +414,7 @@ def load_ppo(ckpt_dir: str | Path) -> tuple[Any, dict[str, Any]]:
     from safetensors.torch import load_file
 
     ckpt_dir = Path(ckpt_dir)
-    meta = yaml.safe_load((ckpt_dir / "checkpoint.yaml").read_text())
-    if meta.get("kind") != "ppo_policy":
-        raise ValueError(f"{ckpt_dir} is not a PPO policy checkpoint")
+    meta = read_checkpoint(ckpt_dir, "ppo_policy")
     cfg = PPOConfig(**meta["config"])
     ac = ActorCritic(meta["obs_dim"], meta["action_dim"], cfg.hidden, cfg.init_log_std)
     ac.load_state_dict(load_file(str(ckpt_dir / "model.safetensors")))
@@ -496,7 +495,7 @@ def sweep(cfg: PPOConfig, lams: list[float], ensemble_dir: str | Path, out_dir: 
         c = replace(cfg, lam=lam)
         out = Path(out_dir) if single else Path(out_dir) / lam_label(lam)
         ckpt = train_ppo(c, world, out)
-        meta = yaml.safe_load((ckpt / "checkpoint.yaml").read_text())
+        meta = read_checkpoint(ckpt, "ppo_policy")
         run = {"lam": lam, "checkpoint": str(ckpt), **meta["metrics"]["in_model"],
                "train_seconds": meta["metrics"]["train_seconds"]}
         if bundle_dir:
