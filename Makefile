@@ -11,7 +11,7 @@ export MUJOCO_GL ?= egl
 export ROS_AUTOMATIC_DISCOVERY_RANGE ?= LOCALHOST
 export PYTHONUNBUFFERED := 1
 
-.PHONY: demo test bench rwm setup clean
+.PHONY: demo test bench rwm visual setup clean
 setup: $(STAMP)
 
 $(STAMP): setup.py Makefile
@@ -53,6 +53,14 @@ rwm: $(STAMP)
 	    --out runs/ppo_$$d --bundle bundles/ppo_$$d || exit 1; done
 	$(PY) -m wm_control eval suite --suite eval_rwm.yaml --json runs/eval/rwm.json --resume
 	$(PY) -m wm_control bench planner --bundle bundles/ppo_expert_lam1 --json runs/bench/planner.json
+
+# The visual world model (README "The visual world model"): camera bags (collected when missing), every
+# stage, the bundle, then the evaluation (teacher vs student, latent vs real actions, KV cache, speed)
+# and what the latent adds to the ensemble and the policy.
+visual: $(STAMP)
+	$(PY) -m wm_control train visual --preset quick --data data/reacher_video --out runs/visual --bundle bundles/visual --resume
+	$(PY) -m wm_control eval visual --json runs/eval/visual.json
+	$(PY) -m wm_control eval visual-state --json runs/eval/visual_state.json
 
 clean:
 	rm -rf $(VENV) build *.egg-info runs

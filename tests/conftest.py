@@ -46,3 +46,20 @@ def debug_ensemble(debug_bc, tmp_path_factory):
     finally:
         torch.set_num_threads(threads)
     return ens, export_ensemble(ens, out / "bundle", policy_bundle=bc)
+
+
+@pytest.fixture(scope="session")
+def debug_visual(tmp_path_factory):
+    """The visual world model from the debug preset (collects its own tiny camera data): (ckpt, bundle)."""
+    import torch
+
+    from wm_control.train.visual import export_visual, train_visual, visual_preset
+
+    root = tmp_path_factory.mktemp("debug_visual")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        ckpt = train_visual(visual_preset("debug"), root / "data", root / "ckpt")
+    finally:
+        torch.set_num_threads(threads)
+    return ckpt, export_visual(ckpt, root / "bundle")

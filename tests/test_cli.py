@@ -33,14 +33,15 @@ def test_bench_transport_writes_json(tmp_path):
     assert res["timer_100hz"]["achieved_hz"] > 50
 
 
-def test_demo_runs_the_stack_and_evaluates(tmp_path, debug_ensemble):
-    """The README's main job with a debug bundle: live graph (sim -> camera_ingest -> policy <- planner),
-    then the evaluation of the policy, the planner and the expert."""
+def test_demo_runs_the_stack_and_evaluates(tmp_path, debug_ensemble, debug_visual):
+    """The README's main job with debug bundles: live graph (sim -> camera_ingest -> world_model, policy <-
+    planner), then the evaluation of the policy, the planner and the expert."""
     import yaml
 
     graph = yaml.safe_load(open("config/demo.yaml"))
     graph["policy"]["ros__parameters"]["bundle"] = str(debug_ensemble[1])
     graph["planner"]["ros__parameters"]["bundle"] = str(debug_ensemble[1])
+    graph["world_model"]["ros__parameters"]["bundle"] = str(debug_visual[1])
     cfg = tmp_path / "demo.yaml"
     cfg.write_text(yaml.safe_dump(graph))
     r = wm("demo", "--config", str(cfg), "--duration", "4", "--episodes", "2", "--json", str(tmp_path / "demo.json"),
@@ -49,7 +50,10 @@ def test_demo_runs_the_stack_and_evaluates(tmp_path, debug_ensemble):
     s = json.loads((tmp_path / "demo.json").read_text())
     assert s["received"]["joint_states"] > 200 and s["received"]["commands"] > 100
     assert s["received"]["images"] > 50 and s["image_shape"] == [96, 96, 3]
-    assert s["node_failure"] is None and sorted(s["nodes"]) == ["camera_ingest", "planner", "policy", "sim_robot"]
+    assert s["node_failure"] is None and sorted(s["nodes"]) == ["camera_ingest", "planner", "policy", "sim_robot",
+                                                                "world_model"]
+    assert s["received"]["latents"] > 30 and s["received"]["previews"] > 10  # the world model streamed
+    assert float(s["world_model"]["frame.rate_hz"]) > 20
     assert float(s["controller"]["commands.rate_hz"]) > 40
     assert int(s["controller"].get("ticks.plan", 0)) > 0  # the policy node followed plans
     ev = json.loads((tmp_path / "eval.json").read_text())

@@ -158,8 +158,9 @@ def write_bundle(out: str | Path, graphs: dict[str, tuple[Path, dict[str, Any]]]
                  camera: dict[str, Any] | None = None, normalizers: dict[str, Any] | None = None,
                  thresholds: dict[str, Any] | None = None, training: dict[str, Any] | None = None,
                  metrics: dict[str, Any] | None = None, extra_files: Sequence[Path] = (),
-                 overwrite: bool = True) -> Path:
-    """Write a bundle folder: copy the graphs (``name -> (onnx path, io spec)``) and write the manifest."""
+                 overwrite: bool = True, sections: dict[str, Any] | None = None) -> Path:
+    """Write a bundle folder: copy the graphs (``name -> (onnx path, io spec)``) and write the manifest.
+    ``sections`` are further top-level manifest sections (e.g. ``visual``: the world model's sizes)."""
     out = Path(out)
     if out.exists():
         if not overwrite:
@@ -181,7 +182,8 @@ def write_bundle(out: str | Path, graphs: dict[str, tuple[Path, dict[str, Any]]]
         "format": FORMAT,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "robot": robot, "camera": camera or {}, "graphs": gspec, "normalizers": normalizers or {},
-        "thresholds": thresholds or {}, "training": training or {}, "metrics": metrics or {}, "files": files,
+        "thresholds": thresholds or {}, "training": training or {}, "metrics": metrics or {},
+        **(sections or {}), "files": files,
     }
     (out / "manifest.yaml").write_text(yaml.safe_dump(manifest, sort_keys=False))
     return out

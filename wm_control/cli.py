@@ -96,6 +96,10 @@ def cmd_bench(a: argparse.Namespace) -> int:
 
         res = bench_ensemble(a.bundle if a.bundle != "bundles/bc" else "bundles/ensemble", device=a.device,
                              threads=a.threads)
+    elif a.what == "visual":
+        from .bench.visual import bench_visual
+
+        res = bench_visual(a.bundle if a.bundle != "bundles/bc" else "bundles/visual", device=a.device)
     elif a.what == "planner":
         from .bench.planner import bench_planner
 
@@ -121,6 +125,15 @@ def cmd_dataset(a: argparse.Namespace) -> int:
 
 
 def cmd_train(a: argparse.Namespace) -> int:
+    if a.stage == "visual":
+        from .train.visual import export_visual, train_visual, visual_preset
+
+        cfg = visual_preset(a.preset, robot=a.robot, episodes=a.episodes, seed=a.seed)
+        ckpt = train_visual(cfg, a.data, a.out or "runs/visual", heldout_dir=a.heldout, resume=a.resume)
+        print(f"checkpoint: {ckpt}")
+        if a.bundle:
+            print(f"bundle: {export_visual(ckpt, a.bundle)}")
+        return 0
     if a.stage == "bc":
         from .train.bc import export_bc, train_bc
         from .train.presets import bc_preset
@@ -169,7 +182,11 @@ def cmd_export(a: argparse.Namespace) -> int:
     from .bundle import load_bundle
 
     kind = yaml.safe_load((Path(a.checkpoint) / "checkpoint.yaml").read_text()).get("kind")
-    if kind == "ensemble":
+    if kind == "visual":
+        from .train.visual import export_visual
+
+        out = export_visual(a.checkpoint, a.out)
+    elif kind == "ensemble":
         from .train.ensemble import export_ensemble
 
         out = export_ensemble(a.checkpoint, a.out, policy_bundle=a.policy_bundle)
@@ -204,6 +221,23 @@ def cmd_eval(a: argparse.Namespace) -> int:
         evaluate_world_model(teacher, a.model or "runs/ensemble_self", heldout=a.heldout, ood=a.ood,
                              json_path=a.json if a.json != "runs/eval/closed_loop.json" else "runs/eval/world_model.json")
         return 0
+    if what == "visual":
+        from .evaluate_visual import evaluate_visual
+
+        res = evaluate_visual(a.model or "runs/visual",
+                              a.json if a.json != "runs/eval/closed_loop.json" else "runs/eval/visual.json")
+        print(json.dumps(res["aims"], indent=2))
+        return 0
+    if what == "visual-state":
+        from .evaluate_visual_state import visual_state_report
+
+        res = visual_state_report(a.model or "runs/visual",
+                                  a.json if a.json != "runs/eval/closed_loop.json" else "runs/eval/visual_state.json",
+                                  episodes=a.episodes)
+        print(json.dumps({"ensemble_error_ratio_with_latent": res["ensemble"]["ratio_at_horizon"],
+                          "success": {k: v["success"] for k, v in res["goal_from_pixels"].items()
+                                      if isinstance(v, dict)}}, indent=2))
+        return 0
     if what == "suite":
         from .evaluate_suite import evaluate_suite
 
@@ -214,7 +248,8 @@ def cmd_eval(a: argparse.Namespace) -> int:
                        planner_params=planner_params)
         return 0
     if what != "closed-loop":
-        raise SystemExit(f"unknown evaluation {what!r} (available: closed-loop, world-model, suite)")
+        raise SystemExit(f"unknown evaluation {what!r} "
+                         f"(available: closed-loop, world-model, suite, visual, visual-state)")
     from .evaluate import evaluate
 
     policies = [p.strip() for p in (a.policy or "").split(",") if p.strip()] or [a.bundle or "bundles/bc"]
@@ -232,6 +267,17 @@ def cmd_replay(a: argparse.Namespace) -> int:
                  control_rate=a.control_rate, device=a.device, json_path=a.json, echo=a.verbose)
     print(json.dumps({k: v for k, v in rep.items() if k != "mean_abs_error_rad"}, indent=2))
     return 0
+
+
+def cmd_teleop(a: argparse.Namespace) -> int:
+    """The teleop node in the foreground (keyboard from this terminal or its window)."""
+    from .ros.runner import run_node
+
+    argv = ["--ros-args", *a.ros_args] if a.ros_args is not None else []
+    flags = [f"{k}:={v}" for k, v in (("input", a.input), ("view", a.view)) if v]
+    if flags:  # the flags win over params files and -p
+        argv += ["--ros-args", *[x for f in flags for x in ("-p", f)]]
+    return run_node("teleop", argv, a.backend)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -283,8 +329,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(fn=cmd_dataset)
 
     s = sub.add_parser("train", help="train a stage: train bc|ensemble|policy --preset debug|quick|full")
-    s.add_argument("stage", choices=["bc", "ensemble", "policy"],
-                   help="bc: behaviour cloning; ensemble: the RWM-U dynamics ensemble; policy: PPO inside the ensemble")
+    s.add_argument("stage", choices=["bc", "ensemble", "policy", "visual"],
+                   help="bc: behaviour cloning; ensemble: the RWM-U dynamics ensemble; policy: PPO inside the "
+                        "ensemble; visual: the visual world model (JEPA encoder, decoder, latent actions, teacher, "
+                        "student, adapter)")
+    s.add_argument("--resume", action="store_true",
+                   help="visual: continue an interrupted run (finished stages kept; the encoder from its last "
+                        "checkpoint)")
+    s.add_argument("--heldout", default=None,
+                   help="visual: held-out camera bags (default DATA_heldout; collected if empty)")
     s.add_argument("--ensemble", default="runs/ensemble_self", help="policy: the ensemble checkpoint to train in")
     s.add_argument("--lam", default=None,
                    help="policy: uncertainty penalty lambda; a comma list is a sweep (one policy and bundle each)")
@@ -317,7 +370,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--policy-bundle", default=None, help="ensemble: also carry this bundle's policy graph")
     s.set_defaults(fn=cmd_export)
 
-    s = sub.add_parser("eval", help="evaluate: eval [closed-loop|world-model|suite] ...")
+    s = sub.add_parser("eval", help="evaluate: eval [closed-loop|world-model|suite|visual|visual-state] ...")
     s.add_argument("what", nargs="?", default=None)
     s.add_argument("--bundle", default=None)
     s.add_argument("--policy", default=None, help="comma list of bundles and/or 'expert'")
@@ -327,7 +380,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "tensorrt"])
     s.add_argument("--json", default="runs/eval/closed_loop.json")
-    s.add_argument("--model", default=None, help="world-model: the (self-forced) ensemble checkpoint")
+    s.add_argument("--model", default=None, help="world-model: the (self-forced) ensemble checkpoint; "
+                   "visual: the visual checkpoint (default runs/visual)")
     s.add_argument("--teacher", default=None, help="world-model: the teacher-forced checkpoint to compare (default runs/ensemble_teacher if there)")
     s.add_argument("--heldout", default="data/reacher_heldout", help="world-model: held-out bags (collected if empty)")
     s.add_argument("--ood", default="data/reacher_random", help="world-model: bags of an unseen behaviour")
@@ -350,8 +404,17 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("-v", "--verbose", action="store_true", help="show the stack's log")
     s.set_defaults(fn=cmd_replay)
 
+    s = sub.add_parser("teleop", help="drive the robot: keyboard / sensor_msgs/Joy -> /teleop/command (policy TELEOP)")
+    s.add_argument("--input", default=None, choices=["keyboard", "joy", "both"], help="default: keyboard")
+    s.add_argument("--view", default=None, choices=["auto", "window", "topic", "mjpeg", "none"],
+                   help="camera | preview: auto (a window where there is a display, else topic)")
+    s.add_argument("--backend", default=None, choices=["auto", "dds", "rclpy"])
+    s.add_argument("--ros-args", dest="ros_args", nargs=argparse.REMAINDER, default=None,
+                   help="node parameters and remaps, as for `wm-control run` (-p k:=v, --params-file F, -r a:=b)")
+    s.set_defaults(fn=cmd_teleop)
+
     s = sub.add_parser("bench", help="benchmarks that write JSON")
-    s.add_argument("what", choices=["transport", "loop", "ensemble", "planner"])
+    s.add_argument("what", choices=["transport", "loop", "ensemble", "planner", "visual"])
     s.add_argument("--threads", type=int, default=1, help="ensemble: ONNX Runtime intra-op threads")
     s.add_argument("--json", default=None)
     s.add_argument("--duration", type=float, default=10.0)

@@ -62,6 +62,8 @@ class Episode:
     frame_time: np.ndarray | None  # (T,) capture stamp of each frame
     joint_names: list[str]
     source: str
+    latent: np.ndarray | None = None
+    """(T, Dz) the visual world model's latent of each step's frame, when attached (not read from bags)."""
 
     def __len__(self) -> int:
         return len(self.t)

@@ -26,9 +26,17 @@ def _params(graph: dict, node: str) -> dict:
 
 
 def ensure_bundle(config: str, preset: str = "quick") -> None:
-    """Train and export what the config's nodes load when it is not there yet: the BC policy
-    (``bundles/bc``) and, for a planner, the RWM-U ensemble with that policy inside."""
+    """Train and export what the config's nodes load when it is not there yet: the visual world model
+    for a world_model node, the BC policy (``bundles/bc``) and, for a planner, the RWM-U ensemble with
+    that policy inside."""
     graph = yaml.safe_load(Path(config).read_text()) or {}
+    visual = _params(graph, "world_model").get("bundle")
+    if visual and not (Path(visual) / "manifest.yaml").exists():
+        from .train.visual import export_visual, train_visual, visual_preset
+
+        print(f"[demo] no bundle at {visual}: training the visual world model (preset {preset}: JEPA encoder, "
+              f"decoder, latent actions, teacher, student, adapter; about 12 minutes here)", flush=True)
+        export_visual(train_visual(visual_preset(preset), "data/reacher_video", "runs/visual", resume=True), visual)
     wanted = {_params(graph, "policy").get("bundle"), _params(graph, "planner").get("bundle")} - {None, ""}
     missing = [b for b in wanted if not (Path(b) / "manifest.yaml").exists()]
     if not missing:
@@ -82,7 +90,7 @@ def run_graph(config: str, duration: float, json_path: str | None) -> int:
 
     launcher = Launcher(config, echo=False)
     node = DdsNode("wm_demo_monitor")
-    seen = {"joint_states": 0, "images": 0, "commands": 0, "goals": 0, "bad_images": 0}
+    seen = {"joint_states": 0, "images": 0, "commands": 0, "goals": 0, "bad_images": 0, "latents": 0, "previews": 0}
     first_q: list[np.ndarray] = []
     last_q: list[np.ndarray] = []
     path_len = [0.0]
@@ -119,6 +127,10 @@ def run_graph(config: str, duration: float, json_path: str | None) -> int:
     node.create_subscription("geometry_msgs/msg/PointStamped", "/goal",
                              lambda m: seen.__setitem__("goals", seen["goals"] + 1), qos.LATCHED)
     node.create_subscription("diagnostic_msgs/msg/DiagnosticArray", "/diagnostics", on_diag, qos.DIAGNOSTICS)
+    node.create_subscription("wm_control/msg/LatentState", "/wm/latent",
+                             lambda m: seen.__setitem__("latents", seen["latents"] + 1), qos.DEFAULT)
+    node.create_subscription("sensor_msgs/msg/Image", "/wm/preview",
+                             lambda m: seen.__setitem__("previews", seen["previews"] + 1), qos.SENSOR_DATA)
 
     print(f"[demo] starting graph from {config}: {', '.join(s.name for s in launcher.specs)}", flush=True)
     launcher.start()
@@ -165,6 +177,8 @@ def run_graph(config: str, duration: float, json_path: str | None) -> int:
         ticks = {k.split(".", 1)[1]: int(v) for k, v in ctl.items() if k.startswith("ticks.")}
         if ticks:
             summary["followed_plan_fraction"] = ticks.get("plan", 0) / max(1, sum(ticks.values()))
+    if "world_model" in diag:
+        summary["world_model"] = {k: v for k, v in diag["world_model"].items() if not k.startswith("_")}
     if summary["episodes"]:
         summary["success_rate"] = summary["successes"] / summary["episodes"]
     print(f"[demo] {summary['duration_s']:.0f} s of the graph: {seen['joint_states']} joint states, "
@@ -176,6 +190,11 @@ def run_graph(config: str, duration: float, json_path: str | None) -> int:
         print(f"[demo] planner: {pl.get('plans.rate_hz', '?')} plans/s, plan latency p50 "
               f"{pl.get('plan.p50_ms', '?')} ms; the policy node followed the plan on "
               f"{100 * summary['followed_plan_fraction']:.0f}% of its ticks")
+    if "world_model" in summary:
+        wm = summary["world_model"]
+        print(f"[demo] world model: {seen['latents']} latents on /wm/latent ({wm.get('frame.rate_hz', '?')} frames/s, "
+              f"encode + student step p50 {wm.get('latency.p50_ms', '?')} ms), {seen['previews']} previews of the "
+              f"next frames ({wm.get('preview.p50_ms', '?')} ms each); surprise p50 {wm.get('surprise.p50', '?')}")
     if json_path:
         Path(json_path).parent.mkdir(parents=True, exist_ok=True)
         Path(json_path).write_text(json.dumps(summary, indent=2))

@@ -19,6 +19,8 @@ NODE_TYPES: dict[str, str] = {
     "policy": "wm_control.nodes.policy:PolicyNode",
     "camera_ingest": "wm_control.nodes.camera_ingest:CameraIngestNode",
     "planner": "wm_control.nodes.planner:PlannerNode",
+    "world_model": "wm_control.nodes.world_model:WorldModelNode",
+    "teleop": "wm_control.nodes.teleop:TeleopNode",
 }
 
 

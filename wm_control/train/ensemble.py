@@ -133,7 +133,8 @@ def make_transitions(episodes: list[Episode], history: int, horizon: int, robot:
     off = 0
     for i, e in enumerate(episodes):
         T = len(e)
-        S.append(np.concatenate([e.q, np.nan_to_num(e.qd)], axis=1))
+        parts = [e.q, np.nan_to_num(e.qd)] + ([e.latent] if e.latent is not None else [])
+        S.append(np.concatenate(parts, axis=1))
         A.append(e.action)
         G.append(e.goal if e.goal is not None else np.zeros((T, 3)))
         E.append(np.full(T, i))
@@ -152,8 +153,8 @@ def reward_samples(robot: str, tr: Transitions, n: int, joint_names: list[str], 
     robot's kinematics are not ours (then the head learns from the logs alone)."""
     from .bc import sim_position_limits
 
-    if n <= 0:
-        return None
+    if n <= 0 or tr.S.shape[1] != 2 * len(joint_names):
+        return None  # with a visual latent in the state there is no latent to pair with a drawn configuration
     n_joints = len(joint_names)
     limits = sim_position_limits(robot, joint_names)
     if limits is None:
@@ -255,12 +256,15 @@ def _dist() -> tuple[int, int]:
     return 0, 1
 
 
-def train_ensemble(cfg: EnsembleConfig, data_dir: str | Path, out_dir: str | Path, progress: bool = True) -> Path:
+def train_ensemble(cfg: EnsembleConfig, data_dir: str | Path, out_dir: str | Path, progress: bool = True,
+                   episodes: list[Episode] | None = None) -> Path:
+    """``episodes`` (already loaded, e.g. with visual latents attached: the state becomes (q, qd, latent))
+    replace reading ``data_dir``."""
     from safetensors.torch import save_file
 
     rank, world = _dist()
     data_dir, out = Path(data_dir), Path(out_dir)
-    if rank == 0:
+    if rank == 0 and episodes is None:
         from .bc import ensure_data
         from .presets import BCConfig
 
@@ -268,7 +272,11 @@ def train_ensemble(cfg: EnsembleConfig, data_dir: str | Path, out_dir: str | Pat
                              control_rate=cfg.control_rate, seed=cfg.seed), data_dir)
     if world > 1:
         torch.distributed.barrier()
-    episodes = load_episodes([data_dir], DatasetConfig(rate=cfg.control_rate, load_images=False))
+    if episodes is None:
+        episodes = load_episodes([data_dir], DatasetConfig(rate=cfg.control_rate, load_images=False))
+    latent_dim = 0 if episodes[0].latent is None else int(episodes[0].latent.shape[1])
+    if any((e.latent is None) != (latent_dim == 0) for e in episodes):
+        raise ValueError("either every episode carries a visual latent or none does")
     rng = np.random.default_rng(cfg.seed)  # same split and bootstraps on every rank
     order = rng.permutation(len(episodes))
     n_val = max(1, int(round(cfg.val_fraction * len(episodes))))
@@ -276,7 +284,7 @@ def train_ensemble(cfg: EnsembleConfig, data_dir: str | Path, out_dir: str | Pat
     train_eps = [episodes[i] for i in order[n_val:]] or val_eps
     K = 1 if cfg.regime == "teacher" else cfg.horizon
     tr = make_transitions(train_eps, cfg.history, max(K, 1), cfg.robot)
-    spec = StateSpec(joint_names=list(episodes[0].joint_names), history=cfg.history)
+    spec = StateSpec(joint_names=list(episodes[0].joint_names), history=cfg.history, latent_dim=latent_dim)
     torch.manual_seed(cfg.seed)
     model = EnsembleDynamics(spec, cfg.members, cfg.hidden, cfg.layers, cfg.arch, prior_scale=cfg.prior_scale,
                              reward_hidden=cfg.reward_hidden)

@@ -1,0 +1,284 @@
+"""The visual world model: KV-cache streaming equals the parallel causal pass, JEPA resume, the
+bundle and ONNX-vs-torch agreement over a whole rollout, and the world_model node over DDS."""
+
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from tests.helpers import NodeProcess
+from wm_control.world.visual import EMPTY_AGE, Student, Teacher
+
+
+def test_streaming_with_the_kv_cache_equals_the_parallel_causal_pass_beyond_the_window():
+    torch.manual_seed(0)
+    s = Student(latent_dim=6, action_dim=3, window=5, dim=16, layers=2, heads=2).eval()
+    T = 17  # more than three windows: the ring buffer wraps and old frames expire
+    z, a = torch.randn(1, T, 6), torch.randn(1, T, 3)
+    with torch.no_grad():
+        full = s(z, a)
+        k, v, age = s.empty_cache(1)
+        steps = []
+        for t in range(T):
+            nxt, k, v, age = s.step(z[:, t], a[:, t], k, v, age, torch.tensor([t % 5]))
+            steps.append(nxt)
+    assert torch.allclose(torch.stack(steps, 1), full, atol=1e-5)
+    # no slot holds a frame older than the window; the first step sees one valid slot
+    assert float(age.max()) < 5
+    with torch.no_grad():
+        k0, v0, a0 = s.empty_cache(1)
+        _, _, _, age1 = s.step(z[:, 0], a[:, 0], k0, v0, a0, torch.tensor([0]))
+    assert int((age1 < 5).sum()) == 1 and float(age1.max()) == EMPTY_AGE
+
+
+def test_the_window_limits_what_the_student_sees():
+    """A frame older than the window must not change the prediction (it has left the cache)."""
+    torch.manual_seed(1)
+    s = Student(latent_dim=4, action_dim=2, window=4, dim=16, layers=1, heads=2).eval()
+    z, a = torch.randn(1, 9, 4), torch.randn(1, 9, 2)
+    z2 = z.clone()
+    z2[:, 0] += 5.0
+    with torch.no_grad():
+        p1, p2 = s(z, a), s(z2, a)
+    assert not torch.allclose(p1[:, 2], p2[:, 2])  # frame 0 is inside the window of frame 2
+    assert torch.allclose(p1[:, 4:], p2[:, 4:], atol=1e-6)  # ... and outside from frame 4 on
+
+
+def test_teacher_is_bidirectional_and_ignores_masked_frames():
+    torch.manual_seed(2)
+    t = Teacher(latent_dim=4, action_dim=2, window=8, dim=16, layers=1, heads=2).eval()
+    z, a = torch.randn(1, 8, 4), torch.randn(1, 8, 2)
+    known = torch.zeros(1, 8, dtype=torch.bool)
+    known[:, :4] = True
+    z2 = z.clone()
+    z2[:, 6] += 3.0  # an unknown frame: the teacher must not read it
+    a2 = a.clone()
+    a2[:, 7] += 3.0  # a later action: a bidirectional model may use it for earlier frames
+    with torch.no_grad():
+        base = t(z, a, known)
+        assert torch.allclose(base, t(z2, a, known), atol=1e-6)
+        assert not torch.allclose(base[:, 4], t(z, a2, known)[:, 4])
+
+
+def test_jepa_momentum_schedule_resumes_where_it_stopped(tmp_path, debug_visual):
+    from wm_control.train.visual import VisualConfig, load_video, momentum_at, train_encoder
+
+    ckpt, _ = debug_visual
+    import yaml
+
+    meta = yaml.safe_load((ckpt / "checkpoint.yaml").read_text())
+    cfg = VisualConfig(**{**meta["config"], "jepa_steps": 20, "ckpt_every": 5})
+    eps, _ = load_video(meta["data"], cfg, with_actions=False)
+    torch.set_num_threads(1)
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    straight.mkdir()
+    resumed.mkdir()
+    train_encoder(cfg, eps, straight)
+    part = train_encoder(cfg, eps, resumed, max_steps=10)
+    assert part["stopped_at"] == 10 and not (resumed / "encoder.pt").exists()
+    train_encoder(cfg, eps, resumed, resume=True)
+
+    def log(d):
+        import json
+
+        return [json.loads(line) for line in (d / "train_log.jsonl").read_text().splitlines()]
+
+    m_straight = [r["momentum"] for r in log(straight)]
+    m_resumed = [r["momentum"] for r in log(resumed)]
+    assert m_resumed == m_straight
+    assert m_straight[-1] == pytest.approx(momentum_at(19, 20, cfg.tau0, cfg.tau1))
+    assert momentum_at(0, 20, 0.996, 1.0) == pytest.approx(0.996) and momentum_at(20, 20, 0.996, 1.0) == 1.0
+    a, b = torch.load(straight / "encoder.pt"), torch.load(resumed / "encoder.pt")
+    assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+
+
+def test_bundle_is_verified_and_onnx_matches_torch_over_a_whole_rollout(debug_visual):
+    from wm_control.bundle import BundleError, load_bundle
+    from wm_control.train.visual import load_video, load_visual
+    from wm_control.world.stream import StreamingWorldModel
+    from wm_control.world.visual import frames_to_input
+
+    ckpt, bundle_dir = debug_visual
+    vm = load_visual(ckpt)
+    b = load_bundle(bundle_dir, joint_names=vm.meta["joint_names"], image_size=(vm.cfg.image_size,) * 2)
+    assert b.manifest["visual"]["window"] == vm.cfg.window
+    st = b.graph("student_step")["inputs"]
+    assert all(d > 0 for g in st.values() for d in g["shape"])  # static shapes (one TensorRT engine)
+    with pytest.raises(BundleError, match="image_size"):
+        load_bundle(bundle_dir, image_size=(96, 96))
+    wm = StreamingWorldModel(b, device="cpu", warmup=1)
+    ep = load_video(vm.meta["heldout"], vm.cfg)[0][0]
+    T = min(len(ep.frames), 3 * vm.cfg.window)  # the ring buffer wraps
+    mean, std = torch.from_numpy(vm.mean), torch.from_numpy(vm.std)
+    k, v, age = vm.student.empty_cache(1)
+    z_prev = None
+    worst_z = worst_pred = 0.0
+    with torch.no_grad():
+        for t in range(T):
+            p = wm.observe(ep.frames[t], ep.command[t])
+            z = (vm.encoder(frames_to_input(torch.from_numpy(ep.frames[t:t + 1]))) - mean) / std
+            a = vm.adapter(z if z_prev is None else z_prev, z, torch.from_numpy(ep.command[t:t + 1]))
+            nxt, k, v, age = vm.student.step(z, a, k, v, age, torch.tensor([t % vm.cfg.window]))
+            z_prev = z
+            worst_z = max(worst_z, float(np.abs(p.latent - z[0].numpy()).max()))
+            worst_pred = max(worst_pred, float(np.abs(p.next_latent - nxt[0].numpy()).max()))
+            assert p.reset == (t == 0)
+    assert worst_z < 1e-4 and worst_pred < 1e-4
+    # the preview leaves the committed cache alone and matches torch's rollout on a copy
+    before = wm.k.copy()
+    lat = wm.preview(ep.command[T - 1], 4)
+    assert lat.shape == (4, vm.cfg.latent_dim) and np.array_equal(before, wm.k)
+    img = wm.decode(lat)
+    assert img.shape == (4, vm.cfg.image_size, vm.cfg.image_size, 3) and img.dtype == np.uint8
+    wm.reset()
+    assert wm.observe(ep.frames[0], ep.command[0]).reset
+
+
+class _Listener:
+    def __init__(self):
+        from wm_control.ros import qos
+        from wm_control.ros.dds import DdsNode
+
+        self.node = DdsNode("wm_test_listener")
+        self.latents, self.previews, self.diag = [], [], {}
+        self.node.create_subscription("wm_control/msg/LatentState", "/wm/latent", self.latents.append)
+        self.node.create_subscription("sensor_msgs/msg/Image", "/wm/preview", self.previews.append, qos.SENSOR_DATA)
+        self.node.create_subscription("diagnostic_msgs/msg/DiagnosticArray", "/diagnostics", self._diag,
+                                      qos.DIAGNOSTICS)
+        self.frames = self.node.create_publisher("sensor_msgs/msg/Image", "/wm/frame", qos.SENSOR_DATA)
+        self.js = self.node.create_publisher("sensor_msgs/msg/JointState", "/joint_states", qos.SENSOR_DATA)
+        self.cmd = self.node.create_publisher("std_msgs/msg/Float64MultiArray", "/forward_position_controller/commands")
+
+    def _diag(self, m):
+        for s in m.status:
+            if s.name.endswith("world_model"):
+                self.diag = {kv.key: kv.value for kv in s.values}
+
+    def wait(self, seconds: float, until=None) -> bool:
+        return self.node.spin(until=until or (lambda: False), timeout=seconds)
+
+    def close(self):
+        self.node.destroy()
+
+
+def test_world_model_node_publishes_latents_previews_and_resets_on_gaps(debug_visual):
+    from wm_control import conversions as cv
+    from wm_control.bundle import load_bundle
+    from wm_control.train.visual import load_video, load_visual
+    from wm_control.world.stream import StreamingWorldModel
+
+    ckpt, bundle_dir = debug_visual
+    vm = load_visual(ckpt)
+    ep = load_video(vm.meta["heldout"], vm.cfg)[0][0]
+    names = vm.meta["joint_names"]
+    ref = StreamingWorldModel(load_bundle(bundle_dir), device="cpu", warmup=1)
+    S = vm.cfg.image_size
+    lis = _Listener()
+    try:
+        with NodeProcess("world_model", "-p", f"bundle:={bundle_dir}", "-p", "device:=cpu", "-p", "preview_steps:=3",
+                         "-r", "__node:=world_model") as wmn:
+            make = lis.node.msg
+            t0 = time.time()
+            deadline = time.monotonic() + 20
+            while not lis.latents and time.monotonic() < deadline:  # until discovery has matched
+                lis.js.publish(cv.make_joint_state(make, time.time(), names, ep.q[0], np.zeros(len(names))))
+                lis.cmd.publish(cv.make_multiarray(make, ep.command[0].astype(np.float64)))
+                lis.frames.publish(cv.make_image(make, t0, ep.frames[0]))
+                lis.wait(0.1)
+            assert lis.latents, wmn.output()
+            n0 = len(lis.latents)
+            stamps = [t0 + (i + 1) / 30.0 for i in range(6)] + [t0 + 10.0, t0 + 10.0 + 1 / 30.0]  # then a gap
+            for i, st in enumerate(stamps):
+                lis.js.publish(cv.make_joint_state(make, time.time(), names, ep.q[i + 1], np.zeros(len(names))))
+                lis.frames.publish(cv.make_image(make, st, ep.frames[i + 1]))
+                lis.wait(0.06)
+            lis.frames.publish(cv.make_image(make, t0 + 11.0, np.zeros((S + 4, S, 3), np.uint8)))  # wrong size
+            lis.wait(10, lambda: len(lis.latents) >= n0 + len(stamps) and "dropped.malformed" in lis.diag)
+            got = lis.latents[n0:]
+            assert [round(cv.stamp_sec(m.header.stamp) - t0, 4) for m in got] == [round(s - t0, 4) for s in stamps]
+            assert [bool(m.reset) for m in got] == [False] * 6 + [True, False]  # the gap emptied the cache
+            assert lis.latents[0].reset
+            for m, i in zip(got, range(1, 9)):  # the published latent is the encoder's latent of that frame
+                assert np.allclose(np.asarray(m.latent), ref.encode(ep.frames[i]), atol=1e-4)
+            assert list(got[0].joint_names) == names and np.allclose(got[0].position, ep.q[1])
+            assert lis.diag.get("dropped.malformed") == "1" and lis.diag.get("resets.gap") == "1", lis.diag
+            assert int(lis.diag["frame.rate_hz"].split(".")[0]) >= 0 and "surprise.p50" in lis.diag
+            assert float(lis.diag["latency.p50_ms"]) > 0
+            assert lis.previews
+            p = lis.previews[-1]
+            assert (p.height, p.width, p.encoding) == (S, 3 * S, "rgb8")
+    finally:
+        lis.close()
+
+
+def test_eval_visual_writes_json_and_plots_with_every_comparison(debug_visual, tmp_path):
+    import json
+
+    from wm_control.evaluate_visual import evaluate_visual
+
+    ckpt, _ = debug_visual
+    out = tmp_path / "visual.json"
+    res = evaluate_visual(ckpt, out, variants={"real_all": tmp_path / "ra", "real_labelled": tmp_path / "rl"},
+                          speed_iters=5)
+    saved = json.loads(out.read_text())
+    assert saved["aims"] == res["aims"] and set(saved["actions"]) == {"latent_aligned", "real_all", "real_labelled"}
+    H = saved["horizon"]
+    for name in ("teacher", "student", "no_motion"):
+        assert len(saved["prediction"][name]["latent_rmse"]) == H
+    assert saved["actions"]["real_labelled"]["episodes"] < saved["actions"]["real_all"]["episodes"]
+    sp = saved["speed"]
+    assert sp["student_fps"] > 0 and sp["kv_cache"]["speedup"] == pytest.approx(
+        sp["kv_cache"]["recompute_window_ms"] / sp["kv_cache"]["step_ms"])
+    assert out.with_suffix(".png").stat().st_size > 10_000 and (tmp_path / "visual_frames.png").exists()
+
+
+def test_visual_state_report_with_and_without_the_latent(debug_visual, tmp_path):
+    from wm_control.evaluate_visual_state import visual_state_report
+
+    ckpt, _ = debug_visual
+    res = visual_state_report(ckpt, tmp_path / "vs.json", preset="debug", bc_iterations=20, episodes=2, horizon=10,
+                              out_root=tmp_path / "vs")
+    e = res["ensemble"]
+    assert e["joint_state"]["latent_dim"] == 0 and e["joint_state_and_latent"]["latent_dim"] > 0
+    assert len(e["joint_state"]["q_mae_rad"]) == 10
+    assert {"goal topic", "pixels (no goal)", "neither"} <= set(res["goal_from_pixels"])
+    assert (tmp_path / "vs.png").exists()
+
+
+def test_prefill_and_rollout_equal_stepping_frame_by_frame():
+    torch.manual_seed(3)
+    s = Student(latent_dim=5, action_dim=2, window=8, dim=16, layers=2, heads=2).eval()
+    z, a = torch.randn(2, 6, 5), torch.randn(2, 13, 2)
+    with torch.no_grad():
+        k, v, age = s.empty_cache(2)
+        outs, z_next = [], None
+        for t in range(6 + 8 - 1):  # 6 frames of context, 8 predicted: the ring wraps
+            z_t = z[:, t] if t < 6 else z_next
+            z_next, k, v, age = s.step(z_t, a[:, t], k, v, age, torch.full((2,), t % 8))
+            if t >= 5:
+                outs.append(z_next)
+        pred, (kp, vp, agep) = s.prefill(z, a[:, :6])
+        roll = s.rollout(z, a, 8)
+    assert torch.allclose(torch.stack(outs, 1), roll, atol=1e-5)
+    assert torch.allclose(pred, s(z, a[:, :6]), atol=1e-6)
+    k6, v6, age6 = s.empty_cache(2)
+    with torch.no_grad():
+        for t in range(6):
+            _, k6, v6, age6 = s.step(z[:, t], a[:, t], k6, v6, age6, torch.full((2,), t))
+    assert torch.allclose(kp, k6, atol=1e-5) and torch.allclose(vp, v6, atol=1e-5) and torch.equal(agep, age6)
+
+
+def test_bench_visual_writes_json(debug_visual, tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    _, bundle = debug_visual
+    out = tmp_path / "bv.json"
+    r = subprocess.run([sys.executable, "-m", "wm_control", "bench", "visual", "--bundle", str(bundle), "--device",
+                        "cpu", "--json", str(out)], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+    res = json.loads(out.read_text())
+    assert res["frames"] == 1000 and 0 < res["observe_ms"]["p50"] <= res["observe_ms"]["p99"]
+    assert res["frames_per_s_with_preview"] < res["frames_per_s_streaming"]

@@ -1,0 +1,229 @@
+"""``world_model``: the visual world model (distilled causal student with a KV cache) as a node; the
+core is :class:`wm_control.world.stream.StreamingWorldModel`.
+
+Inputs: ``/wm/frame`` (rgb8 at the bundle's camera size, from camera_ingest, stamped with the capture
+time), the executed commands ``/forward_position_controller/commands`` (Float64MultiArray in
+``joint_order``), ``/joint_states`` (by name), and, for the preview, ``/teleop/command`` (JointState
+targets by name) and ``/wm/mode`` (std_msgs/String, latched).
+
+For every frame: the JEPA latent is published on ``/wm/latent`` (``wm_control/msg/LatentState``:
+stamp = the frame's capture stamp, the bundle id, the latent, the latest joint positions and
+velocities by name, ``reset`` true when the cache was empty), and the student takes one step with the
+command in force (the latest executed command; before any, the measured position), which writes the
+frame into its KV cache. Every ``preview_every`` frames ``/wm/preview`` (sensor_msgs/Image, rgb8) shows
+the decoded predictions of the next ``preview_steps`` frames side by side, left to right, under the
+current command held: the teleop target in teleop mode, else the executed command.
+
+The cache is emptied on a gap in the stream: a frame more than ``max_gap`` frame periods after the
+previous one (``resets.gap``), or a stamp that jumps back (``resets.time_jump``: a bag loop, a sim
+reset). A frame with the previous one's stamp is dropped (``dropped.duplicate``); a frame of the wrong
+size or encoding is dropped (``dropped.malformed``) with a rate-limited warning.
+
+``/diagnostics``: ``latency.p50_ms``/``p99_ms`` (frame arrival -> latent published, i.e. encode + step),
+``preview.p50_ms``, ``frame_age.p50_ms`` (capture -> latent published), frame and preview rates,
+``surprise.p50`` (RMS, in normalised latent units, between the student's prediction of a frame and
+the frame's latent: where the model is out of its depth, the preview is not to be trusted), resets
+and drops.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .. import conversions as cv
+from ..bundle import load_bundle
+from ..ros import qos
+from ..ros.api import Diagnostics, Node, Window
+from ..world.stream import StreamingWorldModel, strip
+
+WARN_PERIOD = 5.0
+
+
+@dataclass
+class WorldModelConfig:
+    bundle: str = ""
+    """Bundle with the visual world model (``wm-control train visual --bundle OUT``)."""
+    device: str = "auto"
+    """auto | tensorrt | cuda | cpu"""
+    preview_steps: int = 8
+    """Predicted frames in each preview (0: no preview)."""
+    preview_every: int = 1
+    """A preview every this many frames."""
+    max_gap: float = 2.5
+    """Frame periods; a longer gap between two frames' stamps empties the KV cache."""
+    joint_order: list[str] = field(default_factory=list)
+    """Order of the command topic's Float64MultiArray values; default: the bundle's joint names."""
+    frame_topic: str = "/wm/frame"
+    command_topic: str = "/forward_position_controller/commands"
+    max_command_age: float = 0.5
+    """Seconds; an older executed command is not used for the preview (the measured position is held)."""
+
+    def __post_init__(self) -> None:
+        if self.preview_steps < 0 or self.preview_steps > 64:
+            raise ValueError("preview_steps must be in 0..64")
+        if self.preview_every < 1:
+            raise ValueError("preview_every must be >= 1")
+        if not self.max_gap > 1:
+            raise ValueError("max_gap must be > 1 frame period")
+
+
+class WorldModelNode:
+    NAME = "world_model"
+    Config = WorldModelConfig
+
+    def __init__(self, node: Node, cfg: WorldModelConfig):
+        if not cfg.bundle:
+            raise ValueError("parameter 'bundle' is required (a visual world model bundle, made by "
+                             "`wm-control train visual --bundle OUT`)")
+        self.node, self.cfg = node, cfg
+        self.bundle = load_bundle(cfg.bundle)
+        self.wm = StreamingWorldModel(self.bundle, cfg.device)  # sessions built and warmed up here
+        self.names = self.bundle.joint_names
+        self.order = cfg.joint_order or self.names
+        if sorted(self.order) != sorted(self.names):
+            raise ValueError(f"joint_order {self.order} must be a permutation of the bundle's joints {self.names}")
+        self.from_order = [self.order.index(n) for n in self.names]
+        self.period = 1.0 / self.wm.frame_rate
+        self.q: np.ndarray | None = None
+        self.qd: np.ndarray | None = None
+        self.command: np.ndarray | None = None
+        self.command_t = -np.inf
+        self.teleop: np.ndarray | None = None
+        self.teleop_t = -np.inf
+        self.mode = "autonomous"
+        self.last_stamp: float | None = None
+        self.pending_pred: np.ndarray | None = None
+        self.frames = 0
+        self.warned: dict[str, float] = {}
+        self.lat_pub = node.create_publisher("wm_control/msg/LatentState", "/wm/latent", qos.DEFAULT)
+        self.prev_pub = node.create_publisher("sensor_msgs/msg/Image", "/wm/preview", qos.SENSOR_DATA)
+        node.create_subscription("std_msgs/msg/Float64MultiArray", cfg.command_topic, self.on_command, qos.DEFAULT)
+        node.create_subscription("sensor_msgs/msg/JointState", "/joint_states", self.on_joint_state, qos.SENSOR_DATA)
+        node.create_subscription("sensor_msgs/msg/JointState", "/teleop/command", self.on_teleop, qos.DEFAULT)
+        node.create_subscription("std_msgs/msg/String", "/wm/mode", self.on_mode, qos.LATCHED)
+        node.create_subscription("sensor_msgs/msg/Image", cfg.frame_topic, self.on_frame, qos.SENSOR_DATA)
+        self.diag = Diagnostics(node, hardware_id=f"bundle:{self.bundle.id}")
+        self.surprise = Window(300)
+        self.diag.set("providers", ",".join(self.wm.providers))
+        self.diag.set("window", self.wm.window)
+        self.diag.status(Diagnostics.WARN, "waiting for frames")
+        node.logger.info("world_model up: bundle %s (%s), %s, %dx%d frames at %.0f Hz, KV window %d, preview %d steps",
+                         cfg.bundle, self.bundle.id, self.wm.providers[0], self.wm.size[1], self.wm.size[0],
+                         self.wm.frame_rate, self.wm.window, cfg.preview_steps)
+
+    # ---- inputs -------------------------------------------------------------------------------
+    def _warn(self, key: str, text: str, *args) -> None:
+        now = time.monotonic()
+        if now - self.warned.get(key, -np.inf) > WARN_PERIOD:
+            self.warned[key] = now
+            self.node.logger.warning(text, *args)
+
+    def on_command(self, msg) -> None:
+        try:
+            self.command = cv.multiarray_to_command(msg, len(self.names))[self.from_order]
+            self.command_t = self.node.now()
+        except cv.ConversionError as exc:
+            self.diag.count("dropped.commands")
+            self._warn("command", "dropped command: %s", exc)
+
+    def on_joint_state(self, msg) -> None:
+        try:
+            self.q, self.qd, _ = cv.joint_state_to_arrays(msg, self.names)
+        except (cv.ConversionError, ValueError) as exc:
+            self.diag.count("dropped.joint_states")
+            self._warn("js", "dropped joint state: %s", exc)
+
+    def on_teleop(self, msg) -> None:
+        try:
+            self.teleop = cv.joint_state_to_arrays(msg, self.names)[0]
+            self.teleop_t = self.node.now()
+        except (cv.ConversionError, ValueError) as exc:
+            self.diag.count("dropped.teleop")
+            self._warn("teleop", "dropped teleop command: %s", exc)
+
+    def on_mode(self, msg) -> None:
+        self.mode = str(msg.data).strip().lower()
+
+    def current_command(self) -> np.ndarray | None:
+        """The command the robot is under: the latest executed one while fresh, else the measured position."""
+        if self.command is not None and self.node.now() - self.command_t <= self.cfg.max_command_age:
+            return self.command
+        return None if self.q is None else self.q
+
+    def preview_command(self) -> np.ndarray | None:
+        if self.mode == "teleop" and self.teleop is not None \
+                and self.node.now() - self.teleop_t <= self.cfg.max_command_age:
+            return self.teleop
+        return self.current_command()
+
+    # ---- frames -------------------------------------------------------------------------------
+    def on_frame(self, msg) -> None:
+        t_in = time.perf_counter()
+        stamp = cv.stamp_sec(msg.header.stamp)
+        try:
+            rgb = cv.image_to_rgb(msg)
+            if rgb.shape[:2] != self.wm.size:
+                raise cv.ConversionError(f"frame is {rgb.shape[1]}x{rgb.shape[0]}, the bundle wants "
+                                         f"{self.wm.size[1]}x{self.wm.size[0]} (set camera_ingest width/height)")
+        except (cv.ConversionError, ValueError) as exc:
+            self.diag.count("dropped.malformed")
+            self._warn("malformed", "dropped frame: %s", exc)
+            return
+        cmd = self.current_command()
+        if cmd is None:
+            self.diag.count("dropped.no_joint_state")
+            self._warn("nojs", "frame dropped: no joint state or command yet (needed to condition the model)")
+            return
+        if self.last_stamp is not None:
+            if stamp == self.last_stamp:
+                self.diag.count("dropped.duplicate")
+                return
+            if stamp < self.last_stamp:
+                self.diag.count("resets.time_jump")
+                self.node.logger.info("frame stamps jumped back %.3f s: KV cache reset", self.last_stamp - stamp)
+                self._reset()
+            elif stamp - self.last_stamp > self.cfg.max_gap * self.period:
+                self.diag.count("resets.gap")
+                self.node.logger.info("%.3f s gap in the frames: KV cache reset", stamp - self.last_stamp)
+                self._reset()
+        z_seen = self.wm.encode(rgb)
+        if self.pending_pred is not None:
+            self.surprise.add(float(np.sqrt(np.mean((self.pending_pred - z_seen) ** 2))))
+            if len(self.surprise.values) % 10 == 1:
+                self.diag.set("surprise.p50", round(self.surprise.pct(50), 4))
+        pred = self.wm.observe(None, cmd, latent=z_seen)
+        self.pending_pred = pred.next_latent
+        self.last_stamp = stamp
+        self.frames += 1
+        self._publish_latent(msg, pred)
+        self.diag.latency("latency", time.perf_counter() - t_in)
+        self.diag.latency("frame_age", self.node.now() - stamp)
+        self.diag.tick("frame")
+        self.diag.set("frames", self.frames)
+        if self.frames == 1:
+            self.diag.status(Diagnostics.OK, "streaming")
+        if self.cfg.preview_steps and self.frames % self.cfg.preview_every == 0:
+            t0 = time.perf_counter()
+            pcmd = self.preview_command()
+            lat = self.wm.preview(cmd if pcmd is None else pcmd, self.cfg.preview_steps)
+            img = strip(self.wm.decode(lat))
+            self.prev_pub.publish(cv.make_image(self.node.msg, stamp, img, frame_id=msg.header.frame_id or "camera"))
+            self.diag.latency("preview", time.perf_counter() - t0)
+            self.diag.tick("preview")
+
+    def _reset(self) -> None:
+        self.wm.reset()
+        self.pending_pred = None
+
+    def _publish_latent(self, frame_msg, pred) -> None:
+        m = self.node.msg
+        q = self.q if self.q is not None else np.zeros(len(self.names))
+        qd = self.qd if self.qd is not None else np.zeros(len(self.names))
+        out = m("wm_control/msg/LatentState", header=frame_msg.header, bundle_id=self.bundle.id,
+                latent=np.asarray(pred.latent, np.float32), joint_names=list(self.names),
+                position=np.asarray(q, np.float64), velocity=np.asarray(qd, np.float64),
+                uncertainty=np.float32(0.0), reset=bool(pred.reset))
+        self.lat_pub.publish(out)
