@@ -225,5 +225,5 @@ class WorldModelNode:
         out = m("wm_control/msg/LatentState", header=frame_msg.header, bundle_id=self.bundle.id,
                 latent=np.asarray(pred.latent, np.float32), joint_names=list(self.names),
                 position=np.asarray(q, np.float64), velocity=np.asarray(qd, np.float64),
-                uncertainty=np.float32(0.0), reset=bool(pred.reset))
+                uncertainty=0.0, reset=bool(pred.reset))
         self.lat_pub.publish(out)

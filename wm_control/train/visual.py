@@ -91,9 +91,11 @@ class VisualConfig:
     """Stage (b): loss = (1 - w) * to the teacher + w * to the data."""
     dyn_batch: int = 32
     dyn_lr: float = 1e-3
+    adapter_hidden: int = 0
+    """0: a linear map from (the last transition's latent action, command) to the next latent action."""
     adapter_steps: int = 2000
     """Regression of the LAM's latent actions on (latents, command): the adapter's initialisation."""
-    align_steps: int = 600
+    align_steps: int = 300
     """Then end to end: the frozen student driven by commands through the adapter, rolled out over the
     horizon on the labelled windows, against the true latents."""
     labelled_fraction: float = 0.1
@@ -584,7 +586,7 @@ def train_student(cfg: VisualConfig, win: Windows, teacher, action_dim: int, out
 
 
 def train_adapter(cfg: VisualConfig, lat: list[np.ndarray], act: list[np.ndarray], cmd: list[np.ndarray],
-                  out: Path, student=None) -> tuple[Any, dict[str, Any]]:
+                  out: Path, lam, student=None) -> tuple[Any, dict[str, Any]]:
     """Labelled episodes only: (z_{t-1}, z_t, command_t) -> latent action a_t, by regression on the LAM's
     actions, then (with ``student``) end to end through the frozen student's command-driven rollouts."""
     import torch
@@ -597,12 +599,14 @@ def train_adapter(cfg: VisualConfig, lat: list[np.ndarray], act: list[np.ndarray
     u = np.concatenate([c[:-1] for c in cmd])
     y = np.concatenate([a[:-1] for a in act])
     n = cmd[0].shape[1]
-    ad = ActionAdapter(cfg.latent_dim, n, y.shape[1])
+    ad = ActionAdapter(cfg.latent_dim, n, y.shape[1], cfg.adapter_hidden)
+    ad.lam_enc.load_state_dict(lam.enc.state_dict())
+    ad.lam_enc.requires_grad_(False)
     ad.cmd_mean.copy_(torch.from_numpy(u.mean(0)))
     ad.cmd_std.copy_(torch.from_numpy(np.maximum(u.std(0), 1e-3)))
     X = [torch.from_numpy(v) for v in (zp, zc, u)]
     Y = torch.from_numpy(y)
-    opt = torch.optim.AdamW(ad.parameters(), lr=1e-3, weight_decay=1e-4)
+    opt = torch.optim.AdamW(ad.net.parameters(), lr=1e-3, weight_decay=1e-2)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, cfg.adapter_steps)
     rng = np.random.default_rng(cfg.seed + 5)
     t0 = time.time()
@@ -632,7 +636,7 @@ def _align_adapter(cfg: VisualConfig, ad, student, lat: list[np.ndarray], cmd: l
     L = C + H
     win = Windows(lat, cmd, L, cfg.seed + 6)
     student.requires_grad_(False)
-    opt = torch.optim.AdamW(ad.parameters(), lr=3e-4, weight_decay=1e-4)
+    opt = torch.optim.AdamW(ad.net.parameters(), lr=3e-4, weight_decay=1e-2)
     sched = _warmup_cosine(opt, cfg.align_steps)
     bar = _progress(cfg.align_steps, "align actions")
     log = _Log(out / "train_log.jsonl", "a")
@@ -642,7 +646,7 @@ def _align_adapter(cfg: VisualConfig, ad, student, lat: list[np.ndarray], cmd: l
         loss = (rollout_commands(student, ad, z[:, :C], u[:, :L - 1], H) - z[:, C:]).pow(2).sum(-1).mean()
         opt.zero_grad()
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(ad.parameters(), 1.0)
+        torch.nn.utils.clip_grad_norm_(ad.net.parameters(), 1.0)
         opt.step()
         sched.step()
         first = loss.item() if first is None else first
@@ -751,7 +755,7 @@ def train_visual(cfg: VisualConfig, data_dir: str | Path | None = None, out_dir:
     lab = labelled_split(len(eps), cfg.labelled_fraction, cfg.seed)
     labelled, _ = load_video(d, cfg)  # the labelled subset: with its command topic
     _, metrics["adapter"] = train_adapter(cfg, [lat[i] for i in lab], [act[i] for i in lab],
-                                          [labelled[i].command for i in lab], out, student=student.eval())
+                                          [labelled[i].command for i in lab], out, lam, student=student.eval())
     np.savez(out / "latents.npz", mean=mean, std=std, labelled=lab)
     meta = {"kind": "visual", "config": _plain(asdict(cfg)), "joint_names": names, "data": str(d),
             "heldout": str(h), "episodes": len(eps), "labelled_episodes": [int(i) for i in lab],
@@ -811,7 +815,7 @@ def load_visual(ckpt_dir: str | Path) -> VisualModels:
         "lam": LatentActionModel(cfg.latent_dim, cfg.action_dim),
         "teacher": Teacher(cfg.latent_dim, cfg.action_dim, cfg.window, cfg.teacher_dim, cfg.teacher_layers, cfg.heads),
         "student": Student(cfg.latent_dim, cfg.action_dim, cfg.window, cfg.student_dim, cfg.student_layers, cfg.heads),
-        "adapter": ActionAdapter(cfg.latent_dim, n, cfg.action_dim),
+        "adapter": ActionAdapter(cfg.latent_dim, n, cfg.action_dim, cfg.adapter_hidden),
     }
     for k, m in mods.items():
         m.load_state_dict(torch.load(ckpt / f"{k}.pt"))

