@@ -495,12 +495,7 @@ def test_cli_teleop_serves_mjpeg():
         assert f"view mjpeg at {url}" in out and "no keyboard input" not in out  # input joy: no keyboard wanted
     finally:
         rig.destroy()
-        p.send_signal(2)
-        try:
-            p.wait(10)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait()
+        _interrupt(p)
     assert p.returncode == 0, "\n".join(lines)
 
 
@@ -588,11 +583,16 @@ def test_cli_teleop_keyboard_on_a_terminal():
         assert rig.spin(until=lambda: modes[-1] == "hold", timeout=3)
     finally:
         rig.destroy()
-        if p.poll() is None:
-            p.send_signal(2)
-            try:
-                p.wait(10)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
+        _interrupt(p)
         os.close(master)
+
+
+def _interrupt(p: subprocess.Popen) -> None:
+    """Ctrl-C a process still running (and kill it if it does not stop within 10 s)."""
+    if p.poll() is None:
+        p.send_signal(2)
+        try:
+            p.wait(10)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()

@@ -214,6 +214,30 @@ def momentum_at(step: int, total: int, tau0: float, tau1: float) -> float:
     return tau1 - (tau1 - tau0) * (math.cos(math.pi * min(step, total) / max(total, 1)) + 1) / 2
 
 
+def make_teacher(cfg: VisualConfig, action_dim: int, path: Path | None = None):
+    """The teacher of ``cfg``'s size; its weights from ``path`` when given (then in eval mode)."""
+    from ..world.visual import Teacher
+
+    return _weights(Teacher(cfg.latent_dim, action_dim, cfg.window, cfg.teacher_dim, cfg.teacher_layers, cfg.heads),
+                    path)
+
+
+def make_student(cfg: VisualConfig, action_dim: int, path: Path | None = None):
+    from ..world.visual import Student
+
+    return _weights(Student(cfg.latent_dim, action_dim, cfg.window, cfg.student_dim, cfg.student_layers, cfg.heads),
+                    path)
+
+
+def _weights(module, path: Path | None):
+    import torch
+
+    if path is not None:
+        module.load_state_dict(torch.load(path))
+        module.eval()
+    return module
+
+
 def _warmup_cosine(opt, total: int, warmup: float = 0.05):
     import torch
 
@@ -495,11 +519,9 @@ class Windows:
 def train_teacher(cfg: VisualConfig, win: Windows, action_dim: int, out: Path, name: str = "teacher"):
     import torch
 
-    from ..world.visual import Teacher
-
     torch.manual_seed(cfg.seed + 3)
     T = cfg.window
-    teacher = Teacher(cfg.latent_dim, action_dim, T, cfg.teacher_dim, cfg.teacher_layers, cfg.heads)
+    teacher = make_teacher(cfg, action_dim)
     opt = torch.optim.AdamW(teacher.parameters(), lr=cfg.dyn_lr, weight_decay=1e-4)
     sched = _warmup_cosine(opt, cfg.teacher_steps)
     bar = _progress(cfg.teacher_steps, name)
@@ -533,12 +555,10 @@ def train_student(cfg: VisualConfig, win: Windows, teacher, action_dim: int, out
     """(a) regression on teacher outputs, teacher-forced; (b) self-forcing against teacher and data."""
     import torch
 
-    from ..world.visual import Student
-
     torch.manual_seed(cfg.seed + 4)
     C, H = cfg.context, cfg.horizon
     L = C + H
-    student = Student(cfg.latent_dim, action_dim, cfg.window, cfg.student_dim, cfg.student_layers, cfg.heads)
+    student = make_student(cfg, action_dim)
     total = cfg.student_steps_a + cfg.student_steps_b
     opt = torch.optim.AdamW(student.parameters(), lr=cfg.dyn_lr, weight_decay=1e-4)
     sched = _warmup_cosine(opt, total)
@@ -733,21 +753,13 @@ def train_visual(cfg: VisualConfig, data_dir: str | Path | None = None, out_dir:
     act = latent_actions(lam, lat)
     win = Windows(lat, act, cfg.window, cfg.seed)
     if done("teacher", "teacher.pt"):
-        from ..world.visual import Teacher
-
-        teacher = Teacher(cfg.latent_dim, cfg.action_dim, cfg.window, cfg.teacher_dim, cfg.teacher_layers, cfg.heads)
-        teacher.load_state_dict(torch.load(out / "teacher.pt"))
-        teacher.eval()
+        teacher = make_teacher(cfg, cfg.action_dim, out / "teacher.pt")
         metrics["teacher"] = prev["teacher"]
     else:
         teacher, metrics["teacher"] = train_teacher(cfg, win, cfg.action_dim, out)
         _save_progress(out, metrics)
     if done("student", "student.pt"):
-        from ..world.visual import Student
-
-        student = Student(cfg.latent_dim, cfg.action_dim, cfg.window, cfg.student_dim, cfg.student_layers, cfg.heads)
-        student.load_state_dict(torch.load(out / "student.pt"))
-        student.eval()
+        student = make_student(cfg, cfg.action_dim, out / "student.pt")
         metrics["student"] = prev["student"]
     else:
         student, metrics["student"] = train_student(cfg, win, teacher, cfg.action_dim, out)
@@ -801,8 +813,7 @@ class VisualModels:
 def load_visual(ckpt_dir: str | Path) -> VisualModels:
     import torch
 
-    from ..world.visual import (ActionAdapter, ConvEncoder, LatentActionModel, PixelDecoder, Student,
-                                Teacher)
+    from ..world.visual import (ActionAdapter, ConvEncoder, LatentActionModel, PixelDecoder)
     from . import read_checkpoint
 
     ckpt = Path(ckpt_dir)
@@ -813,8 +824,8 @@ def load_visual(ckpt_dir: str | Path) -> VisualModels:
         "encoder": ConvEncoder(cfg.image_size, cfg.enc_channels, cfg.latent_dim),
         "decoder": PixelDecoder(cfg.image_size, cfg.latent_dim, cfg.dec_channels),
         "lam": LatentActionModel(cfg.latent_dim, cfg.action_dim),
-        "teacher": Teacher(cfg.latent_dim, cfg.action_dim, cfg.window, cfg.teacher_dim, cfg.teacher_layers, cfg.heads),
-        "student": Student(cfg.latent_dim, cfg.action_dim, cfg.window, cfg.student_dim, cfg.student_layers, cfg.heads),
+        "teacher": make_teacher(cfg, cfg.action_dim),
+        "student": make_student(cfg, cfg.action_dim),
         "adapter": ActionAdapter(cfg.latent_dim, n, cfg.action_dim, cfg.adapter_hidden),
     }
     for k, m in mods.items():
@@ -859,19 +870,14 @@ def train_dynamics(ckpt_dir: str | Path, actions: str, fraction: str, out_dir: s
 
 
 def load_dynamics(ckpt_dir: str | Path) -> tuple[Any, Any, dict[str, Any]]:
-    import torch
 
-    from ..world.visual import Student, Teacher
     from . import read_checkpoint
 
     meta = read_checkpoint(ckpt_dir, "visual_dynamics")
     cfg = VisualConfig(**meta["config"])
     n = len(meta["command_normalizer"]["mean"])
-    t = Teacher(cfg.latent_dim, n, cfg.window, cfg.teacher_dim, cfg.teacher_layers, cfg.heads)
-    s = Student(cfg.latent_dim, n, cfg.window, cfg.student_dim, cfg.student_layers, cfg.heads)
-    t.load_state_dict(torch.load(Path(ckpt_dir) / "teacher.pt"))
-    s.load_state_dict(torch.load(Path(ckpt_dir) / "student.pt"))
-    return t.eval(), s.eval(), meta
+    return (make_teacher(cfg, n, Path(ckpt_dir) / "teacher.pt"), make_student(cfg, n, Path(ckpt_dir) / "student.pt"),
+            meta)
 
 
 # ------------------------------------------------------------------------------------------
