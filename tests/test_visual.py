@@ -282,3 +282,43 @@ def test_bench_visual_writes_json(debug_visual, tmp_path):
     res = json.loads(out.read_text())
     assert res["frames"] == 1000 and 0 < res["observe_ms"]["p50"] <= res["observe_ms"]["p99"]
     assert res["frames_per_s_with_preview"] < res["frames_per_s_streaming"]
+
+
+def test_camera_only_bags_are_video_for_the_unlabelled_stages(debug_visual, tmp_path):
+    """Bags with the action (and joint state) topics removed: read as video, never labelled."""
+    import shutil
+    from pathlib import Path
+
+    import yaml
+    from rosbags.highlevel import AnyReader
+
+    from wm_control.bags import BagWriter
+    from wm_control.dataset import DatasetConfig
+    from wm_control.image import FrameSpec
+    from wm_control.msgs import registry
+    from wm_control.train.visual import VisualConfig, labelled_split, load_video, read_video_only
+
+    ckpt, _ = debug_visual
+    meta = yaml.safe_load((ckpt / "checkpoint.yaml").read_text())
+    cfg = VisualConfig(**meta["config"])
+    src = sorted(p.parent for p in Path(meta["data"]).rglob("metadata.yaml"))[0]
+    reg = registry()
+    data = tmp_path / "mixed"
+    data.mkdir()
+    with AnyReader([src], default_typestore=reg.store) as r, BagWriter(data / "video_only", reg) as w:
+        w.add_topic("/camera/image_raw", "sensor_msgs/msg/Image")
+        conn = [c for c in r.connections if c.topic == "/camera/image_raw"]
+        for c, t_ns, raw in r.messages(connections=conn):
+            w.write("/camera/image_raw", t_ns * 1e-9, r.deserialize(raw, c.msgtype))
+    shutil.copytree(src, data / "robot_log")
+    eps, names = load_video(data, cfg)
+    assert len(eps) == 2 and names
+    video, robot = (eps[0], eps[1]) if np.isnan(eps[0].command).all() else (eps[1], eps[0])
+    assert np.isnan(video.command).all() and not np.isnan(robot.command).any()
+    assert abs(len(video.frames) - len(robot.frames)) <= 2  # the same stream on the same grid
+    assert np.array_equal(video.frames[5], robot.frames[5])
+    for seed in range(5):
+        assert list(labelled_split(eps, 0.5, seed)) == [eps.index(robot)]  # video cannot be labelled
+    segs = read_video_only(data / "video_only", DatasetConfig(rate=cfg.frame_rate),
+                           FrameSpec(cfg.image_size, cfg.image_size))
+    assert len(segs) == 1 and segs[0][0].shape[1:] == (cfg.image_size, cfg.image_size, 3)

@@ -39,7 +39,7 @@ from typing import Any
 
 import numpy as np
 
-from ..dataset import DatasetConfig, load_episodes
+from ..dataset import DatasetConfig, find_bags, load_episodes
 from ..image import FrameSpec, prepare_frame
 from .presets import PRESETS
 
@@ -170,13 +170,27 @@ def load_video(data_dir: str | Path, cfg: VisualConfig,
             eps, names = _unpack(z)
             return (eps if with_actions else [replace(e, command=np.full_like(e.command, np.nan)) for e in eps]), names
     spec = FrameSpec(cfg.image_size, cfg.image_size)
-    raw = load_episodes([data_dir], DatasetConfig(rate=cfg.frame_rate))
-    if not raw or raw[0].frames is None:
-        raise ValueError(f"no camera episodes under {data_dir} (bags need /camera/image_raw)")
-    eps = [VideoEpisode(np.stack([prepare_frame(f, spec) for f in e.frames]), e.action.astype(np.float32),
-                        e.q.astype(np.float32), None if e.goal is None else e.goal.astype(np.float32), e.source)
-           for e in raw if len(e) >= cfg.window]
-    names = raw[0].joint_names
+    dcfg = DatasetConfig(rate=cfg.frame_rate)
+    eps, video_only, names = [], [], []
+    for bag in find_bags([data_dir]):
+        if _has_topics(bag, dcfg):
+            for e in load_episodes([bag], dcfg):
+                if e.frames is None:
+                    raise ValueError(f"{bag}: no {dcfg.image_topic} (the visual world model needs the camera)")
+                names = names or e.joint_names
+                if len(e) >= cfg.window:
+                    eps.append(VideoEpisode(np.stack([prepare_frame(f, spec) for f in e.frames]),
+                                            e.action.astype(np.float32), e.q.astype(np.float32),
+                                            None if e.goal is None else e.goal.astype(np.float32), e.source))
+        else:
+            video_only.extend(seg for seg in read_video_only(bag, dcfg, spec) if len(seg[0]) >= cfg.window)
+    n = len(names)
+    for frames, src in video_only:
+        nan = np.full((len(frames), n), np.nan, np.float32)
+        eps.append(VideoEpisode(frames, nan, nan.copy(), None, src))
+    if not eps:
+        raise ValueError(f"no camera episodes of {cfg.window}+ frames under {data_dir} "
+                         f"(bags need {dcfg.image_topic})")
     lens = np.array([len(e.frames) for e in eps])
     np.savez(cache, bags=np.array(bags), names=np.array(names), lens=lens,
              frames=np.concatenate([e.frames for e in eps]), command=np.concatenate([e.command for e in eps]),
@@ -184,6 +198,45 @@ def load_video(data_dir: str | Path, cfg: VisualConfig,
              goal=np.concatenate([e.goal if e.goal is not None else np.full((len(e.q), 3), np.nan, np.float32)
                                   for e in eps]), sources=np.array([e.source for e in eps]))
     return (eps if with_actions else [replace(e, command=np.full_like(e.command, np.nan)) for e in eps]), names
+
+
+def _has_topics(bag: Path, dcfg: DatasetConfig) -> bool:
+    """True when the bag has joint states and commands (robot logs); False for camera-only video."""
+    from rosbags.highlevel import AnyReader
+
+    with AnyReader([bag]) as r:
+        topics = {c.topic for c in r.connections}
+    return dcfg.joint_states_topic in topics and dcfg.command_topic in topics
+
+
+def read_video_only(bag: Path, dcfg: DatasetConfig, spec: FrameSpec) -> list[tuple[np.ndarray, str]]:
+    """Camera-only bags (no joint states, no commands): frames on a uniform grid at ``dcfg.rate`` (the
+    latest frame at or before each instant), split where the stream has a gap over ``dcfg.max_gap``."""
+    from rosbags.highlevel import AnyReader
+
+    from .. import conversions as cv
+    from ..msgs import registry
+
+    stamps, frames = [], []
+    with AnyReader([bag], default_typestore=registry().store) as r:
+        conns = [c for c in r.connections if c.topic == dcfg.image_topic]
+        if not conns:
+            raise ValueError(f"{bag}: no {dcfg.image_topic}; topics {sorted(c.topic for c in r.connections)}")
+        for conn, t_ns, raw in r.messages(connections=conns):
+            msg = r.deserialize(raw, conn.msgtype)
+            st = cv.stamp_sec(msg.header.stamp)
+            stamps.append(st if st > 0 else t_ns * 1e-9)
+            frames.append(prepare_frame(cv.image_to_rgb(msg), spec))
+    if not stamps:
+        return []
+    order = np.argsort(stamps, kind="stable")
+    t, f = np.asarray(stamps)[order], np.stack(frames)[order]
+    out = []
+    for seg in np.split(np.arange(len(t)), np.flatnonzero(np.diff(t) > dcfg.max_gap) + 1):
+        grid = t[seg[0]] + np.arange(int(np.floor((t[seg[-1]] - t[seg[0]]) * dcfg.rate + 1e-9)) + 1) / dcfg.rate
+        idx = seg[0] + np.searchsorted(t[seg], grid + 1e-9, side="right") - 1
+        out.append((f[idx], str(bag)))
+    return out
 
 
 def _unpack(z: Any) -> tuple[list[VideoEpisode], list[str]]:
@@ -194,10 +247,15 @@ def _unpack(z: Any) -> tuple[list[VideoEpisode], list[str]]:
     return eps, [str(n) for n in z["names"]]
 
 
-def labelled_split(n: int, fraction: float, seed: int) -> np.ndarray:
-    """Indices of the labelled episodes (a fixed random subset, at least one)."""
+def labelled_split(eps: list[VideoEpisode], fraction: float, seed: int) -> np.ndarray:
+    """Indices of the labelled episodes: a fixed random ``fraction`` of all episodes (at least one),
+    drawn from those whose bags carry commands (camera-only video cannot be labelled)."""
+    has = np.flatnonzero([not np.isnan(e.command).all() for e in eps])
+    if not len(has):
+        raise ValueError("no episode has joint commands: the action adapter needs a few labelled episodes")
     rng = np.random.default_rng(seed + 17)
-    return np.sort(rng.choice(n, size=max(1, int(round(fraction * n))), replace=False))
+    k = min(len(has), max(1, int(round(fraction * len(eps)))))
+    return np.sort(rng.choice(has, size=k, replace=False))
 
 
 # ------------------------------------------------------------------------------------------
@@ -730,9 +788,12 @@ def train_visual(cfg: VisualConfig, data_dir: str | Path | None = None, out_dir:
     mean, std = allz.mean(0), np.maximum(allz.std(0), 1e-6)
     lat = [((z - mean) / std).astype(np.float32) for z in raw]
     lat_h = [((z - mean) / std).astype(np.float32) for z in encode_all(enc, [e.frames for e in heldout])]
-    yt = np.concatenate([probe_targets(e) for e in load_video(d, cfg)[0]])
-    yh = np.concatenate([probe_targets(e) for e in heldout])
-    r2 = probe_r2(np.concatenate(lat), yt, np.concatenate(lat_h), yh)
+    # the probe reads joint angles and goal off the latent: only episodes that log them (not camera-only video)
+    logged = [i for i, e in enumerate(load_video(d, cfg)[0]) if not np.isnan(e.q).any()]
+    logged_h = [i for i, e in enumerate(heldout) if not np.isnan(e.q).any()]
+    yt = np.concatenate([probe_targets(eps[i]) for i in logged])
+    yh = np.concatenate([probe_targets(heldout[i]) for i in logged_h])
+    r2 = probe_r2(np.concatenate([lat[i] for i in logged]), yt, np.concatenate([lat_h[i] for i in logged_h]), yh)
     n = len(names)
     metrics["encoder"]["probe_r2"] = {"joint_cos_sin": float(np.mean(r2[:2 * n])),
                                       "goal_xy": float(np.mean(r2[2 * n:])) if len(r2) > 2 * n else None}
@@ -764,8 +825,8 @@ def train_visual(cfg: VisualConfig, data_dir: str | Path | None = None, out_dir:
     else:
         student, metrics["student"] = train_student(cfg, win, teacher, cfg.action_dim, out)
         _save_progress(out, metrics)
-    lab = labelled_split(len(eps), cfg.labelled_fraction, cfg.seed)
-    labelled, _ = load_video(d, cfg)  # the labelled subset: with its command topic
+    labelled, _ = load_video(d, cfg)  # now with the command topic, for the labelled subset only
+    lab = labelled_split(labelled, cfg.labelled_fraction, cfg.seed)
     _, metrics["adapter"] = train_adapter(cfg, [lat[i] for i in lab], [act[i] for i in lab],
                                           [labelled[i].command for i in lab], out, lam, student=student.eval())
     np.savez(out / "latents.npz", mean=mean, std=std, labelled=lab)
@@ -853,7 +914,8 @@ def train_dynamics(ckpt_dir: str | Path, actions: str, fraction: str, out_dir: s
     out.mkdir(parents=True, exist_ok=True)
     eps, _ = load_video(vm.meta["data"], cfg)
     lat = [((z - vm.mean) / vm.std).astype(np.float32) for z in encode_all(vm.encoder, [e.frames for e in eps])]
-    keep = list(range(len(eps))) if fraction == "all" else list(vm.meta["labelled_episodes"])
+    keep = [i for i, e in enumerate(eps) if not np.isnan(e.command).all()] if fraction == "all" \
+        else list(vm.meta["labelled_episodes"])
     cmd = np.concatenate([eps[i].command for i in keep])
     c_mean, c_std = cmd.mean(0), np.maximum(cmd.std(0), 1e-3)
     act = [((eps[i].command - c_mean) / c_std).astype(np.float32) for i in keep]
