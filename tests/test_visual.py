@@ -322,3 +322,24 @@ def test_camera_only_bags_are_video_for_the_unlabelled_stages(debug_visual, tmp_
     segs = read_video_only(data / "video_only", DatasetConfig(rate=cfg.frame_rate),
                            FrameSpec(cfg.image_size, cfg.image_size))
     assert len(segs) == 1 and segs[0][0].shape[1:] == (cfg.image_size, cfg.image_size, 3)
+
+
+def test_ensemble_with_a_latent_predicts_the_joints_from_the_joints():
+    from wm_control.world.ensemble import EnsembleDynamics, StateSpec
+
+    torch.manual_seed(0)
+    spec = StateSpec(joint_names=["a", "b"], history=3, latent_dim=5)
+    m = EnsembleDynamics(spec, members=2, hidden=16).eval()
+    sw, aw = torch.randn(2, 4, 3, 9), torch.randn(2, 4, 3, 2)
+    sw2 = sw.clone()
+    sw2[..., 4:] += 3.0  # only the latent changes
+    with torch.no_grad():
+        n1, _ = m(sw, aw, with_reward=False)
+        n2, _ = m(sw2, aw, with_reward=False)
+    assert torch.allclose(n1[..., :4], n2[..., :4], atol=1e-6)  # joints: unmoved by the latent
+    assert not torch.allclose(n1[..., 4:] - sw[:, :, -1, 4:], n2[..., 4:] - sw2[:, :, -1, 4:])
+    joint = EnsembleDynamics(StateSpec(joint_names=["a", "b"], history=3, latent_dim=5, latent_to_joints=True),
+                             members=2, hidden=16).eval()
+    with torch.no_grad():
+        j1, j2 = joint(sw, aw, with_reward=False)[0], joint(sw2, aw, with_reward=False)[0]
+    assert not torch.allclose(j1[..., :4], j2[..., :4])
