@@ -236,7 +236,12 @@ def rollout_loss(model: Any, b: dict[str, torch.Tensor], horizon: int, p_own: fl
     for k in range(horizon):
         nxt, _ = model(sw, aw, b["goal"], with_reward=False)
         true = b["target"][:, :, k]
-        state_loss = state_loss + (((nxt - true) / inner.delta_std) ** 2).mean()
+        err = ((nxt - true) / inner.delta_std) ** 2
+        if inner.spec.latent_dim:  # joints and latent weigh the same, however many latent dimensions there are
+            j = 2 * inner.spec.n
+            state_loss = state_loss + 0.5 * (err[..., :j].mean() + err[..., j:].mean())
+        else:
+            state_loss = state_loss + err.mean()
         # the reward head learns r(s', goal) on the true next state: a function of states, trained on data
         r_true = inner.reward(true, b["goal"])
         reward_loss = reward_loss + (((r_true - b["reward"][:, :, k]) / inner.reward_std) ** 2).mean()
