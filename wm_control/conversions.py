@@ -46,6 +46,19 @@ def _index_by_name(names: Sequence[str], wanted: Sequence[str], what: str) -> np
     return np.array([pos[n] for n in wanted], dtype=np.int64)
 
 
+def command_order(joint_order: Sequence[str], names: Sequence[str], whose: str = "the bundle's joints"
+                  ) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """The joint order of Float64MultiArray commands (``joint_order``; empty: ``names``), which must be a
+    permutation of ``names``. Returns ``(order, from_order, to_order)``: ``values[from_order]`` puts a
+    command into ``names`` order, ``values[to_order]`` puts ``names``-ordered values into command order."""
+    names = list(names)
+    order = list(joint_order) or names
+    if sorted(order) != sorted(names):
+        raise ValueError(f"joint_order {order} must be a permutation of {whose} {names}")
+    return (order, np.array([order.index(n) for n in names], dtype=np.int64),
+            np.array([names.index(n) for n in order], dtype=np.int64))
+
+
 def joint_state_to_arrays(msg: Any, joint_names: Sequence[str], require_velocity: bool = False
                           ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(position, velocity, effort) in ``joint_names`` order; extra joints in the message are ignored.

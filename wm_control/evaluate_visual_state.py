@@ -23,20 +23,16 @@ import numpy as np
 
 def control_rate_episodes(vm, data_dir: str, rate: float = 50.0) -> list:
     """Episodes at the control rate with the latent of the latest frame at each step attached."""
-    import torch
-
     from .dataset import DatasetConfig, load_episodes
     from .image import FrameSpec, prepare_frame
     from .train.visual import encode_all
 
     spec = FrameSpec(vm.cfg.image_size, vm.cfg.image_size)
     eps = load_episodes([data_dir], DatasetConfig(rate=rate))
-    torch.set_grad_enabled(False)
     for e in eps:
         frames = np.stack([prepare_frame(f, spec) for f in e.frames])
         e.latent = ((encode_all(vm.encoder, [frames])[0] - vm.mean) / vm.std).astype(np.float32)
         e.frames = None  # the latent is what is kept
-    torch.set_grad_enabled(True)
     return eps
 
 

@@ -74,10 +74,7 @@ class PlannerNode:
             raise ValueError(f"the ensemble's state has {p.state_dim} values; the planner node builds (q, qd) = "
                              f"{2 * p.n} (a visual latent needs the world model node)")
         self.names = p.names
-        self.order = cfg.joint_order or self.names
-        if sorted(self.order) != sorted(self.names):
-            raise ValueError(f"joint_order {self.order} must be a permutation of the bundle's joints {self.names}")
-        self.from_order = [self.order.index(n) for n in self.names]
+        self.order, self.from_order, _ = cv.command_order(cfg.joint_order, self.names)
         self.dt, self.H = p.dt, p.history
         keep = int(math.ceil((self.H + 2) * max(1.0, 200.0 * self.dt))) + 8  # joint states up to 200 Hz
         self.states: deque[tuple[float, np.ndarray, np.ndarray]] = deque(maxlen=keep)

@@ -94,10 +94,7 @@ class PolicyNode:
         self.node, self.cfg = node, cfg
         self.bundle: Bundle = load_bundle(cfg.bundle)
         self.names = self.bundle.joint_names
-        self.order = cfg.joint_order or self.names
-        if sorted(self.order) != sorted(self.names):
-            raise ValueError(f"joint_order {self.order} must be a permutation of the bundle's joints {self.names}")
-        self.out_index = [self.names.index(n) for n in self.order]
+        self.order, _, self.out_index = cv.command_order(cfg.joint_order, self.names)
         spec = self.bundle.graph("policy")
         self.obs_kind = spec["observation"]
         self.session = self.bundle.session("policy", cfg.device)  # warmed up here, not in the loop

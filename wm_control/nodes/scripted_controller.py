@@ -56,9 +56,7 @@ class ScriptedControllerNode:
         self.kin = SimArm(ArmConfig(robot=cfg.robot, render=False, seed=cfg.seed))  # kinematics only
         self.kin.connect()
         self.names = list(self.kin.joint_names)
-        self.order = cfg.joint_order or self.names
-        if sorted(self.order) != sorted(self.names):
-            raise ValueError(f"joint_order {self.order} must be a permutation of {self.names}")
+        self.order, _, self.to_order = cv.command_order(cfg.joint_order, self.names, "the robot's joints")
         kw = {"noise": cfg.noise, "gain": cfg.gain} if cfg.policy == "expert" else {}
         self.policy = make_policy(cfg.policy, seed=cfg.seed, **kw)
         self.rng = np.random.default_rng(cfg.seed)
@@ -115,7 +113,7 @@ class ScriptedControllerNode:
             self.diag.count("nonfinite_targets")
             return
         if self.cfg.command_interface == "position":
-            ordered = target[[self.names.index(n) for n in self.order]]
+            ordered = target[self.to_order]
             self.pub_cmd.publish(cv.make_multiarray(self.node.msg, ordered))
         else:
             # stamp 0: "start now", as joint_trajectory_controller reads it

@@ -17,8 +17,6 @@ import os
 import time
 from dataclasses import dataclass, field
 
-import numpy as np
-
 from .. import conversions as cv
 from ..ros import qos
 from ..ros.api import Diagnostics, Node
@@ -76,10 +74,7 @@ class SimRobotNode:
                                     render=cfg.render, seed=cfg.seed))
         self.arm.connect()
         self.names = list(self.arm.joint_names)
-        order = cfg.joint_order or self.names
-        if sorted(order) != sorted(self.names):
-            raise ValueError(f"joint_order {order} must be a permutation of the robot's joints {self.names}")
-        self.cmd_index = np.array([order.index(n) for n in self.names])  # model order <- command order
+        _, self.cmd_index, _ = cv.command_order(cfg.joint_order, self.names, "the robot's joints")  # model <- command
         self.obs = self.arm.reset(seed=cfg.seed)
         self.episode = 0
         self.episode_start = self.arm.total_time

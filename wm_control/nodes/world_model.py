@@ -82,10 +82,7 @@ class WorldModelNode:
         self.bundle = load_bundle(cfg.bundle)
         self.wm = StreamingWorldModel(self.bundle, cfg.device)  # sessions built and warmed up here
         self.names = self.bundle.joint_names
-        self.order = cfg.joint_order or self.names
-        if sorted(self.order) != sorted(self.names):
-            raise ValueError(f"joint_order {self.order} must be a permutation of the bundle's joints {self.names}")
-        self.from_order = [self.order.index(n) for n in self.names]
+        self.order, self.from_order, _ = cv.command_order(cfg.joint_order, self.names)
         self.period = 1.0 / self.wm.frame_rate
         self.q: np.ndarray | None = None
         self.qd: np.ndarray | None = None

@@ -168,7 +168,7 @@ def load_video(data_dir: str | Path, cfg: VisualConfig,
         z = np.load(cache, allow_pickle=False)
         if list(z["bags"]) == bags:
             eps, names = _unpack(z)
-            return (eps if with_actions else [replace(e, command=np.full_like(e.command, np.nan)) for e in eps]), names
+            return (eps if with_actions else unlabelled(eps)), names
     spec = FrameSpec(cfg.image_size, cfg.image_size)
     dcfg = DatasetConfig(rate=cfg.frame_rate)
     eps, video_only, names = [], [], []
@@ -197,7 +197,12 @@ def load_video(data_dir: str | Path, cfg: VisualConfig,
              q=np.concatenate([e.q for e in eps]),
              goal=np.concatenate([e.goal if e.goal is not None else np.full((len(e.q), 3), np.nan, np.float32)
                                   for e in eps]), sources=np.array([e.source for e in eps]))
-    return (eps if with_actions else [replace(e, command=np.full_like(e.command, np.nan)) for e in eps]), names
+    return (eps if with_actions else unlabelled(eps)), names
+
+
+def unlabelled(eps: list[VideoEpisode]) -> list[VideoEpisode]:
+    """The same episodes as video: the commands blanked (NaN)."""
+    return [replace(e, command=np.full_like(e.command, np.nan)) for e in eps]
 
 
 def _has_topics(bag: Path, dcfg: DatasetConfig) -> bool:
@@ -768,7 +773,8 @@ def train_visual(cfg: VisualConfig, data_dir: str | Path | None = None, out_dir:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     d, h = _data_dirs(cfg, data_dir, heldout_dir)
-    eps, names = load_video(d, cfg, with_actions=False)  # unlabelled video: no action topic is used
+    labelled, names = load_video(d, cfg)  # read once: the commands serve the labelled subset only
+    eps = unlabelled(labelled)  # every stage up to the student sees video: no action topic is used
     heldout, _ = load_video(h, cfg)
     print(f"[train visual] {len(eps)} episodes ({sum(len(e.frames) for e in eps)} frames at {cfg.frame_rate:g} Hz, "
           f"{cfg.image_size}x{cfg.image_size}) from {d}; held out: {len(heldout)} from {h}", file=sys.stderr)
@@ -794,7 +800,7 @@ def train_visual(cfg: VisualConfig, data_dir: str | Path | None = None, out_dir:
     lat = [((z - mean) / std).astype(np.float32) for z in raw]
     lat_h = [((z - mean) / std).astype(np.float32) for z in encode_all(enc, [e.frames for e in heldout])]
     # the probe reads joint angles and goal off the latent: only episodes that log them (not camera-only video)
-    logged = [i for i, e in enumerate(load_video(d, cfg)[0]) if not np.isnan(e.q).any()]
+    logged = [i for i, e in enumerate(eps) if not np.isnan(e.q).any()]
     logged_h = [i for i, e in enumerate(heldout) if not np.isnan(e.q).any()]
     yt = np.concatenate([probe_targets(eps[i]) for i in logged])
     yh = np.concatenate([probe_targets(heldout[i]) for i in logged_h])
@@ -829,7 +835,6 @@ def train_visual(cfg: VisualConfig, data_dir: str | Path | None = None, out_dir:
     else:
         student, metrics["student"] = train_student(cfg, win, teacher, cfg.action_dim, out)
         _save_progress(out, metrics)
-    labelled, _ = load_video(d, cfg)  # now with the command topic, for the labelled subset only
     lab = labelled_split(labelled, cfg.labelled_fraction, cfg.seed)
     _, metrics["adapter"] = train_adapter(cfg, [lat[i] for i in lab], [act[i] for i in lab],
                                           [labelled[i].command for i in lab], out, lam, student=student.eval())
