@@ -1,7 +1,9 @@
 # The two commands of the README:  make demo  |  make test
-# Each creates (or reuses) .venv and installs what it needs. Without an NVIDIA GPU nothing CUDA is
-# installed: onnxruntime (CPU) and torch 2.13.0 installed first on its own, so pip takes the CPU
-# build on disk and never resolves an unpinned torch (which would pull CUDA).
+# Each creates (or reuses) .venv and installs exactly the lock (lock/cpu.txt, or lock/gpu.txt where
+# nvidia-smi finds a GPU), then checks that what is installed equals it. Without an NVIDIA GPU nothing
+# CUDA is installed: torch 2.13.0 goes in first on its own, so pip takes the CPU build on disk.
+# `make lock` re-resolves after a setup.py change; `make lock-upgrade` moves to newer releases and
+# replaces the lock only when the suite passes on them (scripts/lock.py).
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.wm-installed
@@ -11,20 +13,30 @@ export MUJOCO_GL ?= egl
 export ROS_AUTOMATIC_DISCOVERY_RANGE ?= LOCALHOST
 export PYTHONUNBUFFERED := 1
 
-.PHONY: demo test bench rwm visual setup clean
+LOCK   := lock/$(EXTRA).txt
+
+.PHONY: demo test bench rwm visual setup clean lock lock-upgrade lock-check
 setup: $(STAMP)
 
-$(STAMP): setup.py Makefile
+$(STAMP): setup.py Makefile $(LOCK) scripts/lock.py
 	@test -x $(PY) || python3 -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q "torch==2.13.0"
-	$(PY) -m pip install -q -e ".[$(EXTRA),train,dev]"
+	$(PY) scripts/lock.py sync --variant $(EXTRA)
 	@touch $(STAMP)
+
+lock-check: $(STAMP)
+	$(PY) scripts/lock.py check --variant $(EXTRA)
+
+lock:
+	python3 scripts/lock.py compile
+
+lock-upgrade:
+	python3 scripts/lock.py upgrade
 
 demo: $(STAMP)
 	$(PY) -m wm_control demo --duration $${DEMO_SECONDS:-20}
 
 test: $(STAMP)
+	$(PY) scripts/lock.py check --variant $(EXTRA)
 	$(PY) -m pytest -q -p no:cacheprovider tests
 
 bench: $(STAMP)

@@ -29,20 +29,61 @@ def test_valid_bundle_loads_and_matches_robot(bc):
     assert set(b.manifest["files"]) == {"policy.onnx"}
 
 
-def test_onnx_agrees_with_torch(bc):
+def _bc_runs(ckpt, x):
+    """The BC policy in float32 and float64 torch on ``x`` (tests/numerics.py says why both)."""
+    import copy
+
     import torch
 
     from wm_control.train.bc import load_bc
 
+    policy, _ = load_bc(ckpt)
+    with torch.no_grad():
+        t32 = policy(torch.as_tensor(x)).numpy()
+        t64 = copy.deepcopy(policy).double()(torch.as_tensor(x, dtype=torch.float64)).numpy()
+    return t32, t64
+
+
+def test_onnx_agrees_with_torch(bc):
+    from tests.numerics import assert_export_matches
+
     ckpt, bundle = bc
-    policy, meta = load_bc(ckpt)
     sess = load_bundle(bundle).session("policy", "cpu")
     for batch in (1, 7):
-        x = np.random.default_rng(batch).normal(size=(batch, meta["obs_dim"])).astype(np.float32)
+        # observations far outside the training data too: the bound scales with the values
+        x = np.random.default_rng(batch).normal(scale=[[1.0], [30.0]][batch > 1],
+                                                size=(batch, sess.sess.get_inputs()[0].shape[-1])).astype(np.float32)
         ours = sess.run(obs=x)["action"]
-        ref = policy(torch.as_tensor(x)).detach().numpy()
         assert ours.shape == (batch, 2)
-        np.testing.assert_allclose(ours, ref, atol=1e-5)
+        assert_export_matches(ours, *_bc_runs(ckpt, x), what=f"policy, batch {batch}")
+
+
+def onnx_obs_dim(model) -> int:
+    return model.graph.input[0].type.tensor_type.shape.dim[-1].dim_value
+
+
+def test_a_perturbed_weight_fails_the_check(bc, tmp_path):
+    """The agreement check is not vacuous: one layer's weights stored at half precision (each off by
+    up to 5e-4 of itself, a classic wrong export) are caught, while the true export passes."""
+    import onnx
+    import onnxruntime as ort
+    from tests.numerics import assert_export_matches, export_error
+    from onnx import numpy_helper
+
+    ckpt, bundle = bc
+    model = onnx.load(str(bundle / "policy.onnx"))
+    x = np.random.default_rng(0).normal(size=(16, onnx_obs_dim(model)))
+    x = x.astype(np.float32)
+    t32, t64 = _bc_runs(ckpt, x)
+    w = max((i for i in model.graph.initializer if len(i.dims) == 2), key=lambda i: np.prod(i.dims))
+    arr = numpy_helper.to_array(w).astype(np.float16).astype(np.float32)
+    w.CopyFrom(numpy_helper.from_array(arr, w.name))
+    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    out = sess.run(None, {sess.get_inputs()[0].name: x})[0]
+    r = export_error(out, t32, t64)
+    assert r["candidate"] > 10 * r["bound"], r
+    with pytest.raises(AssertionError, match="export differs from float64"):
+        assert_export_matches(out, t32, t64)
 
 
 def test_normaliser_is_inside_the_graph(bc):

@@ -51,6 +51,9 @@ def test_save_load_exact(ens):
 
 
 def test_onnx_agrees_with_torch_over_a_rollout(ens, tmp_path):
+    import copy
+
+    from tests.numerics import assert_export_matches
     from wm_control.bundle import load_bundle
 
     _, sf, _ = ens
@@ -64,17 +67,23 @@ def test_onnx_agrees_with_torch_over_a_rollout(ens, tmp_path):
     aw = rng.normal(size=(5, H, 2)).astype(np.float32)
     fut = rng.normal(size=(5, 11, 2)).astype(np.float32)
     goal = rng.normal(size=(5, 3)).astype(np.float32)
-    ref, ref_r = model.rollout(torch.as_tensor(sw), torch.as_tensor(aw), torch.as_tensor(fut), torch.as_tensor(goal))
+    with torch.no_grad():  # float32 (as trained) and float64 (exact): tests/numerics.py
+        ref, ref_r = model.rollout(*map(torch.as_tensor, (sw, aw, fut, goal)))
+        exact, exact_r = copy.deepcopy(model).double().rollout(
+            *(torch.as_tensor(x, dtype=torch.float64) for x in (sw, aw, fut, goal)))
     s = np.repeat(sw[None], M, 0)
     a = np.repeat(aw[None], M, 0)
     g = np.repeat(goal[None], M, 0)
-    for k in range(12):
+    states, rewards = [], []
+    for k in range(12):  # the exported one-step graph, fed its own predictions
         out = sess.run(state_window=s, action_window=a, goal=g)
-        np.testing.assert_allclose(out["next_state"], ref[:, :, k].numpy(), atol=1e-4)
-        np.testing.assert_allclose(out["reward"], ref_r[:, :, k].numpy(), atol=1e-4)
+        states.append(out["next_state"])
+        rewards.append(out["reward"])
         s = np.concatenate([s[:, :, 1:], out["next_state"][:, :, None]], axis=2)
         if k < 11:
             a = np.concatenate([a[:, :, 1:], np.repeat(fut[None, :, k, None], M, 0)], axis=2)
+    assert_export_matches(np.stack(states, 2), ref, exact, "next_state over a 12-step rollout")
+    assert_export_matches(np.stack(rewards, 2), ref_r, exact_r, "reward over a 12-step rollout")
 
 
 def test_self_forcing_backpropagates_through_the_rollout(ens):

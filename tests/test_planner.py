@@ -172,6 +172,9 @@ def test_bundle_without_ensemble_or_policy_is_refused(toy, tmp_path, debug_bc):
 
 
 def test_uncertainty_is_the_ensembles_own_along_member_trajectories(debug_ensemble):
+    import copy
+
+    from tests.numerics import assert_export_matches
     from wm_control.train.ensemble import load_ensemble
 
     ckpt, bundle = debug_ensemble
@@ -187,17 +190,24 @@ def test_uncertainty_is_the_ensembles_own_along_member_trajectories(debug_ensemb
     aw = t(np.concatenate([np.repeat(acts[None], 5, 0), u[:, :1]], axis=1), dtype=torch.float32)
     sw = t(np.repeat(states[None], 5, 0), dtype=torch.float32)
     g = t(np.repeat(goal[None], 5, 0), dtype=torch.float32)
-    ref_states, ref_rewards = model.rollout(sw, aw, t(u[:, 1:], dtype=torch.float32), g)
-    np.testing.assert_allclose(r["uncertainty"], model.uncertainty(ref_states).numpy(), rtol=1e-3, atol=1e-4)
-    np.testing.assert_allclose(r["rewards"], ref_rewards.mean(0).numpy(), atol=1e-4)
+    with torch.no_grad():  # float32 as trained, float64 as exact: tests/numerics.py
+        ref_states, ref_rewards = model.rollout(sw, aw, t(u[:, 1:], dtype=torch.float32), g)
+        m64 = copy.deepcopy(model).double()
+        ex_states, ex_rewards = m64.rollout(sw.double(), aw.double(), t(u[:, 1:], dtype=torch.float64), g.double())
+    assert_export_matches(r["uncertainty"], model.uncertainty(ref_states).numpy(), m64.uncertainty(ex_states).numpy(),
+                          "uncertainty along the planner's rollouts")
+    assert_export_matches(r["rewards"], ref_rewards.mean(0).numpy(), ex_rewards.mean(0).numpy(),
+                          "rewards along the planner's rollouts")
     # by default (the bundle has the robot's kinematic chain) the reward is the task's, from each member's state
     from wm_control.kinematics import chain_from_sim
 
     pk = planner(bundle, horizon=8, samples=16)
     assert pk.chain is not None
     rk = pk._rollout(states.astype(np.float32), acts.astype(np.float32), goal, u, acts[-1], policy_row=False)
-    expected = chain_from_sim("reacher").reach_reward(ref_states[..., :2].double(), t(goal)[None, None, None])
-    np.testing.assert_allclose(rk["rewards"], expected.mean(0).numpy(), atol=1e-4)
+    chain = chain_from_sim("reacher")
+    expected = chain.reach_reward(ref_states[..., :2].double(), t(goal)[None, None, None])
+    exact = chain.reach_reward(ex_states[..., :2], t(goal)[None, None, None])
+    assert_export_matches(rk["rewards"], expected.mean(0).numpy(), exact.mean(0).numpy(), "kinematic rewards")
     plan = p.plan(states, acts, goal, stamp=0.0)
     assert plan.status in (STATUS_OK, STATUS_UNCERTAIN) and np.all(np.isfinite(plan.actions))
 

@@ -1,6 +1,7 @@
 """PPO inside the ensemble: the estimator pieces, learning on a problem with a known answer, and the
 whole path from an ensemble checkpoint to a bundle the policy node runs (debug preset)."""
 
+import copy
 import json
 import subprocess
 import sys
@@ -11,6 +12,7 @@ import pytest
 import torch
 import yaml
 
+from tests.numerics import assert_export_matches
 from wm_control.train.ppo import RunningNorm, gae, ppo_loop, ppo_preset
 
 
@@ -144,9 +146,10 @@ def test_train_export_and_run_like_the_node(ens_ckpt, tmp_path):
                              rng.normal(scale=0.1, size=(9, 3)))
     onnx_out = b.session("policy", "cpu").run(obs=obs)["action"]
     torch_policy, _ = load_ppo(ckpt)
-    with torch.no_grad():
+    with torch.no_grad():  # float32 and float64 torch: tests/numerics.py
         ref = torch_policy(torch.as_tensor(obs)).numpy()
-    np.testing.assert_allclose(onnx_out, ref, atol=1e-5)
+        exact = copy.deepcopy(torch_policy).double()(torch.as_tensor(obs, dtype=torch.float64)).numpy()
+    assert_export_matches(onnx_out, ref, exact, "PPO policy")
     assert onnx_out.shape == (9, 2) and np.isfinite(onnx_out).all()
 
 

@@ -94,6 +94,9 @@ def test_jepa_momentum_schedule_resumes_where_it_stopped(tmp_path, debug_visual)
 
 
 def test_bundle_is_verified_and_onnx_matches_torch_over_a_whole_rollout(debug_visual):
+    import copy
+
+    from tests.numerics import assert_export_matches
     from wm_control.bundle import BundleError, load_bundle
     from wm_control.train.visual import load_video, load_visual
     from wm_control.world.stream import StreamingWorldModel
@@ -110,21 +113,39 @@ def test_bundle_is_verified_and_onnx_matches_torch_over_a_whole_rollout(debug_vi
     wm = StreamingWorldModel(b, device="cpu", warmup=1)
     ep = load_video(vm.meta["heldout"], vm.cfg)[0][0]
     T = min(len(ep.frames), 3 * vm.cfg.window)  # the ring buffer wraps
-    mean, std = torch.from_numpy(vm.mean), torch.from_numpy(vm.std)
-    k, v, age = vm.student.empty_cache(1)
-    z_prev = None
-    worst_z = worst_pred = 0.0
-    with torch.no_grad():
-        for t in range(T):
-            p = wm.observe(ep.frames[t], ep.command[t])
-            z = (vm.encoder(frames_to_input(torch.from_numpy(ep.frames[t:t + 1]))) - mean) / std
-            a = vm.adapter(z if z_prev is None else z_prev, z, torch.from_numpy(ep.command[t:t + 1]))
-            nxt, k, v, age = vm.student.step(z, a, k, v, age, torch.tensor([t % vm.cfg.window]))
-            z_prev = z
-            worst_z = max(worst_z, float(np.abs(p.latent - z[0].numpy()).max()))
-            worst_pred = max(worst_pred, float(np.abs(p.next_latent - nxt[0].numpy()).max()))
-            assert p.reset == (t == 0)
-    assert worst_z < 1e-4 and worst_pred < 1e-4
+    ort_z, ort_pred = [], []
+    for t in range(T):  # the node's streaming runtime (ONNX Runtime), fed its own cache
+        p = wm.observe(ep.frames[t], ep.command[t])
+        ort_z.append(p.latent)
+        ort_pred.append(p.next_latent)
+        assert p.reset == (t == 0)
+
+    def torch_stream(dtype, wrong_weight: bool = False):
+        """The same stream in torch, float32 (as trained) or float64 (exact): tests/numerics.py.
+        ``wrong_weight``: one of the student's weight matrices 1% off, as a wrong export would carry it."""
+        enc, adapter, student = (copy.deepcopy(m).to(dtype) for m in (vm.encoder, vm.adapter, vm.student))
+        if wrong_weight:
+            with torch.no_grad():
+                next(w for w in student.parameters() if w.dim() == 2).mul_(1.01)
+        mean, std = (torch.from_numpy(x).to(dtype) for x in (vm.mean, vm.std))
+        k, v, age = (c.to(dtype) for c in student.empty_cache(1))
+        z_prev, zs, preds = None, [], []
+        with torch.no_grad():
+            for t in range(T):
+                z = (enc(frames_to_input(torch.from_numpy(ep.frames[t:t + 1])).to(dtype)) - mean) / std
+                a = adapter(z if z_prev is None else z_prev, z, torch.from_numpy(ep.command[t:t + 1]).to(dtype))
+                nxt, k, v, age = student.step(z, a, k, v, age, torch.tensor([t % vm.cfg.window]))
+                z_prev = z
+                zs.append(z[0].numpy())
+                preds.append(nxt[0].numpy())
+        return np.stack(zs), np.stack(preds)
+
+    (z32, p32), (z64, p64) = torch_stream(torch.float32), torch_stream(torch.float64)
+    assert_export_matches(np.stack(ort_z), z32, z64, "encoder latents")
+    assert_export_matches(np.stack(ort_pred), p32, p64, f"student predictions over {T} cached steps")
+    _, wrong = torch_stream(torch.float32, wrong_weight=True)  # the same check refuses a wrong export
+    with pytest.raises(AssertionError, match="export differs from float64"):
+        assert_export_matches(wrong, p32, p64)
     # the preview leaves the committed cache alone and matches torch's rollout on a copy
     before = wm.k.copy()
     lat = wm.preview(ep.command[T - 1], 4)
