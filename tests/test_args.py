@@ -75,3 +75,41 @@ def test_params_are_typed_and_validated():
         config_from_params(SimRobotConfig, {"mode": "warp"})
     with pytest.raises(ConfigError, match="joint_order"):
         config_from_params(SimRobotConfig, {"joint_order": "joint0"})
+
+
+def test_node_specific_params(tmp_path):
+    """`-p node:name:=value` (as rcl parses it) applies to that node only, after the plain `-p`."""
+    a = parse_ros_args(["--ros-args", "-p", "policy:mode:=hold", "-p", "mode:=teleop", "-p", "/arm/*:rate:=5"])
+    assert a.params == {"mode": "teleop"}
+    assert a.resolved_params("policy", "/") == {"mode": "hold"}
+    assert a.resolved_params("other", "/") == {"mode": "teleop"}
+    assert a.resolved_params("cam", "/arm") == {"mode": "teleop", "rate": 5}
+    for bad in ("policy:mode", ":mode:=1", "policy::=1"):
+        with pytest.raises(RosArgsError, match="name:=value"):
+            parse_ros_args(["--ros-args", "-p", bad])
+
+
+def test_launcher_keys_are_not_node_parameters(tmp_path):
+    f = tmp_path / "p.yaml"
+    f.write_text("cam:\n  ros__parameters:\n    node_type: sim_robot\n    rate: 2.0\n"
+                 "    launch:\n      required: true\n      respawn_delay: 0.5\n")
+    assert load_params_file(f, "cam")["launch.required"] is True  # the file as ROS reads it
+    a = parse_ros_args(["--ros-args", "--params-file", str(f), "-p", "launch.respawn:=true"])
+    assert a.resolved_params("cam", "/") == {"rate": 2.0}  # what the node gets
+
+
+def test_a_key_beside_ros_parameters_is_an_error(tmp_path):
+    f = tmp_path / "p.yaml"
+    f.write_text("policy:\n  ros__parameters:\n    mode: hold\n  paramters:\n    rate: 1\n")
+    with pytest.raises(RosArgsError) as e:
+        load_params_file(f, "policy")
+    msg = str(e.value)
+    assert "section 'policy'" in msg and "'paramters'" in msg and "only 'ros__parameters' is allowed" in msg
+
+
+def test_yaml_errors_are_one_line(tmp_path):
+    f = tmp_path / "p.yaml"
+    f.write_text("sim_robot:\n  ros__parameters:\n    rate: [1, 2\n")
+    with pytest.raises(RosArgsError, match=r"is not valid YAML at line \d+, column \d+") as e:
+        load_params_file(f, "sim_robot")
+    assert "\n" not in str(e.value)

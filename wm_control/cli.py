@@ -43,15 +43,15 @@ def cmd_run(argv: list[str]) -> int:
 
 
 def cmd_launch(a: argparse.Namespace) -> int:
+    from .errors import UserError
     from .launcher import Launcher
-    from .ros.args import RosArgsError
 
     try:
-        launcher = Launcher(_config_path(a.config), overrides=a.param or [])
-    except RosArgsError as exc:
-        print(f"[launch] {exc}", file=sys.stderr)
-        return 2
-    return launcher.run(a.duration)
+        config = _config_path(a.config)
+    except SystemExit as exc:
+        raise UserError(f"{exc}; give the path of a ROS params YAML (node: ros__parameters: ...)") from None
+    # a bad graph or -p is a RosArgsError: main() prints it as one line (exit 2)
+    return Launcher(config, overrides=a.param or []).run(a.duration)
 
 
 def cmd_demo(a: argparse.Namespace) -> int:
@@ -281,13 +281,16 @@ def cmd_teleop(a: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="wm-control", description="world-model robot control stack")
+    p = argparse.ArgumentParser(prog="wm-control", description="world-model robot control stack "
+                                "(`wm-control -v VERB ...` shows tracebacks)")
     sub = p.add_subparsers(dest="cmd", required=True)
     sub.add_parser("run", help="run one node: run NODE [--ros-args ...]", add_help=False)
 
     s = sub.add_parser("launch", help="start a graph from a ROS params YAML as separate processes")
     s.add_argument("config")
-    s.add_argument("-p", "--param", action="append", help="name:=value for every node")
+    s.add_argument("-p", "--param", action="append", metavar="[NODE:]NAME:=VALUE",
+                   help="name:=value for every node, node:name:=value for that node only; also the launch "
+                        "attributes, e.g. world_model:launch.respawn:=false")
     s.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
     s.set_defaults(fn=cmd_launch)
 
@@ -425,13 +428,47 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _expected_errors() -> tuple[type[BaseException], ...]:
+    """The errors whose message is the whole story (no traceback without -v)."""
+    from .bundle import BundleError
+    from .conversions import ConversionError
+    from .dataset import DatasetError
+    from .errors import UserError
+    from .ros.api import ConfigError
+    from .ros.args import RosArgsError
+
+    return (UserError, BundleError, ConversionError, DatasetError, ConfigError, RosArgsError,
+            FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     os.environ.setdefault("MUJOCO_GL", "egl")
-    if argv[:1] == ["run"]:
-        return cmd_run(argv[1:])
-    a = build_parser().parse_args(argv)
-    return a.fn(a)
+    verbose = False
+    while argv[:1] and argv[0] in ("-v", "--verbose"):
+        verbose, argv = True, argv[1:]
+    if verbose:
+        os.environ["WM_VERBOSE"] = "1"
+    verb = argv[0] if argv else "wm-control"
+    try:
+        if argv[:1] == ["run"]:
+            return cmd_run(argv[1:])
+        a = build_parser().parse_args(argv)
+        return a.fn(a)
+    except KeyboardInterrupt:
+        if verbose:
+            raise
+        print(f"wm-control {verb}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # one line that says what to fix; the traceback with -v
+        if verbose:
+            raise
+        expected = isinstance(exc, _expected_errors())
+        msg = str(exc).strip() or type(exc).__name__
+        if not expected:  # one line: the cause and how to see more
+            msg = f"{type(exc).__name__}: {msg.splitlines()[0]} (run `wm-control -v {verb} ...` for the traceback)"
+        print(f"wm-control {verb}: {msg}", file=sys.stderr)
+        return 2
 
 
 def node_main(node_type: str) -> int:

@@ -49,7 +49,7 @@ def policy_label(policy: str) -> str:
 def _graph_yaml(policy: str, robot: str, episode_s: float, seed: int, device: str, render: bool,
                 planner_params: dict[str, Any] | None = None) -> dict:
     graph: dict[str, Any] = {
-        "/**": {"ros__parameters": {"use_sim_time": True}},
+        "/**": {"ros__parameters": {"use_sim_time": True, "launch": {"required": True}}},
         "sim_robot": {"ros__parameters": {
             "use_sim_time": False, "robot": robot, "mode": "lockstep", "control_rate": 50.0,
             "episode_s": episode_s, "seed": seed, "render": render, "camera_rate": 10.0,

@@ -22,6 +22,7 @@ import numpy as np
 import yaml
 
 from .bags import BagWriter
+from .errors import UserError
 from .launcher import Launcher
 from .ros import qos
 
@@ -34,9 +35,14 @@ def _read_bag(path: Path) -> tuple[list[tuple[str, str, int, bytes]], dict[str, 
 
     from .msgs import registry
 
-    with AnyReader([path], default_typestore=registry().store) as r:
-        types = {c.topic: c.msgtype for c in r.connections}
-        msgs = [(c.topic, c.msgtype, t, bytes(raw)) for c, t, raw in r.messages()]
+    if not path.exists():
+        raise UserError(f"bag {path} not found (give a rosbag2 folder, or its .mcap / .db3 file)")
+    try:
+        with AnyReader([path], default_typestore=registry().store) as r:
+            types = {c.topic: c.msgtype for c in r.connections}
+            msgs = [(c.topic, c.msgtype, t, bytes(raw)) for c, t, raw in r.messages()]
+    except Exception as exc:  # rosbags' errors: unknown format, truncated, no metadata, ...
+        raise UserError(f"cannot read {path} as a rosbag2 (MCAP or sqlite3): {exc}") from exc
     msgs.sort(key=lambda m: m[2])
     return msgs, types
 
@@ -57,9 +63,15 @@ def replay(bag: str | Path, bundle: str | None = None, config: str | None = None
     from .ros.dds import DdsNode, unpad_cdr
 
     bag = Path(bag)
+    if config is None and bundle is None:
+        raise UserError("give --bundle (the policy to run) or --config (a graph YAML with use_sim_time: true)")
+    if bundle is not None:  # verified before anything starts: a bad bundle is one line, not a dead stack
+        from .bundle import load_bundle
+
+        load_bundle(bundle)
     msgs, types = _read_bag(bag)
     if not msgs:
-        raise ValueError(f"bag {bag} has no messages")
+        raise UserError(f"bag {bag} has no messages")
     cmd_topic = next((t for t in COMMAND_TOPICS if t in types), COMMAND_TOPICS[0])
     interface = "trajectory" if cmd_topic.endswith("joint_trajectory") else "position"
     recorded = [(t, raw) for topic, _, t, raw in msgs if topic == cmd_topic]
@@ -67,8 +79,6 @@ def replay(bag: str | Path, bundle: str | None = None, config: str | None = None
     out = Path(out) if out else bag.parent / f"{bag.name}_replay"
     tmp = tempfile.TemporaryDirectory()
     if config is None:
-        if bundle is None:
-            raise ValueError("give --bundle (the policy to run) or --config (a graph YAML with use_sim_time: true)")
         config = str(Path(tmp.name) / "replay.yaml")
         Path(config).write_text(yaml.safe_dump(_stack_graph(bundle, device, interface)))
     launcher = Launcher(config, echo=echo)
@@ -95,12 +105,13 @@ def replay(bag: str | Path, bundle: str | None = None, config: str | None = None
     try:
         launcher.start()
         if not launcher.wait_ready(60):
-            raise RuntimeError(f"stack failed to start: {launcher.failure}")
+            raise UserError(f"the stack did not start: {launcher.failure or 'no node said ready in 60 s'}")
         # the stack reads joint states (other topics it may ignore): wait until it hears them
         # and its command writer is matched to our reader, so its first command is not missed
         js = pubs.get("/joint_states")
         if js is not None and not node.spin(until=lambda: js.matched() > 0 and cmd_sub.matched() > 0, timeout=15):
-            raise RuntimeError(f"the stack never subscribed to /joint_states or never offered {cmd_topic}")
+            raise UserError(f"the stack never subscribed to /joint_states or never offered {cmd_topic}: "
+                            f"check the bundle's joint names and the graph's topics against the bag's")
         node.spin(timeout=0.5)  # discovery is per side: let the stack's writer learn of our reader too
         t0 = msgs[0][2]
         last_tick = -1
@@ -113,7 +124,7 @@ def replay(bag: str | Path, bundle: str | None = None, config: str | None = None
         node.spin(timeout=0.2)
         for topic, _, t, raw in (m for m in inputs if not (m[2] <= first_js and m[0] != "/joint_states")):
             if launcher.check():
-                raise RuntimeError(launcher.failure)
+                raise UserError(f"the stack stopped during the replay: {launcher.failure}")
             if not lockstep:
                 due = t_wall0 + (t - t0) * 1e-9 / rate
                 while time.monotonic() < due:

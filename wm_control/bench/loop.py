@@ -45,7 +45,7 @@ def bench_loop(bundle: str, duration: float = 20.0, warmup: float = 3.0, device:
     b = load_bundle(bundle)
     cam = b.manifest.get("camera") or {"width": 64, "height": 64}
     graph = {
-        "/**": {"ros__parameters": {"use_sim_time": False}},
+        "/**": {"ros__parameters": {"use_sim_time": False, "launch": {"required": True}}},
         "sim_robot": {"ros__parameters": {"mode": "realtime", "camera_rate": camera_rate, "image_width": image_size,
                                           "image_height": image_size, "episode_s": 3.0}},
         "camera_ingest": {"ros__parameters": {"width": int(cam["width"]), "height": int(cam["height"]),

@@ -76,7 +76,7 @@ def graph_run(bundle: str, duration: float = 10.0, warmup: float = 4.0, device: 
 
     path = str(Path(bundle).resolve())
     graph = {
-        "/**": {"ros__parameters": {"use_sim_time": False}},
+        "/**": {"ros__parameters": {"use_sim_time": False, "launch": {"required": True}}},
         "sim_robot": {"ros__parameters": {"mode": "realtime", "control_rate": 50.0, "render": False,
                                           "episode_s": 4.0}},
         "policy": {"ros__parameters": {"bundle": path, "device": device, "use_plan": True, "track_frames": False}},

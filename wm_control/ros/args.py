@@ -27,18 +27,44 @@ class RosArgs:
     node_name: str | None = None
     namespace: str | None = None
     params: dict[str, Any] = field(default_factory=dict)  # name -> value, later wins
+    node_params: list[tuple[str, str, Any]] = field(default_factory=list)  # -p node:name:=value
     params_files: list[str] = field(default_factory=list)
     remaps: dict[str, str] = field(default_factory=dict)  # from -> to (topic names, unresolved)
     log_level: str | None = None
     user_args: list[str] = field(default_factory=list)  # arguments outside --ros-args
 
     def resolved_params(self, node_name: str, namespace: str) -> dict[str, Any]:
-        """Parameters for a node: params files in order (wildcard then node keys), then ``-p``."""
+        """Parameters for a node: params files in order (wildcard then node keys), then ``-p``, then
+        ``-p node:name:=value`` for this node. Launcher-only keys (``node_type``, ``launch.*``) are left out."""
         out: dict[str, Any] = {}
         for f in self.params_files:
             out.update(load_params_file(f, node_name, namespace))
         out.update(self.params)
-        return out
+        for key, name, value in self.node_params:
+            if _match_node_key(key, node_name, namespace):
+                out[name] = value
+        return {k: v for k, v in out.items() if not is_launcher_param(k)}
+
+
+#: keys of a node's ros__parameters that only the launcher reads (ROS keeps them as undeclared overrides)
+LAUNCH_PREFIX = "launch"
+LAUNCHER_PARAMS = ("node_type",)
+
+
+def is_launcher_param(name: str) -> bool:
+    """``node_type`` and ``launch.*``: read by ``wm-control launch``, never declared by a node."""
+    return name in LAUNCHER_PARAMS or name == LAUNCH_PREFIX or name.startswith(LAUNCH_PREFIX + ".")
+
+
+def split_param_rule(rule: str) -> tuple[str | None, str, str]:
+    """``[node:]name:=value`` (as rcl parses ``-p``) -> (node or None, name, raw value)."""
+    if ":=" not in rule:
+        raise RosArgsError(f"-p expects name:=value or node:name:=value, got {rule!r}")
+    lhs, raw = rule.split(":=", 1)
+    node, colon, name = lhs.rpartition(":")
+    if not name or (colon and not node):
+        raise RosArgsError(f"-p expects name:=value or node:name:=value, got {rule!r}")
+    return (node if colon else None), name, raw
 
 
 def parse_value(text: str) -> Any:
@@ -77,12 +103,11 @@ def parse_ros_args(argv: list[str]) -> RosArgs:
             val = argv[i + 1]
             i += 2
             if a in ("-p", "--param"):
-                if ":=" not in val:
-                    raise RosArgsError(f"-p expects name:=value, got {val!r}")
-                name, raw = val.split(":=", 1)
-                if not name:
-                    raise RosArgsError(f"-p expects name:=value, got {val!r}")
-                out.params[name] = parse_value(raw)
+                node, name, raw = split_param_rule(val)
+                if node is None:
+                    out.params[name] = parse_value(raw)
+                else:  # node-specific, as rcl: applies only to the node that key names
+                    out.node_params.append((node, name, parse_value(raw)))
             elif a in ("-r", "--remap"):
                 if ":=" not in val:
                     raise RosArgsError(f"-r expects from:=to, got {val!r}")
@@ -186,14 +211,54 @@ def _flatten(prefix: str, d: dict, out: dict) -> None:
             out[name] = v
 
 
+def match_node_key(key: str, node_name: str, namespace: str = "/") -> bool:
+    """Does a params-YAML key (or the node part of ``-p node:name:=value``) address this node?"""
+    return _match_node_key(key, node_name, namespace)
+
+
 def load_yaml(path: str | Path, what: str) -> Any:
-    """``yaml.safe_load`` of a file, with errors that name the file and what it is."""
+    """``yaml.safe_load`` of a file, with one-line errors that name the file, what it is and where."""
     try:
         return yaml.safe_load(Path(path).read_text())
     except OSError as exc:
-        raise RosArgsError(f"cannot read {what} {path}: {exc}") from None
+        raise RosArgsError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
     except yaml.YAMLError as exc:
-        raise RosArgsError(f"{what} {path} is not valid YAML: {exc}") from None
+        where = ""
+        mark = getattr(exc, "problem_mark", None)
+        if mark is not None:
+            where = f" at line {mark.line + 1}, column {mark.column + 1}"
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise RosArgsError(f"{what} {path} is not valid YAML{where}: {problem}") from None
+
+
+def params_sections(path: str | Path, what: str = "params file") -> dict[str, dict[str, Any]]:
+    """The sections of a ROS 2 params YAML, checked as rcl checks them: ``{key: ros__parameters}``.
+
+    Every top-level key names a node (or a ``/**``-style pattern) and holds exactly one key,
+    ``ros__parameters``, a mapping; anything else (a typo such as ``paramters:``) is an error.
+    """
+    data = load_yaml(path, what)
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise RosArgsError(f"{what} {path}: top level must be a mapping of node names "
+                           f"(format: <node or /**>: ros__parameters: {{name: value}})")
+    out: dict[str, dict[str, Any]] = {}
+    for key, section in data.items():
+        if not isinstance(section, dict) or "ros__parameters" not in section:
+            raise RosArgsError(
+                f"{what} {path}: section {key!r} must contain 'ros__parameters:' "
+                f"(format: <node or /**>: ros__parameters: {{name: value}})")
+        extra = [str(k) for k in section if k != "ros__parameters"]
+        if extra:
+            raise RosArgsError(
+                f"{what} {path}: section {key!r} has {', '.join(repr(k) for k in extra)} beside "
+                f"'ros__parameters'; only 'ros__parameters' is allowed there (put parameters under it)")
+        params = section["ros__parameters"] or {}
+        if not isinstance(params, dict):
+            raise RosArgsError(f"{what} {path}: {key}.ros__parameters must be a mapping")
+        out[str(key)] = params
+    return out
 
 
 def load_params_file(path: str | Path, node_name: str, namespace: str = "/") -> dict[str, Any]:
@@ -202,23 +267,18 @@ def load_params_file(path: str | Path, node_name: str, namespace: str = "/") -> 
     Wildcard sections apply first, then sections naming the node, so the specific wins.
     Nested dicts flatten to dotted names as in ROS 2.
     """
-    data = load_yaml(path, "params file")
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise RosArgsError(f"params file {path}: top level must be a mapping of node names")
     wild: dict[str, Any] = {}
     specific: dict[str, Any] = {}
-    for key, section in data.items():
-        if not isinstance(section, dict) or "ros__parameters" not in section:
-            raise RosArgsError(
-                f"params file {path}: section {key!r} must contain 'ros__parameters:' "
-                f"(format: <node or /**>: ros__parameters: {{name: value}})")
-        params = section["ros__parameters"] or {}
-        if not isinstance(params, dict):
-            raise RosArgsError(f"params file {path}: {key}.ros__parameters must be a mapping")
-        if _match_node_key(str(key), node_name, namespace):
+    for key, params in params_sections(path, "params file").items():
+        if _match_node_key(key, node_name, namespace):
             flat: dict[str, Any] = {}
             _flatten("", params, flat)
-            (wild if "*" in str(key) else specific).update(flat)
+            (wild if "*" in key else specific).update(flat)
     return {**wild, **specific}
+
+
+def flatten_params(params: dict[str, Any]) -> dict[str, Any]:
+    """Nested mappings -> dotted names, as ROS 2 reads a params YAML."""
+    out: dict[str, Any] = {}
+    _flatten("", params, out)
+    return out
