@@ -36,6 +36,7 @@ setup(
         "gymnasium[mujoco]>=1.0",
         "tqdm",
         "onnx>=1.15",  # bundle verification (graph inputs/outputs against the manifest)
+        "cryptography>=42,<51",  # bundle signatures (ed25519)
         "matplotlib",  # eval and bench plots
     ],
     extras_require={

@@ -64,6 +64,7 @@ def scenarios(draw):
         "ages": st.fixed_dictionaries({k: st.one_of(*[st.floats(0, 0.09)] * 3, st.none(), st.floats(-0.3, 1.0),
                                                     st.just(math.nan)) for k in AGES}),
         "estop": st.sampled_from([None] * 15 + [True, False]),
+        "estop_source": st.sampled_from(["a", "b"]),
         "reset_estop": st.sampled_from([False] * 6 + [True]),
         "reset": st.sampled_from([False] * 20 + [True]),
         "measured": st.one_of(*[good] * 4, vec(BAD), st.none()),
@@ -80,20 +81,20 @@ def test_every_command_is_safe(scenario):
     layer = SafetyLayer(cfg)
     lo, hi, step = *cfg.limits(), np.asarray(cfg.max_step)
     n = len(cfg.joint_names)
-    prev, latched, estop_in, now = None, False, False, 100.0
+    prev, latched, sources, was_held, now = None, False, {}, False, 100.0
     for t in ticks:
         now += t["dt"]
         if t["estop"] is not None:
-            layer.estop(t["estop"])
-            estop_in = t["estop"]
-            latched |= estop_in
+            layer.estop(t["estop"], t["estop_source"])
+            sources[t["estop_source"]] = t["estop"]
+            latched |= t["estop"]
         if t["reset_estop"]:
+            estop_in = any(sources.values())  # any source still holding refuses the reset
             assert layer.reset_estop() == (not estop_in)
-            if latched and not estop_in:
-                latched, prev = False, None
+            latched = latched and estop_in
         if t["reset"]:
             layer.reset()
-            prev = None
+            prev, was_held = None, False
         for name, age in t["ages"].items():
             if age is not None:
                 layer.update_input(name, now - age)
@@ -113,16 +114,22 @@ def test_every_command_is_safe(scenario):
             assert res.command is None and "no_safe_command" in res.reasons
             continue
         cmd = res.command
-        base = prev if prev is not None else np.clip(q, lo, hi)
         assert cmd is not None and cmd.shape == (n,)
         assert np.all(np.isfinite(cmd))
         assert np.all((lo <= cmd) & (cmd <= hi))
-        assert np.all(np.abs(cmd - base) <= step + 1e-12)
-        if must_hold:  # a hold never moves: in particular never toward a proposal while e-stopped
-            assert np.array_equal(cmd, base)
-        elif not res.reasons:
-            assert np.array_equal(cmd, p)
-        prev = cmd
+        if must_hold:  # a hold never moves toward a proposal: it freezes where the arm is measured
+            if q_ok:
+                at = np.clip(q, lo, hi)
+                keep = was_held and prev is not None and np.all(np.abs(at - prev) <= cfg.hold_repin)
+                assert np.array_equal(cmd, prev if keep else at)
+            else:
+                assert np.array_equal(cmd, prev)
+        else:
+            base = prev if prev is not None else np.clip(q, lo, hi)
+            assert np.all(np.abs(cmd - base) <= step + 1e-12)
+            if not res.reasons:
+                assert np.array_equal(cmd, p)
+        prev, was_held = cmd, must_hold
 
 
 # ------------------------------------------------------------------------------------------
@@ -157,19 +164,55 @@ def test_estop_latches_until_reset_and_then_restarts_from_measured():
     layer = arm()
     fresh(layer, 0.0)
     q = np.zeros(3)
-    first = layer.step(0.0, q, q + 0.01, "policy").command
+    layer.step(0.0, q, q + 0.01, "policy")
     layer.estop(True)
-    layer.estop(False)
+    layer.estop(False)  # a pulse: still latched
     for _ in range(3):
         res = layer.step(0.0, q, q + 0.03, "policy")
-        assert res.held and res.reasons == ["estop"] and res.command.tolist() == first.tolist()
+        assert res.held and res.reasons == ["estop"] and res.command.tolist() == q.tolist()  # where it is
     layer.estop(True)
     assert layer.reset_estop() is False and layer.estop_latched  # refused while the input is active
     layer.estop(False)
+    moved = np.array([0.5, -1.0, 7.0])  # the robot was pushed while stopped: re-freeze where it is
+    assert layer.step(0.0, moved, moved + 0.5, "policy").command.tolist() == moved.tolist()
     assert layer.reset_estop() is True and not layer.estop_latched
-    moved = np.array([0.5, -1.0, 7.0])  # the robot moved while stopped: restart from where it is
     res = layer.step(0.0, moved, moved + 0.01, "policy")
     assert not res.held and res.command.tolist() == (moved + 0.01).tolist()
+
+
+def test_hold_freezes_at_the_measured_position_not_the_lead():
+    """The arm lags its command (the lead): a hold commands where it is, so it stops there; a small
+    sag keeps the target, a push re-freezes; the release is rate-limited from the hold target."""
+    layer = arm(max_step=0.05)
+    fresh(layer, 0.0)
+    q = np.zeros(3)
+    for k in range(4):  # the command runs 0.2 rad ahead of the arm
+        layer.step(0.0, q, q + 1.0, "policy")
+    assert np.allclose(layer.last_command, 0.2)
+    layer.estop(True, "pendant")
+    res = layer.step(0.0, q + 0.01, q + 1.0, "policy")
+    assert res.held and res.command.tolist() == (q + 0.01).tolist()  # not 0.2: where it is
+    assert layer.step(0.0, q + 0.02, q, "policy").command.tolist() == (q + 0.01).tolist()  # sag: hold on
+    pushed = np.array([0.7, -1.2, 3.0])  # well past hold_repin (4 x 0.05)
+    assert layer.step(0.0, pushed, q, "policy").command.tolist() == pushed.tolist()  # pushed: no drive back
+    layer.estop(False, "pendant")
+    assert layer.reset_estop()
+    res = layer.step(0.0, pushed, q, "policy")
+    assert not res.held and np.allclose(np.abs(res.command - pushed), 0.05)  # released at the rate limit
+
+
+def test_estop_sources_cannot_clear_each_other():
+    layer = arm()
+    fresh(layer, 0.0)
+    q = np.zeros(3)
+    layer.estop(True, "pendant")
+    layer.estop(False, "teleop")  # another source's false + reset: refused, still holding
+    assert layer.reset_estop() is False and layer.active_estop_sources() == ["pendant"]
+    assert layer.step(0.0, q, q + 0.01, "policy").held
+    layer.estop(False, "pendant")
+    assert layer.step(0.0, q, q + 0.01, "policy").held  # cleared, but no reset yet
+    assert layer.reset_estop() is True
+    assert not layer.step(0.0, q, q + 0.01, "policy").held
 
 
 def test_bad_proposals_hold():

@@ -596,3 +596,41 @@ def _interrupt(p: subprocess.Popen) -> None:
         except subprocess.TimeoutExpired:
             p.kill()
             p.wait()
+
+
+def _raw_get(port: int, path: str, host: str | None, extra: str = "") -> int:
+    """An HTTP GET with a Host header of our choosing (urllib always sends the true one)."""
+    import socket
+
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        hdr = f"Host: {host}\r\n" if host is not None else ""
+        s.sendall(f"GET {path} HTTP/1.1\r\n{hdr}{extra}Connection: close\r\n\r\n".encode())
+        return int(s.recv(64).split()[1])
+
+
+def test_mjpeg_refuses_a_foreign_host_header_dns_rebinding():
+    srv = tp.MjpegServer("127.0.0.1", 0)
+    try:
+        srv.update(tp.encode_jpeg(solid(16, 16, RED)))
+        assert _raw_get(srv.port, "/frame.jpg", f"127.0.0.1:{srv.port}") == 200
+        assert _raw_get(srv.port, "/frame.jpg", f"localhost:{srv.port}") == 200
+        assert _raw_get(srv.port, "/frame.jpg", f"evil.example:{srv.port}") == 403  # a rebinding page
+        assert _raw_get(srv.port, "/frame.jpg", "127.0.0.1:1") == 403  # another port: not us
+        assert _raw_get(srv.port, "/frame.jpg", None) == 403
+    finally:
+        srv.close()
+
+
+def test_mjpeg_token_is_required_when_set():
+    srv = tp.MjpegServer("127.0.0.1", 0, token="s3cret")
+    try:
+        srv.update(tp.encode_jpeg(solid(16, 16, RED)))
+        host = f"127.0.0.1:{srv.port}"
+        assert _raw_get(srv.port, "/frame.jpg", host) == 401
+        assert _raw_get(srv.port, "/frame.jpg?token=wrong", host) == 401
+        assert _raw_get(srv.port, "/frame.jpg?token=s3cret", host) == 200
+        assert _raw_get(srv.port, "/frame.jpg", host, "Authorization: Bearer s3cret\r\n") == 200
+        page = urllib.request.urlopen(srv.url + "?token=s3cret", timeout=5).read().decode()
+        assert 'src="/stream?token=s3cret"' in page  # the page's stream carries it on
+    finally:
+        srv.close()

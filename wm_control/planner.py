@@ -52,7 +52,7 @@ from typing import Any
 
 import numpy as np
 
-from .bundle import Bundle, BundleError, Session, load_bundle
+from .bundle import Bundle, BundleError, load_bundle
 from .features import policy_observation
 from .kinematics import Chain
 
@@ -206,8 +206,7 @@ class Planner:
                               f"simulated robot's ensemble) or use reward 'head'")
         self.chain = Chain.from_dict(kin) if kin and cfg.reward != "head" else None
         self.obs_kind = b.graph("policy")["observation"]
-        self.ensemble = Session(b.path / spec["file"], spec, cfg.device, cache_dir=b.path / ".trt_cache",
-                                warmup=20, threads=cfg.threads)
+        self.ensemble = b.session("ensemble", cfg.device, warmup=20, threads=cfg.threads)  # verified, id-keyed cache
         self.policy = b.session("policy", cfg.device)
         self.providers = self.ensemble.providers
         self.rng = np.random.default_rng(cfg.seed)

@@ -5,12 +5,18 @@ node's clock), no randomness. The ``policy`` node calls :meth:`SafetyLayer.step`
 and publishes ``result.command``. Guarantees, for every command it returns:
 
 * it is finite and within ``[lower + margin, upper - margin]`` (continuous joints: no position limit);
-* it is within ``max_step`` (elementwise) of the previously returned command; the first command after
-  construction, :meth:`SafetyLayer.reset` or a successful :meth:`SafetyLayer.reset_estop` is within
-  ``max_step`` of the measured position clipped into the limits;
-* it holds (returns the hold position: the last command, or before any command the clipped measured
-  position) while the e-stop is latched, a required input is missing or stale, the measured position
-  is unknown / non-finite, or the proposal is absent, malformed or non-finite;
+* when it is not a hold, it is within ``max_step`` (elementwise) of the previously returned command;
+  the first command after construction or :meth:`SafetyLayer.reset` is within ``max_step`` of the
+  measured position clipped into the limits;
+* it holds while the e-stop is latched or any e-stop source is active, a required input is missing or
+  stale, the measured position is unknown / non-finite, or the proposal is absent, malformed or
+  non-finite. A hold freezes the robot where it *measurably* is: its first tick commands the measured
+  position (clipped into the limits), not the last command (which may lead the arm: the arm would
+  keep moving up to it); later ticks of the same hold keep that target, unless the measured position
+  has left it by more than ``hold_repin`` (the arm was pushed: re-freeze where it now is instead of
+  driving it back). Without a finite measurement a hold keeps the last command. The hold target is
+  the last command, so the release moves from where the arm stopped towards the new target at the
+  rate limit;
 * ``command`` is ``None`` (reason ``'no_safe_command'``) only when there is no previous command and
   the measured position is unknown: the node then publishes nothing, and the forward controller keeps
   its last target.
@@ -40,6 +46,8 @@ class SafetyConfig:
     command per tick (one float for all joints or one per joint; e.g. velocity limit / control rate).
     ``max_input_age``: inputs that are REQUIRED, with their maximum age in seconds (``inf``: it must
     have arrived once). ``margin``: shrinks the limits of the non-continuous joints inwards.
+    ``hold_repin``: how far (rad, any joint) the measured position may leave a hold's target before the
+    hold re-freezes at the measured position (0: four times ``max_step``).
     """
 
     joint_names: list[str]
@@ -49,6 +57,7 @@ class SafetyConfig:
     max_input_age: dict[str, float] = field(default_factory=dict)
     margin: float = 0.0
     continuous: list[bool] | None = None
+    hold_repin: float = 0.0
 
     def __post_init__(self) -> None:
         names = list(self.joint_names)
@@ -86,6 +95,10 @@ class SafetyConfig:
                 ages[key] = math.nan
             if not (isinstance(key, str) and key and ages[key] > 0):  # NaN fails too
                 raise ValueError(f"max_input_age[{key!r}] must be > 0 seconds (inf: must arrive once), got {age}")
+        repin = float(self.hold_repin)
+        if not (math.isfinite(repin) and repin >= 0):
+            raise ValueError(f"hold_repin must be finite and >= 0, got {self.hold_repin}")
+        self.hold_repin = repin or 4.0 * max(step)
         self.joint_names, self.lower, self.upper, self.max_step = names, lower, upper, step
         self.continuous, self.margin, self.max_input_age = cont, margin, ages
 
@@ -118,18 +131,33 @@ class SafetyResult:
 
 class SafetyLayer:
     """Watchdog, e-stop latch, position clip and rate limit. State: ``last_command`` (what was last
-    returned; None at start / after a reset), ``estop_latched``, ``estop_input`` (the e-stop input's
-    last value), ``stamps`` (input name -> last receive time) and ``counters`` (reason -> ticks)."""
+    returned; None at start / after a reset), ``holding`` (the last tick was a hold), ``estop_latched``,
+    ``estop_sources`` (source -> its last e-stop value), ``stamps`` (input name -> last receive time)
+    and ``counters`` (reason -> ticks).
+
+    The e-stop has sources (one per publisher): every ``True`` from any source latches; the robot moves
+    only when no source's last value is ``True`` *and* a reset came after the last one cleared. A source
+    cannot clear another's e-stop, and a ``True`` immediately followed by ``False`` still latches.
+    """
 
     def __init__(self, config: SafetyConfig):
         self.config = config
         self.lo, self.hi = config.limits()
         self.max_step = np.asarray(config.max_step, dtype=np.float64)
         self.last_command: np.ndarray | None = None
+        self.holding = False
         self.estop_latched = False
-        self.estop_input = False
+        self.estop_sources: dict[str, bool] = {}
         self.stamps: dict[str, float] = {}
         self.counters: dict[str, int] = {}
+
+    @property
+    def estop_input(self) -> bool:
+        """Is any e-stop source active (its last value True)?"""
+        return any(self.estop_sources.values())
+
+    def active_estop_sources(self) -> list[str]:
+        return sorted(s for s, v in self.estop_sources.items() if v)
 
     # ---- inputs ---------------------------------------------------------------------------------
     def update_input(self, name: str, stamp: float) -> None:
@@ -141,25 +169,29 @@ class SafetyLayer:
         """Age of every required input at ``now`` (None: never received), for /diagnostics."""
         return {k: (now - self.stamps[k] if k in self.stamps else None) for k in self.config.max_input_age}
 
-    def estop(self, active: bool) -> None:
-        """The e-stop input. True latches the e-stop; False alone does not clear it (see reset_estop)."""
-        self.estop_input = bool(active)
-        if self.estop_input:
+    def estop(self, active: bool, source: str = "default") -> None:
+        """An e-stop event from ``source``. True latches the e-stop; False only says that this source no
+        longer holds it (it clears nothing: see reset_estop)."""
+        self.estop_sources[str(source)] = bool(active)
+        if active:
             self.estop_latched = True
 
+    def latch_estop(self) -> None:
+        """Latch without changing any source's state (an old True that arrived after a newer False)."""
+        self.estop_latched = True
+
     def reset_estop(self) -> bool:
-        """Clear a latched e-stop if the e-stop input says inactive; True when no e-stop is latched
-        afterwards. Clearing a latch also :meth:`reset`s, so motion restarts from the measured position."""
+        """Clear a latched e-stop when no source holds it; True when no e-stop is latched afterwards.
+        Motion resumes from the hold target (where the arm was measured) at the rate limit."""
         if self.estop_input:
             return False
-        if self.estop_latched:
-            self.estop_latched = False
-            self.reset()
+        self.estop_latched = False
         return True
 
     def reset(self) -> None:
         """Forget the last command: the next one is rate-limited from the measured position."""
         self.last_command = None
+        self.holding = False
 
     # ---- the tick -------------------------------------------------------------------------------
     def step(self, now: float, measured_q: np.ndarray | None, proposed: np.ndarray | None,
@@ -203,14 +235,18 @@ class SafetyLayer:
         held = bool(reasons)
 
         base = self.last_command
-        if base is None:
-            if q is None:
-                return self._finish(None, True, reasons + ["no_safe_command"], source)
-            base = np.clip(q, self.lo, self.hi)
-            if not np.array_equal(base, q):
-                reasons.append("measured_outside_limits")
+        measured = None if q is None else np.clip(q, self.lo, self.hi)
+        if measured is not None and not np.array_equal(measured, q) and (base is None or held):
+            reasons.append("measured_outside_limits")
         if held:
+            if measured is not None and (base is None or not self.holding or np.any(
+                    np.abs(measured - base) > self.config.hold_repin)):
+                base = measured  # freeze where the arm is (at the hold's start, or after a push)
+            if base is None:
+                return self._finish(None, True, reasons + ["no_safe_command"], source)
             return self._finish(base, True, reasons, source)
+        if base is None:
+            base = measured
 
         clipped = np.clip(target, self.lo, self.hi)
         if not np.array_equal(clipped, target):
@@ -231,5 +267,6 @@ class SafetyLayer:
             self.counters[r] = self.counters.get(r, 0) + 1
         if cmd is not None:
             self.last_command = cmd.copy()
+            self.holding = held
             cmd = cmd.copy()
         return SafetyResult(cmd, held, reasons, source)

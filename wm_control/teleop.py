@@ -409,9 +409,15 @@ _PAGE = """<!doctype html><html><head><title>wm_control teleop</title></head>
 
 class MjpegServer:
     """Serves the newest JPEG: ``/stream`` (``multipart/x-mixed-replace``), ``/frame.jpg`` (one frame), ``/``
-    (a page showing the stream). A thread per client (``ThreadingHTTPServer``); :meth:`update` from any thread."""
+    (a page showing the stream). A thread per client (``ThreadingHTTPServer``); :meth:`update` from any thread.
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 8080, log: Callable[[str], None] | None = None):
+    Only requests whose ``Host`` header names this server (``localhost``, a loopback address, the bound
+    host, or one of ``allowed_hosts``) are answered: a web page elsewhere cannot read the robot's camera
+    through a browser on this machine (DNS rebinding). With ``token`` every request must carry it
+    (``?token=...`` or ``Authorization: Bearer ...``); the page passes it on to its stream."""
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 8080, log: Callable[[str], None] | None = None,
+                 token: str = "", allowed_hosts: Sequence[str] = ()):
         self._cond = threading.Condition()
         self._jpeg: bytes | None = None
         self._seq = 0
@@ -427,9 +433,16 @@ class MjpegServer:
                 server._log(fmt % args)
 
             def do_GET(self) -> None:  # noqa: N802 (http.server's name)
-                path = self.path.split("?", 1)[0]
+                path, _, query = self.path.partition("?")
+                if not server.host_allowed(self.headers.get("Host")):
+                    self._reply(403, "text/plain", b"forbidden: unknown Host\n")
+                    return
+                if server.token and not server.token_ok(query, self.headers.get("Authorization", "")):
+                    self._reply(401, "text/plain", b"unauthorized: give ?token=... (the teleop node's mjpeg_token)\n")
+                    return
                 if path in ("/", "/index.html"):
-                    body = _PAGE.encode()
+                    q = f"?token={server.token}" if server.token else ""
+                    body = _PAGE.replace('src="/stream"', f'src="/stream{q}"').encode()
                     self._reply(200, "text/html; charset=utf-8", body)
                 elif path == "/frame.jpg":
                     jpeg = server.wait_frame(-1, timeout=2.0)[1]
@@ -455,11 +468,37 @@ class MjpegServer:
         except OSError as exc:
             raise RuntimeError(f"cannot serve MJPEG on {host}:{port}: {exc} (choose another mjpeg_port)") from None
         self.httpd.daemon_threads = True
+        self.token = str(token or "")
+        self.allowed = {h.lower() for h in ("localhost", "127.0.0.1", "::1", host, *allowed_hosts)
+                        if h and h not in ("0.0.0.0", "::")}
         self.host = host
         self.port = int(self.httpd.server_address[1])
         self._thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.2},
                                         name="teleop.mjpeg", daemon=True)
         self._thread.start()
+
+    def host_allowed(self, header: str | None) -> bool:
+        """Is ``Host: header`` this server (any port spelling of an allowed name)?"""
+        if not header:
+            return False
+        h = header.strip().lower()
+        if h.startswith("["):
+            name, _, rest = h[1:].partition("]")
+            port = rest[1:] if rest.startswith(":") else ""
+        else:
+            name, _, port = h.partition(":")
+        if port and port != str(self.port):
+            return False
+        return name in self.allowed or name.startswith("127.")
+
+    def token_ok(self, query: str, authorization: str) -> bool:
+        import hmac
+        from urllib.parse import parse_qs
+
+        given = parse_qs(query).get("token", [""])[0]
+        if authorization.lower().startswith("bearer "):
+            given = given or authorization[7:].strip()
+        return bool(given) and hmac.compare_digest(given.encode(), self.token.encode())
 
     @property
     def url(self) -> str:

@@ -45,6 +45,8 @@ class PlannerNodeConfig(PlannerConfig):
 
     bundle: str = ""
     """Bundle folder with an ``ensemble`` and a ``policy`` graph (``wm-control train ensemble --policy-bundle``)."""
+    bundle_id: str = ""
+    """Pin: refuse a bundle whose id (64 hex digits, printed by `wm-control export`) differs; empty: no pin."""
     rate: float = 25.0
     """Plans per second in real time (under sim time: one per joint state instant)."""
     joint_order: list[str] = field(default_factory=list)
@@ -67,7 +69,7 @@ class PlannerNode:
             raise ValueError("parameter 'bundle' is required (a bundle with an ensemble and a policy graph, made by "
                              "`wm-control train ensemble --bundle OUT --policy-bundle POLICY_BUNDLE`)")
         self.node, self.cfg = node, cfg
-        self.bundle = load_bundle(cfg.bundle)
+        self.bundle = load_bundle(cfg.bundle, expect_id=cfg.bundle_id or None)
         self.planner = Planner(self.bundle, cfg)  # sessions built and warmed up here, not in the loop
         p = self.planner
         if p.state_dim != 2 * p.n:

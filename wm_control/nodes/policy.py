@@ -6,9 +6,13 @@ current time is followed when the plan is fresh, OK, for these joints and certai
 the policy, the reason counted as ``plan_fallback.<reason>``; under sim time each tick waits up to
 ``plan_wait`` s of wall time for the plan made from its instant's state), ``/teleop/command``
 (JointState with named position targets, in TELEOP), ``/wm/mode`` (std_msgs/String: autonomous |
-teleop | hold), ``/wm/estop`` (std_msgs/Bool, latched; True latches the e-stop), ``/wm/estop_reset``
-(std_msgs/Empty; clears a latched e-stop once ``/wm/estop`` is False), and ``/wm/frame`` to measure
-camera-to-command latency. Output: Float64MultiArray on ``/forward_position_controller/commands``
+teleop | hold), ``/wm/estop`` (std_msgs/Bool from any number of sources: every True latches the
+e-stop; read with a keep-all reader per reliability/durability, so a publisher with any ROS 2 QoS is
+heard and a True immediately followed by False is never lost), ``/wm/estop_reset`` (std_msgs/Empty;
+clears the latch only when no source's last value is True), and ``/wm/frame`` to measure
+camera-to-command latency. Numbers from the wire are checked before any arithmetic: joint states and
+plans stamped too far in the future (``max_future_stamp``) are dropped and counted, and never become
+the reference that later good ones are ordered against. Output: Float64MultiArray on ``/forward_position_controller/commands``
 (in ``joint_order``) or a one-point JointTrajectory on ``/joint_trajectory_controller/joint_trajectory``.
 
 Every tick goes through :class:`wm_control.safety.SafetyLayer`: position limits (URDF, parameters or
@@ -18,20 +22,31 @@ the bundle), rate limit, NaN guard, input watchdog, latched e-stop. Every hold h
 
 from __future__ import annotations
 
+import math
 import os
 import time
+from collections import deque
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from .. import conversions as cv
-from ..bundle import Bundle, load_bundle
+from ..bundle import Bundle, EffectiveLimits, effective_limits, load_bundle, urdf_limits
 from ..features import policy_observation
 from ..ros import qos
 from ..ros.api import ControlTick, Diagnostics, Node, Window
-from ..safety import SafetyConfig, SafetyLayer
+from ..safety import SafetyLayer
 
 MODES = ("autonomous", "teleop", "hold")
+MIN_PLAN_DT = 1e-4  # s: a plan's step; shorter ones are malformed (no controller runs at 10 kHz)
+#: /wm/estop readers, all keep-all (every sample, in order): a transient-local one gets a latched
+#: publisher's last value on joining; a reliable volatile one matches every reliable publisher (ROS 2's
+#: default QoS); a best-effort volatile one matches any publisher at all. DDS cannot refuse a writer to
+#: this set on reliability or durability, so no publisher's e-stop goes unheard. A sample heard on more
+#: than one reader is handled once (by publisher and source timestamp).
+ESTOP_READERS = (qos.QoSProfile("reliable", "transient_local", 1, "keep_all"),
+                 qos.QoSProfile("reliable", "volatile", 1, "keep_all"),
+                 qos.QoSProfile("best_effort", "volatile", 1, "keep_all"))
 
 
 @dataclass
@@ -40,6 +55,14 @@ class PolicyConfig:
     """Model bundle folder (policy.onnx + manifest.yaml); verified at start."""
     device: str = "auto"
     """auto | tensorrt | cuda | cpu (ONNX Runtime execution provider)."""
+    bundle_id: str = ""
+    """Pin: refuse a bundle whose id (64 hex digits, printed by `wm-control export`) differs; empty: no pin."""
+    trusted_keys: list[str] = field(default_factory=list)
+    """ed25519 public key files; a bundle.sig that none of them verifies is refused."""
+    require_signature: bool = False
+    """Refuse a bundle that is not signed by one of trusted_keys."""
+    max_control_rate: float = 100.0
+    """Hz; a control rate above this (the bundle's, or `rate`) is refused. 0: no ceiling."""
     rate: float = 0.0
     """Control rate in Hz; 0 takes the bundle's."""
     mode: str = "autonomous"
@@ -54,6 +77,12 @@ class PolicyConfig:
     max_step: float = 0.0
     """Largest change of the commanded position per tick, rad; 0 takes the bundle's."""
     max_joint_state_age: float = 0.1
+    stamp_tolerance: float = 0.0
+    """> 0: also judge joint states by their header stamp under wall-clock time (the robot's clock agrees
+    with ours within this many seconds: chrony/PTP); under sim time the stamps are always judged (the clock
+    is shared). A state older than max_joint_state_age (+ tolerance) or from the future is dropped."""
+    max_future_stamp: float = 0.5
+    """Joint states and plans stamped more than this many seconds after the node's clock are dropped."""
     max_plan_age: float = 0.5
     """A plan whose stamp (the state it was made from) is older than this is not followed."""
     max_teleop_age: float = 0.5
@@ -80,6 +109,8 @@ class PolicyConfig:
             raise ValueError("rate and max_step must be >= 0")
         if self.plan_wait < 0 or not self.max_plan_age > 0:
             raise ValueError("plan_wait must be >= 0 and max_plan_age > 0")
+        if not (self.stamp_tolerance >= 0 and self.max_future_stamp > 0):
+            raise ValueError("stamp_tolerance must be >= 0 and max_future_stamp > 0")
         if len(self.position_lower) != len(self.position_upper):
             raise ValueError("position_lower and position_upper must have the same length")
 
@@ -92,14 +123,17 @@ class PolicyNode:
         if not cfg.bundle:
             raise ValueError("parameter 'bundle' is required (a folder made by `wm-control export`)")
         self.node, self.cfg = node, cfg
-        self.bundle: Bundle = load_bundle(cfg.bundle)
+        self.bundle: Bundle = load_bundle(cfg.bundle, expect_id=cfg.bundle_id or None,
+                                          trusted_keys=cfg.trusted_keys or None,
+                                          require_signature=cfg.require_signature)
         self.names = self.bundle.joint_names
+        self.limits = self._limits()  # robot's and bundle's joints checked, the tighter limits, before any command
         self.order, _, self.out_index = cv.command_order(cfg.joint_order, self.names)
         spec = self.bundle.graph("policy")
         self.obs_kind = spec["observation"]
         self.session = self.bundle.session("policy", cfg.device)  # warmed up here, not in the loop
-        self.rate = cfg.rate or self.bundle.control_rate
-        self.safety = SafetyLayer(self._safety_config())
+        self.rate = self.limits.control_rate
+        self.safety = SafetyLayer(self.limits.safety_config({"joint_states": cfg.max_joint_state_age}))
         self.mode = cfg.mode
         self.q = self.qd = None
         self.goal: np.ndarray | None = None
@@ -126,7 +160,10 @@ class PolicyNode:
         node.create_subscription("geometry_msgs/msg/PointStamped", "/goal", self.on_goal, qos.LATCHED)
         node.create_subscription("sensor_msgs/msg/JointState", "/teleop/command", self.on_teleop, qos.DEFAULT)
         node.create_subscription("std_msgs/msg/String", "/wm/mode", self.on_mode, qos.LATCHED)
-        node.create_subscription("std_msgs/msg/Bool", "/wm/estop", self.on_estop, qos.LATCHED)
+        self._estop_seen: dict[str, int] = {}  # source -> newest source timestamp handled (ns)
+        self._estop_done: dict[str, deque] = {}  # source -> source timestamps handled (recent ones)
+        for profile in ESTOP_READERS:  # together they match a publisher of any reliability/durability
+            node.create_subscription("std_msgs/msg/Bool", "/wm/estop", self.on_estop, profile, with_info=True)
         node.create_subscription("std_msgs/msg/Empty", "/wm/estop_reset", self.on_estop_reset, qos.DEFAULT)
         if cfg.use_plan:
             node.create_subscription("wm_control/msg/Plan", "/wm/plan", self.on_plan, qos.DEFAULT)
@@ -149,24 +186,19 @@ class PolicyNode:
                          float(np.max(self.safety.max_step)))
 
     # ---- configuration ----------------------------------------------------------------------
-    def _safety_config(self) -> SafetyConfig:
-        cfg, n = self.cfg, len(self.names)
-        max_step = cfg.max_step or float(self.bundle.manifest["robot"].get("max_step", 0.1))
-        ages = {"joint_states": cfg.max_joint_state_age}
+    def _limits(self) -> EffectiveLimits:
+        """The robot's own limits (URDF, position_lower/upper, max_step, rate, joint_order) intersected with
+        the bundle's: never looser than either (:func:`wm_control.bundle.effective_limits`)."""
+        cfg = self.cfg
+        robot = [{"joint_names": cfg.joint_order or None, "max_step": cfg.max_step or None,
+                  "control_rate": cfg.rate or None}]
         if cfg.urdf:
-            return SafetyConfig.from_urdf(cfg.urdf, self.names, max_step=max_step, max_input_age=ages)
+            robot.append(urdf_limits(cfg.urdf, self.names))
         if cfg.position_lower:
-            if len(cfg.position_lower) != n:
-                raise ValueError(f"position_lower/upper need {n} values (joints {self.names})")
-            lower, upper = list(cfg.position_lower), list(cfg.position_upper)
-        else:
-            limits = self.bundle.manifest["robot"].get("position_limits")
-            if not limits:
-                raise ValueError("no joint limits: give 'urdf', or position_lower/position_upper, "
-                                 "or use a bundle whose manifest has robot.position_limits")
-            lower = [float(lo) if lo is not None else -np.inf for lo, _ in limits]
-            upper = [float(hi) if hi is not None else np.inf for _, hi in limits]
-        return SafetyConfig(joint_names=self.names, lower=lower, upper=upper, max_step=max_step, max_input_age=ages)
+            if len(cfg.position_lower) != len(self.names):
+                raise ValueError(f"position_lower/upper need {len(self.names)} values (joints {self.names})")
+            robot.append({"lower": list(cfg.position_lower), "upper": list(cfg.position_upper)})
+        return effective_limits(self.bundle, robot, max_control_rate=cfg.max_control_rate or None)
 
     # ---- inputs -------------------------------------------------------------------------------
     def on_joint_state(self, msg) -> None:
@@ -176,10 +208,31 @@ class PolicyNode:
             self.diag.count("dropped.joint_states")
             self.node.logger.warning("dropped joint state: %s", exc)
             return
+        now = self.node.now()
+        stamp = cv.stamp_sec(msg.header.stamp)
+        why = self._bad_stamp(stamp, now)
+        if why:
+            self.diag.count(f"dropped.joint_states_{why}")
+            return
         self.q, self.qd = q, qd
-        self.safety.update_input("joint_states", self.node.now())
+        self.safety.update_input("joint_states", now)
         self.diag.tick("joint_states")
         self.ticker.on_state(cv.stamp_sec(msg.header.stamp))
+
+    def _bad_stamp(self, stamp: float, now: float) -> str | None:
+        """Why a joint state's header stamp cannot be trusted (None: it can), judged where the clock is
+        shared: under sim time (once a /clock has come), or with ``stamp_tolerance`` > 0."""
+        if not math.isfinite(stamp):
+            return "bad_stamp"
+        shared = self.ticker.sim_time and now > 0
+        tol = self.cfg.stamp_tolerance
+        if not (shared or tol > 0):
+            return None
+        if stamp - now > max(tol, self.cfg.max_future_stamp if shared else 0.0):
+            return "future_stamp"
+        if now - stamp > self.cfg.max_joint_state_age + tol:
+            return "stale_stamp"
+        return None
 
     def on_goal(self, msg) -> None:
         try:
@@ -199,6 +252,9 @@ class PolicyNode:
 
     def on_plan(self, msg) -> None:
         stamp = cv.stamp_sec(msg.header.stamp)
+        if not math.isfinite(stamp) or stamp - self.node.now() > self.cfg.max_future_stamp:
+            self.diag.count("dropped.plan_future")  # never the reference later plans are ordered against
+            return
         if stamp < self.plan_stamp:
             self.diag.count("dropped.plan_out_of_order")
             return
@@ -226,15 +282,37 @@ class PolicyNode:
         self.mode = mode
         self.diag.set("mode", mode)
 
-    def on_estop(self, msg) -> None:
+    def on_estop(self, msg, info=None) -> None:
+        """One e-stop sample from one of the readers. Its source is the publisher (the DDS publication
+        handle; one source on backends that do not say). A sample heard on several readers is handled
+        once (publisher + source timestamp). A True that arrives late (after a newer False of its
+        source: a retransmission) still latches; only the newest sample sets the source's state."""
         active = bool(msg.data)
+        handle = getattr(info, "publication_handle", None)
+        source = f"publisher {handle:#x}" if isinstance(handle, int) else "/wm/estop"
+        ts = getattr(info, "source_timestamp", None)
+        newest = True
+        if isinstance(ts, int):
+            done = self._estop_done.setdefault(source, deque(maxlen=1024))
+            if ts in done:
+                return  # the same sample, heard on another reader
+            done.append(ts)
+            newest = ts > self._estop_seen.get(source, -1)
+            if newest:
+                self._estop_seen[source] = ts
         if active and not self.safety.estop_latched:
-            self.node.logger.error("E-STOP: holding position until /wm/estop is false and /wm/estop_reset")
-        self.safety.estop(active)
+            self.node.logger.error("E-STOP from %s: holding where the arm is until every source is false "
+                                   "and /wm/estop_reset", source)
+        self.diag.count("estop.true" if active else "estop.false")
+        if newest:
+            self.safety.estop(active, source)
+        elif active:
+            self.safety.latch_estop()
 
     def on_estop_reset(self, _msg) -> None:
         if not self.safety.reset_estop():
-            self.node.logger.warning("e-stop reset refused: /wm/estop is still true")
+            holding = self.safety.active_estop_sources()
+            self.node.logger.warning("e-stop reset refused: still held by %s", ", ".join(holding))
             return
         self.node.logger.info("e-stop reset")
 
@@ -273,10 +351,12 @@ class PolicyNode:
             return None, {1: "uncertain_status", 2: "failed", 3: "no_input"}.get(int(p.status), "bad_status")
         if list(p.joint_names) != self.names:
             return None, "joint_names"
-        n, K = len(self.names), int(p.horizon)
+        n, K, dt = len(self.names), int(p.horizon), float(p.dt)
         acts = np.asarray(p.actions, dtype=np.float64)
         unc = np.asarray(p.uncertainty, dtype=np.float64)
-        if K < 1 or not p.dt > 0 or acts.size != K * n or unc.size != K:
+        # every number is checked before arithmetic: a dt of 5e-324 would overflow round(age / dt)
+        if (K < 1 or not (math.isfinite(dt) and MIN_PLAN_DT <= dt <= self.cfg.max_plan_age)
+                or acts.size != K * n or unc.size != K or not np.all(np.isfinite(acts))):
             return None, "malformed"
         # under sim time the instant acted on (the first state may come before its /clock)
         age = max(now, self.ticker.acted_at) - self.plan_stamp

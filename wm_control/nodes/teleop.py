@@ -104,6 +104,10 @@ class TeleopConfig:
     mjpeg_host: str = "127.0.0.1"
     mjpeg_port: int = 8080
     """0: any free port (logged)."""
+    mjpeg_token: str = ""
+    """When set, every MJPEG request must carry it (?token=... or Authorization: Bearer ...)."""
+    mjpeg_allowed_hosts: list[str] = field(default_factory=list)
+    """Host header names answered besides localhost / loopback / mjpeg_host (e.g. the robot PC's name)."""
     jpeg_quality: int = 85
     camera_topic: str = "/wm/frame"
     preview_topic: str = "/wm/preview"
@@ -242,7 +246,8 @@ class TeleopNode:
         if self.view_kind == "topic":
             self.view_pub = self.node.create_publisher("sensor_msgs/msg/Image", cfg.view_topic, qos.SENSOR_DATA)
         elif self.view_kind == "mjpeg":
-            self.mjpeg = tp.MjpegServer(cfg.mjpeg_host, cfg.mjpeg_port, log=self.log.debug)
+            self.mjpeg = tp.MjpegServer(cfg.mjpeg_host, cfg.mjpeg_port, log=self.log.debug, token=cfg.mjpeg_token,
+                                        allowed_hosts=cfg.mjpeg_allowed_hosts)
             self.diag.set("mjpeg_url", self.mjpeg.url)
 
     def _open_keyboard(self) -> str:

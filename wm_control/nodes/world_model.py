@@ -46,6 +46,8 @@ WARN_PERIOD = 5.0
 class WorldModelConfig:
     bundle: str = ""
     """Bundle with the visual world model (``wm-control train visual --bundle OUT``)."""
+    bundle_id: str = ""
+    """Pin: refuse a bundle whose id (64 hex digits, printed by `wm-control export`) differs; empty: no pin."""
     device: str = "auto"
     """auto | tensorrt | cuda | cpu"""
     preview_steps: int = 8
@@ -79,7 +81,7 @@ class WorldModelNode:
             raise ValueError("parameter 'bundle' is required (a visual world model bundle, made by "
                              "`wm-control train visual --bundle OUT`)")
         self.node, self.cfg = node, cfg
-        self.bundle = load_bundle(cfg.bundle)
+        self.bundle = load_bundle(cfg.bundle, expect_id=cfg.bundle_id or None)
         self.wm = StreamingWorldModel(self.bundle, cfg.device)  # sessions built and warmed up here
         self.names = self.bundle.joint_names
         self.order, self.from_order, _ = cv.command_order(cfg.joint_order, self.names)

@@ -31,6 +31,7 @@ class RosArgs:
     params_files: list[str] = field(default_factory=list)
     remaps: dict[str, str] = field(default_factory=dict)  # from -> to (topic names, unresolved)
     log_level: str | None = None
+    enclave: str | None = None  # SROS2 security enclave (--enclave)
     user_args: list[str] = field(default_factory=list)  # arguments outside --ros-args
 
     def resolved_params(self, node_name: str, namespace: str) -> dict[str, Any]:
@@ -131,8 +132,13 @@ def parse_ros_args(argv: list[str]) -> RosArgs:
             else:
                 out.log_level = val.upper().split(":")[-1]
             continue
-        if a.startswith("--enclave") or a == "-e":
-            i += 2
+        if a in ("--enclave", "-e") or a.startswith("--enclave="):
+            if "=" in a:
+                out.enclave, i = a.split("=", 1)[1], i + 1
+            elif i + 1 < len(argv):
+                out.enclave, i = argv[i + 1], i + 2
+            else:
+                raise RosArgsError(f"{a} needs an enclave name (e.g. --enclave /wm_control/policy)")
             continue
         if a in ("--disable-rosout-logs", "--disable-stdout-logs", "--disable-external-lib-logs"):
             i += 1

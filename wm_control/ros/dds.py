@@ -47,18 +47,28 @@ LOOPBACK_CONFIG = (
 )
 
 
-def configure_environment() -> None:
-    """Apply the ROS 2 discovery-range conventions to Cyclone DDS when the user set no config.
+def discovery_range() -> str:
+    """LOCALHOST unless the user asked for the network: ``ROS_AUTOMATIC_DISCOVERY_RANGE`` (Jazzy: LOCALHOST,
+    SUBNET, SYSTEM_DEFAULT, OFF) or ``ROS_LOCALHOST_ONLY`` (Humble: 1 / 0). Unlike ROS's own default
+    (SUBNET), nothing of ours is reachable from another host until one of them says so: a robot's
+    e-stop and command topics are not for every machine on the network."""
+    rng = os.environ.get("ROS_AUTOMATIC_DISCOVERY_RANGE", "").strip().upper()
+    if rng:
+        return rng
+    only = os.environ.get("ROS_LOCALHOST_ONLY", "").strip()
+    if only:
+        return "LOCALHOST" if only == "1" else "SUBNET"
+    return "LOCALHOST"
 
-    ``ROS_LOCALHOST_ONLY=1`` (Humble) or ``ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST`` (Jazzy) keep
-    all traffic on the loopback interface, as rmw_cyclonedds does. An explicit ``CYCLONEDDS_URI``
-    always wins.
-    """
+
+def configure_environment() -> None:
+    """Apply the discovery range (:func:`discovery_range`) to Cyclone DDS when the user set no config:
+    LOCALHOST (the default) keeps all traffic on the loopback interface, as rmw_cyclonedds does;
+    ``ROS_AUTOMATIC_DISCOVERY_RANGE=SUBNET`` reaches the robot's network. An explicit ``CYCLONEDDS_URI``
+    always wins."""
     if os.environ.get("CYCLONEDDS_URI"):
         return
-    localhost = (os.environ.get("ROS_LOCALHOST_ONLY") == "1"
-                 or os.environ.get("ROS_AUTOMATIC_DISCOVERY_RANGE", "").upper() == "LOCALHOST")
-    if localhost:
+    if discovery_range() == "LOCALHOST":
         os.environ["CYCLONEDDS_URI"] = LOOPBACK_CONFIG
 
 

@@ -54,6 +54,13 @@ def choose_backend(requested: str | None) -> str:
     return b
 
 
+#: the dds backend never runs without the security a user asked for
+SECURITY_REFUSAL = (
+    "DDS Security (--enclave / ROS_SECURITY_ENABLE=true) is not available on the dds backend: this Cyclone DDS "
+    "build has no security plugins (libdds_security_*). Run on ROS 2 with SROS2 keystores (--backend rclpy), "
+    "or leave out --enclave and ROS_SECURITY_ENABLE.")
+
+
 def run_node(node_type: str, argv: list[str], backend: str | None = None) -> int:
     """Start one node, spin until SIGINT/SIGTERM, clean up. Returns the process exit code."""
     cls = node_class(node_type)
@@ -68,8 +75,15 @@ def run_node(node_type: str, argv: list[str], backend: str | None = None) -> int
         print(f"[ERROR] [{node_type}]: {exc}", file=sys.stderr)
         return 2
     b = choose_backend(backend)
+    secure = os.environ.get("ROS_SECURITY_ENABLE", "").lower() == "true"
+    if b == "dds" and (args.enclave or secure):
+        print(f"[ERROR] [{name}]: {SECURITY_REFUSAL}", file=sys.stderr)
+        return 2
     if b == "rclpy":
         from .rclpy_backend import run_rclpy_node
+
+        if not (os.environ.get("ROS_AUTOMATIC_DISCOVERY_RANGE") or os.environ.get("ROS_LOCALHOST_ONLY")):
+            os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"  # as on dds: the network only when asked
 
         return run_rclpy_node(cls, name, argv)
 

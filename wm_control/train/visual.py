@@ -296,7 +296,7 @@ def _weights(module, path: Path | None):
     import torch
 
     if path is not None:
-        module.load_state_dict(torch.load(path))
+        module.load_state_dict(torch.load(path, weights_only=True))
         module.eval()
     return module
 
@@ -365,7 +365,12 @@ def train_encoder(cfg: VisualConfig, eps: list[VideoEpisode], out: Path, resume:
     step = 0
     state_path = out / "encoder_state.pt"
     if resume and state_path.exists():
-        st = torch.load(state_path, weights_only=False)
+        try:  # tensors and plain types only: a pickled object in the file would run code when unpickled
+            st = torch.load(state_path, weights_only=True)
+        except Exception as exc:
+            msg = " ".join(str(exc).split())[:300]
+            raise RuntimeError(f"{state_path}: not a plain tensor checkpoint, refusing to resume from it "
+                               f"(delete it to start the encoder afresh): {type(exc).__name__}: {msg}") from None
         enc.load_state_dict(st["encoder"])
         pred.load_state_dict(st["predictor"])
         target.load_state_dict(st["target"])
@@ -792,7 +797,7 @@ def train_visual(cfg: VisualConfig, data_dir: str | Path | None = None, out_dir:
         metrics["encoder"] = train_encoder(cfg, eps, out, resume=resume)
         _save_progress(out, metrics)
     enc = ConvEncoder(cfg.image_size, cfg.enc_channels, cfg.latent_dim)
-    enc.load_state_dict(torch.load(out / "encoder.pt"))
+    enc.load_state_dict(torch.load(out / "encoder.pt", weights_only=True))
     enc.eval()
     raw = encode_all(enc, [e.frames for e in eps])
     allz = np.concatenate(raw)
@@ -819,7 +824,7 @@ def train_visual(cfg: VisualConfig, data_dir: str | Path | None = None, out_dir:
             metrics[stage] = fn()
             _save_progress(out, metrics)
     lam = LatentActionModel(cfg.latent_dim, cfg.action_dim)
-    lam.load_state_dict(torch.load(out / "lam.pt"))
+    lam.load_state_dict(torch.load(out / "lam.pt", weights_only=True))
     lam.eval()
     act = latent_actions(lam, lat)
     win = Windows(lat, act, cfg.window, cfg.seed)
@@ -899,7 +904,7 @@ def load_visual(ckpt_dir: str | Path) -> VisualModels:
         "adapter": ActionAdapter(cfg.latent_dim, n, cfg.action_dim, cfg.adapter_hidden),
     }
     for k, m in mods.items():
-        m.load_state_dict(torch.load(ckpt / f"{k}.pt"))
+        m.load_state_dict(torch.load(ckpt / f"{k}.pt", weights_only=True))
         m.eval()
     norm = meta["normalizer"]
     return VisualModels(cfg, meta, mean=np.asarray(norm["latent_mean"], np.float32),
