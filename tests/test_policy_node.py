@@ -42,6 +42,7 @@ class Rig:
         self.reset = n.create_publisher("std_msgs/msg/Empty", "/test/estop_reset", qos.DEFAULT)
         self.mode = n.create_publisher("std_msgs/msg/String", "/test/mode", qos.LATCHED)
         self.q = np.array([0.2, -0.3])
+        self.reported: list[np.ndarray] = []  # every position the robot reported
         self.publishing = True
         self.make_state = lambda: cv.make_joint_state(n.msg, n.now(), ["joint1", "joint0"], self.q[::-1],
                                                       np.zeros(2))
@@ -55,6 +56,7 @@ class Rig:
     def _tick(self):
         if self.publishing:
             self.js.publish(self.make_state())
+            self.reported.append(self.q.copy())
             if self.cmds:  # a perfect servo: the robot is where it was told to be
                 self.q = self.cmds[-1].copy()
 
@@ -70,16 +72,21 @@ def rig(policy):
     r.node.destroy()
 
 
-def check_safe(cmds):
+def check_safe(cmds, rig=None):
+    """Finite, in limits, and within MAX_STEP of the previous command, except a hold's first command,
+    which is where the arm was measured (one of the positions the rig reported)."""
     c = np.stack(cmds)
     assert np.all(np.isfinite(c))
     assert np.all(c >= np.array(LOWER) - 1e-9) and np.all(c <= np.array(UPPER) + 1e-9)
-    assert np.all(np.abs(np.diff(c, axis=0)) <= MAX_STEP + 1e-9)
+    jumps = np.flatnonzero(np.abs(np.diff(c, axis=0)).max(axis=1) > MAX_STEP + 1e-9) + 1
+    reported = np.stack(rig.reported) if rig is not None and rig.reported else np.empty((0, c.shape[1]))
+    for i in jumps:
+        assert len(reported) and np.abs(reported - c[i]).max(axis=1).min() < 1e-9, (i, c[i - 1], c[i])
 
 
 def test_commands_are_safe_in_normal_operation(rig):
     rig.run(1.0)
-    check_safe(rig.cmds)
+    check_safe(rig.cmds, rig)
     rate = rig.diag.get("policy", {}).get("commands.rate_hz")
     assert rate is not None and float(rate) > 0  # the achieved rate under load: `bench loop`, not a test
 
@@ -102,7 +109,7 @@ def test_adversarial_input_never_produces_a_bad_command(rig, policy):
     rig.goal.publish(cv.make_point(n.msg, n.now(), np.array([0.1, 0.1, 0.01])))
     rig.run(0.5)
     assert len(rig.cmds) > start + 20
-    check_safe(rig.cmds)
+    check_safe(rig.cmds, rig)
     assert policy.p.poll() is None
     d = rig.diag["policy"]
     assert int(d.get("dropped.joint_states", 0)) >= 20
@@ -120,7 +127,7 @@ def test_stale_joint_states_hold_position(rig):
     assert "stale:joint_states" in rig.diag["policy"]["_msg"]
     rig.publishing = True
     rig.run(0.5)
-    check_safe(rig.cmds)
+    check_safe(rig.cmds, rig)
 
 
 def test_estop_latches_until_reset(rig):
@@ -136,7 +143,7 @@ def test_estop_latches_until_reset(rig):
     rig.reset.publish(n.msg("std_msgs/msg/Empty"))
     rig.run(1.2)  # diagnostics come at 1 Hz
     assert "estop" not in rig.diag["policy"]["_msg"]  # released: the policy commands again
-    check_safe(rig.cmds)
+    check_safe(rig.cmds, rig)
 
 
 def test_hold_mode(rig):
@@ -149,7 +156,7 @@ def test_hold_mode(rig):
     assert np.allclose(np.stack(rig.cmds[i:]), rig.cmds[i])
     rig.mode.publish(n.msg("std_msgs/msg/String", data="autonomous"))
     rig.run(0.3)
-    check_safe(rig.cmds)
+    check_safe(rig.cmds, rig)
 
 
 def test_teleop_mode_follows_operator_through_safety(rig):
@@ -163,9 +170,32 @@ def test_teleop_mode_follows_operator_through_safety(rig):
     assert np.allclose(rig.cmds[-1], target, atol=1e-6)  # reached, at most MAX_STEP per tick
     teleop.publish(cv.make_joint_state(n.msg, n.now(), ["joint0", "joint1"], np.array([5.0, np.nan])))
     rig.run(0.2)
-    check_safe(rig.cmds)
+    check_safe(rig.cmds, rig)
     i = len(rig.cmds)
     rig.run(0.8)  # the operator went quiet: teleop input stale -> hold
     assert np.allclose(np.stack(rig.cmds[i:]), rig.cmds[-1])
     rig.mode.publish(n.msg("std_msgs/msg/String", data="autonomous"))
     rig.run(0.2)
+
+
+def test_oversize_and_flooded_joint_states_neither_stall_nor_flood_the_log(rig, policy):
+    """A 2.4 MB JointState is dropped before decoding; 2000 NaN states log a handful of lines, not 2000."""
+    n = rig.node
+    names = [f"j{i}" for i in range(100_000)]
+    huge = cv.make_joint_state(n.msg, n.now(), names, np.zeros(len(names)))
+    nan = cv.make_joint_state(n.msg, n.now(), ["joint0", "joint1"], np.array([np.nan, 0.0]))
+    out0 = policy.output().count("dropped")
+    for _ in range(3):
+        rig.js.publish(huge)
+    for k in range(2000):
+        rig.js.publish(nan)
+        if k % 20 == 0:
+            rig.run(0.002)
+    assert n.spin(until=lambda: int(rig.diag.get("policy", {}).get("dropped.joint_states", 0)) >= 500, timeout=15), \
+        rig.diag.get("policy")
+    rig.run(0.5)
+    check_safe(rig.cmds, rig)
+    assert policy.p.poll() is None
+    out = policy.output()
+    assert "byte sensor_msgs/msg/JointState" in out  # the oversize one, named
+    assert out.count("dropped") - out0 <= 6, out[-2000:]

@@ -35,9 +35,11 @@ from ..bundle import Bundle, EffectiveLimits, effective_limits, load_bundle, urd
 from ..features import policy_observation
 from ..ros import qos
 from ..ros.api import ControlTick, Diagnostics, Node, Window
+from ..ros.throttle import ThrottledLog
 from ..safety import SafetyLayer
 
 MODES = ("autonomous", "teleop", "hold")
+JOINT_STATES_QOS = qos.QoSProfile("best_effort", "volatile", 200)
 MIN_PLAN_DT = 1e-4  # s: a plan's step; shorter ones are malformed (no controller runs at 10 kHz)
 #: /wm/estop readers, all keep-all (every sample, in order): a transient-local one gets a latched
 #: publisher's last value on joining; a reliable volatile one matches every reliable publisher (ROS 2's
@@ -156,7 +158,9 @@ class PolicyNode:
         else:
             self.pub = node.create_publisher("trajectory_msgs/msg/JointTrajectory",
                                              "/joint_trajectory_controller/joint_trajectory")
-        node.create_subscription("sensor_msgs/msg/JointState", "/joint_states", self.on_joint_state, qos.SENSOR_DATA)
+        # sensor-data QoS, but a deep history: a flood of bad states between two takes must not push the
+        # good ones out of the reader (each is cheap to refuse: counted, logged throttled)
+        node.create_subscription("sensor_msgs/msg/JointState", "/joint_states", self.on_joint_state, JOINT_STATES_QOS)
         node.create_subscription("geometry_msgs/msg/PointStamped", "/goal", self.on_goal, qos.LATCHED)
         node.create_subscription("sensor_msgs/msg/JointState", "/teleop/command", self.on_teleop, qos.DEFAULT)
         node.create_subscription("std_msgs/msg/String", "/wm/mode", self.on_mode, qos.LATCHED)
@@ -170,6 +174,10 @@ class PolicyNode:
         if cfg.track_frames:
             node.create_subscription("sensor_msgs/msg/Image", "/wm/frame", self.on_frame, qos.SENSOR_DATA)
         self.diag = Diagnostics(node, hardware_id=f"bundle:{self.bundle.id}")
+        # a flood of bad input is counted in /diagnostics, and logged once, then as a count every 5 s
+        self.warn = ThrottledLog(node.logger, period=5.0, summary="{count} more like this ({key}) in the last "
+                                                                  "{seconds:.1f} s; the latest: {message}")
+        node.create_timer(1.0, self.warn.flush)  # a burst that stopped still gets its count
         self.diag.set("providers", ",".join(self.session.providers))
         self.diag.set("mode", self.mode)
         self.ticker = ControlTick(node, self.rate, self.act, ready=self.plan_ready if cfg.use_plan else None,
@@ -206,7 +214,7 @@ class PolicyNode:
             q, qd, _ = cv.joint_state_to_arrays(msg, self.names)
         except cv.ConversionError as exc:
             self.diag.count("dropped.joint_states")
-            self.node.logger.warning("dropped joint state: %s", exc)
+            self.warn.log("joint_state", "dropped joint state: %s", exc)
             return
         now = self.node.now()
         stamp = cv.stamp_sec(msg.header.stamp)
@@ -239,14 +247,14 @@ class PolicyNode:
             self.goal = cv.point_to_array(msg)
         except cv.ConversionError as exc:
             self.diag.count("dropped.goal")
-            self.node.logger.warning("dropped goal: %s", exc)
+            self.warn.log("goal", "dropped goal: %s", exc)
 
     def on_teleop(self, msg) -> None:
         try:
             self.teleop = cv.joint_state_to_arrays(msg, self.names)[0]
         except cv.ConversionError as exc:
             self.diag.count("dropped.teleop")
-            self.node.logger.warning("dropped teleop command: %s", exc)
+            self.warn.log("teleop", "dropped teleop command: %s", exc)
             return
         self.rx["teleop"] = self.node.now()
 
@@ -275,7 +283,7 @@ class PolicyNode:
         mode = str(msg.data).strip().lower()
         if mode not in MODES:
             self.diag.count("dropped.mode")
-            self.node.logger.warning("ignored unknown mode %r (use %s)", msg.data, "|".join(MODES))
+            self.warn.log("mode", "ignored unknown mode %r (use %s)", msg.data, "|".join(MODES))
             return
         if mode != self.mode:
             self.node.logger.info("mode %s -> %s", self.mode, mode)

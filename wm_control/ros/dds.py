@@ -211,7 +211,7 @@ class DdsPublisher:
 
 class DdsSubscription:
     def __init__(self, node: "DdsNode", typename: str, topic: str, callback: Callable[[Any], None],
-                 qos: qosmod.QoSProfile, raw: bool):
+                 qos: qosmod.QoSProfile, raw: bool, max_bytes: int | None = None):
         self.node = node
         self.typename = typename
         self.topic = topic
@@ -223,6 +223,11 @@ class DdsSubscription:
         self._deserialize = reg.deserialize
         self.count = 0
         self.errors = 0
+        self.oversize = 0
+        self.max_bytes = int(max_bytes or qosmod.max_bytes_for(typename))
+        from .throttle import ThrottledLog
+
+        self._warn = ThrottledLog(node.logger, period=5.0)
 
     def take(self) -> list[tuple[Any, Any]]:
         """(message or raw bytes, sample info) for every valid sample waiting."""
@@ -233,6 +238,11 @@ class DdsSubscription:
         for data, info in ret:
             if not info.valid_data:
                 continue
+            if len(data) > self.max_bytes:  # before any decoding
+                self.oversize += 1
+                self._warn.log("oversize", "dropped a %d-byte %s on %s (limit %d bytes)", len(data), self.typename,
+                               self.topic, self.max_bytes)
+                continue
             if self.raw:
                 out.append((data, info))
                 continue
@@ -240,7 +250,7 @@ class DdsSubscription:
                 out.append((self._deserialize(data, self.typename), info))
             except Exception as exc:  # a malformed sample is dropped and counted, never fatal
                 self.errors += 1
-                self.node.logger.warning("dropped undecodable %s on %s: %s", self.typename, self.topic, exc)
+                self._warn.log("undecodable", "dropped undecodable %s on %s: %s", self.typename, self.topic, exc)
         return out
 
     def matched(self) -> int:
@@ -344,9 +354,10 @@ class DdsNode:
 
     def create_subscription(self, typename: str, topic: str, callback: Callable[[Any], None],
                             qos: Any = qosmod.DEFAULT, raw: bool = False,
-                            with_info: bool = False) -> DdsSubscription:
+                            with_info: bool = False, max_bytes: int | None = None) -> DdsSubscription:
+        """``max_bytes``: larger samples are dropped undecoded and counted (default: :data:`wm_control.ros.qos.MAX_BYTES`)."""
         cb = callback if with_info else (lambda m, _info, _cb=callback: _cb(m))
-        sub = DdsSubscription(self, typename, self.resolve(topic), cb, qosmod.profile(qos), raw)
+        sub = DdsSubscription(self, typename, self.resolve(topic), cb, qosmod.profile(qos), raw, max_bytes)
         self.subscriptions.append(sub)
         self.waitset.attach(sub.condition)
         self.context.graph_add(self, "readers", sub.reader)

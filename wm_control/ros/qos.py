@@ -42,6 +42,25 @@ PROFILES = {
 }
 
 
+#: The largest serialised message a subscription accepts, by type (bytes; others: DEFAULT_MAX_BYTES).
+#: A bigger one is dropped before it is deserialised, counted and logged (throttled): a 2.4 MB
+#: JointState must not stall a control loop, nor a 300 MB "image" fill its memory.
+MAX_BYTES = {
+    "sensor_msgs/msg/Image": 64 << 20,  # 4K rgb8 is 25 MB
+    "sensor_msgs/msg/CompressedImage": 16 << 20,
+    "wm_control/msg/Plan": 1 << 20,
+    "sensor_msgs/msg/JointState": 64 << 10,  # a thousand joints fit
+    "std_msgs/msg/Bool": 4 << 10, "std_msgs/msg/Empty": 4 << 10, "std_msgs/msg/String": 64 << 10,
+    "geometry_msgs/msg/PointStamped": 4 << 10, "rosgraph_msgs/msg/Clock": 4 << 10,
+    "trajectory_msgs/msg/JointTrajectory": 1 << 20, "std_msgs/msg/Float64MultiArray": 64 << 10,
+}
+DEFAULT_MAX_BYTES = 8 << 20
+
+
+def max_bytes_for(typename: str) -> int:
+    return MAX_BYTES.get(typename, DEFAULT_MAX_BYTES)
+
+
 def profile(spec: QoSProfile | str | int) -> QoSProfile:
     """Accept a profile, a profile name, or a depth (reliable keep-last, as in rclpy)."""
     if isinstance(spec, QoSProfile):

@@ -18,10 +18,12 @@ from rclpy.clock import Clock, ClockType
 from rclpy.node import Node as _RosNode
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile as _RosQoS, ReliabilityPolicy
 from rcl_interfaces.msg import ParameterDescriptor
+from rclpy.serialization import deserialize_message
 from rosidl_runtime_py.utilities import get_message
 
 from . import qos as qosmod
 from .api import close_instance, config_from_params
+from .throttle import ThrottledLog
 
 _TYPECODES = {"double": "d", "float": "f", "int8": "b", "uint8": "B", "int16": "h", "uint16": "H",
               "int32": "i", "uint32": "I", "int64": "q", "uint64": "Q", "octet": "B", "char": "B"}
@@ -92,9 +94,21 @@ class RclpyNode:
         return pub
 
     def create_subscription(self, typename: str, topic: str, callback: Callable[[Any], None],
-                            qos: Any = qosmod.DEFAULT, raw: bool = False, with_info: bool = False) -> Any:
+                            qos: Any = qosmod.DEFAULT, raw: bool = False, with_info: bool = False,
+                            max_bytes: int | None = None) -> Any:
+        """Taken serialised, checked against ``max_bytes`` (default :data:`qos.MAX_BYTES`), then decoded:
+        an oversize message is dropped before rclpy spends time on it."""
+        cls, limit = get_message(typename), int(max_bytes or qosmod.max_bytes_for(typename))
         cb = (lambda m: callback(m, None)) if with_info else callback
-        return self.ros.create_subscription(get_message(typename), topic, cb, ros_qos(qosmod.profile(qos)), raw=raw)
+        warn = ThrottledLog(self.logger, period=5.0)
+
+        def guarded(data: bytes) -> None:
+            if len(data) > limit:
+                warn.log("oversize", "dropped a %d-byte %s on %s (limit %d bytes)", len(data), typename, topic, limit)
+                return
+            cb(data if raw else deserialize_message(data, cls))
+
+        return self.ros.create_subscription(cls, topic, guarded, ros_qos(qosmod.profile(qos)), raw=True)
 
     def create_timer(self, period: float, callback: Callable[[], None]) -> Any:
         t = self.ros.create_timer(period, callback)
