@@ -18,7 +18,8 @@ MPPI (model-predictive path integral), warm-started:
 * **clamps**: every candidate is an absolute position target sequence passed through the clamps of
   the safety layer, in order: a non-finite target holds the previous one, at most ``max_step`` from
   the previous target (the command in force at the start), then the position limits
-  (:func:`clamp_sequence`, the same as :meth:`wm_control.train.imagined.ImaginedEnvs.command`).
+  (:func:`wm_control.control.limits.clamp_sequence`: the safety layer's own kernel, also in
+  :meth:`wm_control.train.imagined.ImaginedEnvs.command`).
 * **rollouts**: every candidate through all members at once (one ONNX call per step, members x
   candidates); each member follows its own trajectory from the same start.
 * **cost**: ``-(sum over steps of the members' mean reward) + lam * (sum over steps of the
@@ -53,6 +54,7 @@ from typing import Any
 import numpy as np
 
 from .bundle import Bundle, BundleError, load_bundle
+from .control.limits import clamp_command, clamp_sequence
 from .features import policy_observation
 from .kinematics import Chain
 
@@ -134,20 +136,6 @@ class Plan:
     @property
     def status_name(self) -> str:
         return STATUS_NAMES.get(self.status, str(self.status))
-
-
-def clamp_sequence(u: np.ndarray, prev: np.ndarray, max_step: np.ndarray, lo: np.ndarray, hi: np.ndarray
-                   ) -> np.ndarray:
-    """``u (..., K, n)`` targets -> what the safety layer lets through, step after step from ``prev (..., n)``:
-    a non-finite target holds the previous one, then at most ``max_step`` from it, then the limits."""
-    out = np.empty_like(u)
-    p = np.broadcast_to(prev, u[..., 0, :].shape)
-    for k in range(u.shape[-2]):
-        t = u[..., k, :]
-        t = np.where(np.isfinite(t), t, p)
-        t = np.minimum(np.maximum(t, p - max_step), p + max_step)
-        p = out[..., k, :] = np.minimum(np.maximum(t, lo), hi)
-    return out
 
 
 def bundle_limits(bundle: Bundle, lower: list[float] | None = None, upper: list[float] | None = None
@@ -338,9 +326,7 @@ class Planner:
                 s = seq_s[:, 0, H - 1 + k].mean(0, dtype=np.float64)
                 obs = policy_observation(self.obs_kind, s[:n], s[n: 2 * n], goal)[None]
                 t = s[:n] + self.policy.sess.run(None, {obs_name: obs})[0][0]
-                t = np.where(np.isfinite(t), t, p_prev)
-                t = np.minimum(np.maximum(t, p_prev - self.max_step), p_prev + self.max_step)
-                p_prev = np.minimum(np.maximum(t, self.lo), self.hi)
+                p_prev = clamp_command(t, p_prev, self.max_step, self.lo, self.hi)
                 seq_a[0, H - 1 + k] = p_prev
             state_window = seq_s[:, :, k: k + H]
             action_window = np.broadcast_to(seq_a[None, :, k: k + H], (M, N, H, n))
@@ -382,5 +368,5 @@ def time_plan(planner: Planner, states: np.ndarray, actions: np.ndarray, goal: n
     return out
 
 
-__all__: list[Any] = ["Planner", "PlannerConfig", "Plan", "clamp_sequence", "bundle_limits", "STATUS_OK",
+__all__: list[Any] = ["Planner", "PlannerConfig", "Plan", "bundle_limits", "STATUS_OK",
                       "STATUS_UNCERTAIN", "STATUS_FAILED", "STATUS_NO_INPUT", "STATUS_NAMES", "time_plan"]

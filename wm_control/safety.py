@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .control.limits import clamp_command
 from .urdf import joint_limits_from_urdf
 
 
@@ -252,14 +253,9 @@ class SafetyLayer:
         if not np.array_equal(clipped, target):
             reasons.append("clipped_to_limits")
         with np.errstate(over="ignore", invalid="ignore"):
-            delta = clipped - base
-            small = np.abs(delta) <= self.max_step  # an overflowed (inf) delta is not small
-            cmd = np.where(small, clipped, base + np.sign(delta) * self.max_step)
-            cmd = np.clip(cmd, self.lo, self.hi)
-            # base + max_step can round one ulp past max_step away from base: pull it back in.
-            cmd = np.where(np.abs(cmd - base) > self.max_step, np.nextafter(cmd, base), cmd)
-        if not small.all():
-            reasons.append("rate_limited")
+            if not np.all(np.abs(clipped - base) <= self.max_step):  # an overflowed (inf) delta is not small
+                reasons.append("rate_limited")
+        cmd = clamp_command(target, base, self.max_step, self.lo, self.hi)  # the one kernel (control/limits.py)
         return self._finish(cmd, False, reasons, source)
 
     def _finish(self, cmd: np.ndarray | None, held: bool, reasons: list[str], source: str) -> SafetyResult:

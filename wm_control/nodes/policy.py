@@ -83,8 +83,10 @@ class PolicyConfig:
     """> 0: also judge joint states by their header stamp under wall-clock time (the robot's clock agrees
     with ours within this many seconds: chrony/PTP); under sim time the stamps are always judged (the clock
     is shared). A state older than max_joint_state_age (+ tolerance) or from the future is dropped."""
-    max_future_stamp: float = 0.5
-    """Joint states and plans stamped more than this many seconds after the node's clock are dropped."""
+    max_future_stamp: float = 5.0
+    """Plans, and under sim time joint states, stamped more than this many seconds after the node's clock are
+    dropped (counted). Generous on purpose: under sim time the clock may trail its own states by a bag's gap
+    or a lock-step simulator's next instant; an hour-off stamp is what it stops."""
     max_plan_age: float = 0.5
     """A plan whose stamp (the state it was made from) is older than this is not followed."""
     max_teleop_age: float = 0.5
@@ -236,7 +238,7 @@ class PolicyNode:
         tol = self.cfg.stamp_tolerance
         if not (shared or tol > 0):
             return None
-        if stamp - now > max(tol, self.cfg.max_future_stamp if shared else 0.0):
+        if stamp - now > (self.cfg.max_future_stamp if shared else tol):
             return "future_stamp"
         if now - stamp > self.cfg.max_joint_state_age + tol:
             return "stale_stamp"

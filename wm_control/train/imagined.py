@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from ..features import OBSERVATION_KINDS, policy_observation_torch
+from ..control.limits import clamp_command_torch
 from ..world.ensemble import EnsembleDynamics
 
 
@@ -137,10 +138,8 @@ class ImaginedEnvs:
         """The policy's output -> the command the safety layer would let through."""
         q = self.sw[:, -1, : self.n]
         prev = self.aw[:, -1]
-        raw = q + delta
-        target = torch.where(torch.isfinite(raw), raw, prev)  # a NaN/inf action holds the last command
-        target = torch.clamp(target, prev - self.cfg.max_step, prev + self.cfg.max_step)
-        return torch.maximum(torch.minimum(target, self.hi), self.lo)
+        # the safety layer's own kernel (control/limits.py): a NaN/inf action holds the last command
+        return clamp_command_torch(q + delta, prev, self.cfg.max_step, self.lo, self.hi)
 
     @torch.no_grad()
     def step(self, delta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
