@@ -308,3 +308,171 @@ def test_prepare_frame_shape_property(h, w, ow, oh, data):
     out = im.prepare_frame(img, im.FrameSpec(ow, oh, crop=(x, y, cw, ch)))
     assert out.shape == (oh, ow, 3) and out.dtype == np.uint8 and out.flags.c_contiguous
     assert (out == 9).all()
+
+
+# ------------------------------------------------------------------------------------------
+# Sizes from the headers, before decoding; complete JPEGs only
+# ------------------------------------------------------------------------------------------
+def _jpeg(rgb: np.ndarray, *params: int) -> bytes:
+    ok, buf = cv2.imencode(".jpg", rgb, list(params))
+    assert ok
+    return buf.tobytes()
+
+
+def _segments(jpg: bytes) -> list[tuple[int, int, int]]:
+    """(marker, offset, total length) of the segments before the first scan's data."""
+    out, pos = [], 2
+    while True:
+        m, length = jpg[pos + 1], int.from_bytes(jpg[pos + 2:pos + 4], "big")
+        out.append((m, pos, 2 + length))
+        if m == 0xDA:
+            return out
+        pos += 2 + length
+
+
+def test_standard_huffman_tables_are_the_ones_opencv_writes():
+    jpg = _jpeg(np.zeros((8, 8, 3), np.uint8))
+    written = {}
+    for m, pos, n in _segments(jpg):
+        if m == 0xC4:
+            seg, i = jpg[pos + 4:pos + n], 0
+            while i < len(seg):
+                total = sum(seg[i + 1:i + 17])
+                written[(seg[i] >> 4, seg[i] & 15)] = seg[i + 1:i + 17 + total]
+                i += 17 + total
+    assert written == im._STD_HUFFMAN
+
+
+def test_headers_give_the_size_without_decoding():
+    rgb = known_rgb(21, 34)
+    _, png = im.encode_compressed(rgb, "png")
+    _, jpg = im.encode_compressed(rgb, "jpeg")
+    assert im.png_header(png) == (34, 21)
+    h = im.jpeg_header(jpg)
+    assert (h.width, h.height, h.components, h.process, h.precision) == (34, 21, 3, "baseline", 8)
+    full = im.check_jpeg(jpg)
+    assert full.verified and full.scans == 1 and (full.width, full.height) == (34, 21)
+    with pytest.raises(im.ImageTooLarge, match="34x21 = 714 pixels is over the limit of 700"):
+        im.jpeg_header(jpg, max_pixels=700)
+    with pytest.raises(im.ImageTooLarge):
+        im.compressed_to_rgb(compressed("png", png), max_pixels=700)
+    assert im.compressed_to_rgb(compressed("png", png), max_pixels=714).shape == (21, 34, 3)
+    assert im.compressed_to_rgb(compressed("png", png), max_pixels=None).shape == (21, 34, 3)
+
+
+def test_raw_image_pixel_limit():
+    msg = image_msg(known_rgb(6, 8), "rgb8")
+    assert im.image_msg_to_rgb(msg, max_pixels=48).shape == (6, 8, 3)
+    with pytest.raises(im.ImageTooLarge, match="8x6 = 48 pixels"):
+        im.image_msg_to_rgb(msg, max_pixels=47)
+    # a header that claims a huge image is refused before its data is looked at
+    liar = make("sensor_msgs/msg/Image", height=100000, width=100000, encoding="rgb8", step=300000,
+                data=np.zeros(12, np.uint8))
+    with pytest.raises(im.ImageTooLarge):
+        im.image_msg_to_rgb(liar)
+
+
+@pytest.mark.parametrize("edit,err", [
+    (lambda j, s: j[:s["sof"] + 5] + b"\x00\x00" + j[s["sof"] + 7:], "frame size"),  # height 0 (DNL)
+    (lambda j, s: j[:s["sof"] + s["sof_n"]] + j[s["sof"]:], "two frame headers"),
+    (lambda j, s: j[:s["sof"]] + j[s["sof"] + s["sof_n"]:], "scan before the frame header"),
+    (lambda j, s: j[:s["dqt"] + 2] + b"\xff\xf0" + j[s["dqt"] + 4:], "segment at offset"),  # length past the end
+    (lambda j, s: j[:2] + b"\x00" + j[2:], "where a marker belongs"),
+    (lambda j, s: j[:-2], "no marker after its data"),
+])
+def test_malformed_jpeg_structure(edit, err):
+    jpg = _jpeg(known_rgb(16, 16))
+    segs = _segments(jpg)
+    where = {"sof": next(p for m, p, _ in segs if m == 0xC0), "sof_n": next(n for m, _, n in segs if m == 0xC0),
+             "dqt": next(p for m, p, _ in segs if m == 0xDB)}
+    with pytest.raises(ConversionError, match=err):
+        im.check_jpeg(edit(jpg, where))
+
+
+def test_bytes_after_the_last_mcu_or_after_eoi_are_harmless():
+    """Decoders skip them, and so does the check: the image is whole."""
+    jpg = _jpeg(known_rgb(16, 16))
+    want = im.compressed_to_rgb(compressed("jpeg", jpg))
+    for extra in (jpg[:-2] + b"\x00\x12" + jpg[-2:], jpg + b"trailer"):
+        assert im.check_jpeg(extra).verified
+        assert np.array_equal(im.compressed_to_rgb(compressed("jpeg", extra)), want)
+
+
+def _cut_with_end_marker(jpg: bytes, frac: float) -> bytes:
+    """The stream cut at ``frac`` of its (single) scan's data, at least its last byte gone, then EOI."""
+    start = next(p + n for m, p, n in _segments(jpg) if m == 0xDA)
+    end = len(jpg) - 2  # the scan's data ends at EOI
+    return jpg[:min(end - 1, start + int(frac * (end - start)))] + b"\xff\xd9"
+
+
+@settings(max_examples=60, deadline=None)
+@given(h=st.integers(1, 120), w=st.integers(1, 120), quality=st.integers(1, 100),
+       content=st.sampled_from(["noise", "smooth", "flat"]), grey=st.booleans(), optimize=st.booleans(),
+       restart=st.sampled_from([0, 0, 1, 3]), sampling=st.sampled_from([0x221111, 0x411111, 0x211111, 0x111111]),
+       seed=st.integers(0, 2**16), frac=st.floats(0.0, 1.0))
+def test_complete_jpegs_pass_truncated_ones_do_not(h, w, quality, content, grey, optimize, restart, sampling,
+                                                    seed, frac):
+    rng = np.random.default_rng(seed)
+    img = {"noise": lambda: rng.integers(0, 256, (h, w, 3), dtype=np.uint8),
+           "smooth": lambda: cv2.GaussianBlur(rng.integers(0, 256, (h, w, 3), dtype=np.uint8), (7, 7), 0),
+           "flat": lambda: np.full((h, w, 3), rng.integers(0, 256, 3), np.uint8)}[content]()
+    if grey:
+        img = np.ascontiguousarray(img[..., 0])
+    params = [cv2.IMWRITE_JPEG_QUALITY, quality, cv2.IMWRITE_JPEG_OPTIMIZE, int(optimize),
+              cv2.IMWRITE_JPEG_RST_INTERVAL, restart, cv2.IMWRITE_JPEG_SAMPLING_FACTOR, sampling]
+    jpg = _jpeg(img, *params)
+    assert im.check_jpeg(jpg).verified
+    out = im.compressed_to_rgb(compressed("jpeg", jpg))  # what the node produced before: cv2's decode, RGB
+    assert np.array_equal(out, cv2.cvtColor(cv2.imdecode(np.frombuffer(jpg, np.uint8), cv2.IMREAD_COLOR),
+                                            cv2.COLOR_BGR2RGB))
+    for f in (0.5, 0.9, frac):
+        bad = _cut_with_end_marker(jpg, f)
+        with pytest.raises(ConversionError, match="truncated"):
+            im.compressed_to_rgb(compressed("jpeg", bad))
+
+
+def test_truncated_at_a_restart_marker():
+    jpg = _jpeg(known_rgb(64, 64), cv2.IMWRITE_JPEG_RST_INTERVAL, 2)
+    rst = [i for i in range(len(jpg) - 1) if jpg[i] == 0xFF and 0xD0 <= jpg[i + 1] <= 0xD7]
+    assert len(rst) > 2
+    for i in (rst[0], rst[len(rst) // 2], rst[-1]):  # whole intervals missing
+        with pytest.raises(ConversionError, match="restart intervals"):
+            im.check_jpeg(jpg[:i] + b"\xff\xd9")
+    trailing = jpg[:-2] + bytes([0xFF, 0xD0 + len(rst) % 8]) + jpg[-2:]  # one more after the last interval:
+    assert im.check_jpeg(trailing).verified  # libjpeg ignores it, and so does the check
+    swapped = bytearray(jpg)
+    swapped[rst[1] + 1], swapped[rst[2] + 1] = swapped[rst[2] + 1], swapped[rst[1] + 1]
+    with pytest.raises(ConversionError, match="out of sequence"):
+        im.check_jpeg(bytes(swapped))
+
+
+def test_motion_jpeg_without_huffman_tables():
+    """Webcam MJPEG frames leave out the DHT segment: decoders use the standard tables, so does the check."""
+    rgb = smooth_rgb()
+    jpg = _jpeg(rgb[..., ::-1].copy())
+    bare = b"".join([jpg[:2]] + [jpg[p:p + n] for m, p, n in _segments(jpg)[:-1] if m != 0xC4]) + \
+        jpg[_segments(jpg)[-1][1]:]
+    assert b"\xff\xc4" not in bare[:bare.index(b"\xff\xda")]
+    assert im.check_jpeg(bare).verified
+    assert np.array_equal(im.compressed_to_rgb(compressed("jpeg", bare)), im.compressed_to_rgb(compressed("jpeg", jpg)))
+    with pytest.raises(ConversionError, match="truncated"):
+        im.check_jpeg(_cut_with_end_marker(bare, 0.7))
+
+
+def test_progressive_jpeg_is_refused_unless_unverified():
+    rgb = smooth_rgb()
+    jpg = _jpeg(rgb[..., ::-1].copy(), cv2.IMWRITE_JPEG_PROGRESSIVE, 1)
+    with pytest.raises(ConversionError, match="progressive JPEG"):
+        im.compressed_to_rgb(compressed("jpeg", jpg))
+    out = im.compressed_to_rgb(compressed("jpeg", jpg), verify_jpeg=False)
+    info = im.check_jpeg(jpg, verify=False)
+    assert info.process == "progressive" and info.scans > 1 and not info.verified
+    assert np.abs(out.astype(int) - rgb).mean() < 2.0
+
+
+def test_png_header_must_come_first():
+    _, png = im.encode_compressed(known_rgb(4, 4), "png")
+    with pytest.raises(ConversionError, match="first chunk"):
+        im.png_header(png[:12] + b"IHDx" + png[16:])
+    with pytest.raises(ConversionError, match="truncated PNG"):
+        im.png_header(png[:20])
