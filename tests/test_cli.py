@@ -79,7 +79,7 @@ def test_errors_are_one_line_that_says_what_to_fix(tmp_path, debug_bc):
         (("replay", str(junk), "--bundle", str(bundle)), "cannot read"),
         (("replay", str(junk), "--bundle", str(tmp_path)), "manifest"),
         (("dataset", str(tmp_path / "missing.mcap")), "does not exist"),
-        (("dataset", str(junk)), "cannot open bag"),
+        (("dataset", str(junk)), "not an MCAP file"),
         (("launch", str(tmp_path / "missing.yaml")), "not found"),
     ]
     for args, what in cases:

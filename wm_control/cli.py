@@ -82,6 +82,27 @@ def cmd_record(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bag(a: argparse.Namespace) -> int:
+    """``bag info BAG`` / ``bag repair IN OUT``: what a bag holds; a damaged bag made whole again."""
+    from .bags import bag_info, repair_bag
+    from .errors import UserError
+
+    if a.bag_cmd == "info":
+        print(json.dumps(bag_info(a.bag), indent=2))
+        return 0
+    try:
+        res = repair_bag(a.bag, a.out, overwrite=a.overwrite)
+    except FileExistsError as exc:
+        raise UserError(str(exc)) from None
+    print(f"{a.bag} -> {a.out}: {res['report'] if res['damaged'] else 'no damage found'}; "
+          f"wrote {res['messages']} messages on {len(res['topics'])} topics")
+    for topic, n in sorted(res["topics"].items()):
+        print(f"  {topic}: {n}")
+    for topic, why in sorted(res["skipped_topics"].items()):
+        print(f"  {topic}: not written ({why})")
+    return 0
+
+
 def cmd_bench(a: argparse.Namespace) -> int:
     if a.what == "transport":
         from .bench.transport import bench_transport
@@ -323,6 +344,17 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--duration", type=float, default=None)
     s.add_argument("--overwrite", action="store_true")
     s.set_defaults(fn=cmd_record)
+
+    s = sub.add_parser("bag", help="bag info BAG | bag repair IN OUT: inspect a bag; rewrite a cut or damaged one")
+    bag = s.add_subparsers(dest="bag_cmd", required=True, metavar="info|repair")
+    b = bag.add_parser("info", help="topics, types and counts of what is readable, and any damage (JSON)")
+    b.add_argument("bag")
+    b = bag.add_parser("repair", help="every recoverable message of a cut or damaged bag into a new, "
+                       "indexed MCAP rosbag2; says what was recovered and lost")
+    b.add_argument("bag", metavar="IN")
+    b.add_argument("out", metavar="OUT")
+    b.add_argument("--overwrite", action="store_true")
+    s.set_defaults(fn=cmd_bag)
 
     s = sub.add_parser("dataset", help="read bags into time-aligned episodes and summarise them")
     s.add_argument("bags", nargs="+")

@@ -81,60 +81,72 @@ class _Streams:
     goal_t: list[float] = field(default_factory=list)
     goal: list[np.ndarray] = field(default_factory=list)
     dropped: int = 0
+    """Messages skipped: undecodable, or not what the config expects (wrong joint count ...)."""
+    undecodable: int = 0
+    """Of those, messages whose CDR did not decode (a damaged payload)."""
     truncated: str | None = None
+    """What was lost, when the bag is cut or damaged (the reader's report)."""
 
 
 def read_streams(path: str | Path, cfg: DatasetConfig) -> tuple[_Streams, list[str]]:
-    """Decode the configured topics of one bag (directory with metadata.yaml, MCAP or sqlite3)."""
-    from rosbags.highlevel import AnyReader
+    """Decode the configured topics of one bag (a folder, with or without its metadata.yaml, or a bare
+    MCAP or sqlite3 file). A cut or damaged MCAP gives every complete message (``truncated`` says what
+    was lost); a message that does not decode is skipped and counted (``dropped``, ``undecodable``)."""
+    import logging
+
+    from .bags import BagError, iter_bag_messages
 
     path = Path(path)
     if not path.exists():
         raise DatasetError(f"bag {path} does not exist")
-    reg = registry()
+    log = logging.getLogger("wm_control.dataset")
+    store = registry().store
     names = list(cfg.joint_names)
     s = _Streams()
+    wanted = [cfg.joint_states_topic, cfg.command_topic]
+    if cfg.image_topic and cfg.load_images:
+        wanted.append(cfg.image_topic)
+    if cfg.goal_topic:
+        wanted.append(cfg.goal_topic)
     try:
-        reader = AnyReader([path], default_typestore=reg.store)
-        reader.open()
-    except Exception as exc:
-        raise DatasetError(f"cannot open bag {path}: {exc} (truncated or corrupt? "
-                           f"try `ros2 bag reindex` or re-record)") from None
+        bag = iter_bag_messages(path, topics=wanted, warn=False)
+    except BagError as exc:
+        raise DatasetError(f"cannot open bag {path}: {exc}") from None
+
+    def check_topics() -> None:
+        for topic in (cfg.joint_states_topic, cfg.command_topic):
+            if topic not in bag.topics:
+                raise DatasetError(f"bag {path} has no {topic}; topics: {sorted(bag.topics)}")
+
+    if bag.complete:  # the topics are known before reading (else: once read)
+        check_topics()
+
+    def drop(topic: str, why: str) -> None:
+        s.dropped += 1
+        if s.dropped <= 3:
+            log.warning("%s: dropped a message on %s: %s", path, topic, why)
+
     try:
-        by_topic = {c.topic: c for c in reader.connections}
-        if cfg.joint_states_topic not in by_topic:
-            raise DatasetError(f"bag {path} has no {cfg.joint_states_topic}; topics: {sorted(by_topic)}")
-        if cfg.command_topic not in by_topic:
-            raise DatasetError(f"bag {path} has no {cfg.command_topic}; topics: {sorted(by_topic)}")
-        wanted = [cfg.joint_states_topic, cfg.command_topic]
-        if cfg.image_topic and cfg.load_images and cfg.image_topic in by_topic:
-            wanted.append(cfg.image_topic)
-        if cfg.goal_topic and cfg.goal_topic in by_topic:
-            wanted.append(cfg.goal_topic)
-        conns = [by_topic[t] for t in wanted]
-        it = reader.messages(connections=conns)
-        while True:
+        for topic, msgtype, t_ns, raw in bag:
             try:
-                conn, t_ns, raw = next(it)
-            except StopIteration:
-                break
-            except Exception as exc:  # a truncated file: keep what was read, say so
-                s.truncated = f"{type(exc).__name__}: {exc}"
-                break
+                msg = bag.deserialize(raw, msgtype, store)
+            except Exception as exc:  # bad CDR (a damaged payload), an unknown type: skip it, count it
+                s.undecodable += 1
+                drop(topic, f"cannot decode {msgtype}: {type(exc).__name__}: {exc}")
+                continue
             try:
-                msg = reader.deserialize(raw, conn.msgtype)
                 t_bag = t_ns * 1e-9
-                if conn.topic == cfg.joint_states_topic:
+                if topic == cfg.joint_states_topic:
                     if not names:
                         names = list(msg.name)
                     q, qd, _ = cv.joint_state_to_arrays(msg, names)
                     s.js_t.append(_stamp_or(msg, t_bag))
                     s.q.append(q)
                     s.qd.append(qd)
-                elif conn.topic == cfg.command_topic:
+                elif topic == cfg.command_topic:
                     if not names:
                         continue  # no joint state yet: cannot order the command
-                    if conn.msgtype == "trajectory_msgs/msg/JointTrajectory":
+                    if msgtype == "trajectory_msgs/msg/JointTrajectory":
                         _, pos = cv.trajectory_to_arrays(msg, names)
                         value = pos[0]
                     else:
@@ -143,21 +155,19 @@ def read_streams(path: str | Path, cfg: DatasetConfig) -> tuple[_Streams, list[s
                         value = value[[order.index(n) for n in names]]
                     s.cmd_t.append(t_bag)
                     s.cmd.append(value)
-                elif conn.topic == cfg.image_topic:
+                elif topic == cfg.image_topic:
                     s.img_t.append(_stamp_or(msg, t_bag))
                     s.img.append(cv.image_to_rgb(msg))
-                elif conn.topic == cfg.goal_topic:
+                elif topic == cfg.goal_topic:
                     s.goal_t.append(_stamp_or(msg, t_bag))
                     s.goal.append(cv.point_to_array(msg))
             except (cv.ConversionError, ValueError) as exc:
-                s.dropped += 1
-                if s.dropped <= 3:
-                    import logging
-
-                    logging.getLogger("wm_control.dataset").warning("%s: dropped a message on %s: %s",
-                                                                    path, conn.topic, exc)
-    finally:
-        reader.close()
+                drop(topic, str(exc))
+    except BagError as exc:
+        raise DatasetError(f"cannot read bag {path}: {exc}") from None
+    check_topics()
+    if bag.report.damaged:
+        s.truncated = bag.report.what()
     return s, names
 
 
@@ -224,7 +234,8 @@ def align(s: _Streams, names: list[str], cfg: DatasetConfig, source: str) -> lis
 
 
 def find_bags(paths: Sequence[str | Path]) -> list[Path]:
-    """Bag directories under the given paths (a bag dir has metadata.yaml), sorted."""
+    """Bags under the given paths, sorted: folders with a metadata.yaml, and the .mcap files of folders
+    without one (a recording that never closed)."""
     out: list[Path] = []
     for p in map(Path, paths):
         if not p.exists():
@@ -232,9 +243,11 @@ def find_bags(paths: Sequence[str | Path]) -> list[Path]:
         if (p / "metadata.yaml").exists() or p.suffix in (".mcap", ".db3"):
             out.append(p)
         elif p.is_dir():
-            found = sorted(d.parent for d in p.rglob("metadata.yaml"))
+            dirs = {d.parent for d in p.rglob("metadata.yaml")}
+            loose = {f for f in p.rglob("*.mcap") if f.parent not in dirs}
+            found = sorted(dirs | loose)
             if not found:
-                raise DatasetError(f"no rosbag2 bags (folders with metadata.yaml) under {p}")
+                raise DatasetError(f"no rosbag2 bags (folders with metadata.yaml, or .mcap files) under {p}")
             out.extend(found)
         else:
             raise DatasetError(f"{p} is neither a bag nor a folder of bags")
@@ -243,8 +256,9 @@ def find_bags(paths: Sequence[str | Path]) -> list[Path]:
 
 def load_episodes(paths: Sequence[str | Path], cfg: DatasetConfig | None = None,
                   strict: bool = False) -> list[Episode]:
-    """Episodes from every bag under ``paths``. A truncated bag yields what it holds, with a warning
-    (or a :class:`DatasetError` when ``strict``)."""
+    """Episodes from every bag under ``paths``. A truncated or damaged bag yields every complete
+    message it holds, with a warning (or a :class:`DatasetError` when ``strict``); a message that does
+    not decode is skipped and counted."""
     import logging
 
     cfg = cfg or DatasetConfig()
@@ -254,8 +268,11 @@ def load_episodes(paths: Sequence[str | Path], cfg: DatasetConfig | None = None,
         streams, names = read_streams(bag, cfg)
         if streams.truncated:
             if strict:
-                raise DatasetError(f"bag {bag} is truncated ({streams.truncated})")
-            log.warning("bag %s is truncated (%s); using the %d joint states read before the break",
+                raise DatasetError(f"bag {bag} is truncated or damaged ({streams.truncated})")
+            log.warning("bag %s is damaged (%s); using the %d joint states recovered",
                         bag, streams.truncated, len(streams.js_t))
+        if streams.dropped:
+            log.warning("bag %s: %d messages skipped (%d undecodable)", bag, streams.dropped,
+                        streams.undecodable)
         episodes.extend(align(streams, names, cfg, str(bag)))
     return episodes

@@ -31,18 +31,18 @@ NEVER_REPLAY = {"/clock", "/rosout", "/diagnostics", "/parameter_events"}
 
 
 def _read_bag(path: Path) -> tuple[list[tuple[str, str, int, bytes]], dict[str, str]]:
-    from rosbags.highlevel import AnyReader
-
-    from .msgs import registry
+    """(topic, type, log time, CDR) of every message, in time order, and topic -> type. A cut or
+    damaged MCAP gives every complete message, with a warning saying what was lost."""
+    from .bags import BagError, iter_bag_messages
 
     if not path.exists():
         raise UserError(f"bag {path} not found (give a rosbag2 folder, or its .mcap / .db3 file)")
     try:
-        with AnyReader([path], default_typestore=registry().store) as r:
-            types = {c.topic: c.msgtype for c in r.connections}
-            msgs = [(c.topic, c.msgtype, t, bytes(raw)) for c, t, raw in r.messages()]
-    except Exception as exc:  # rosbags' errors: unknown format, truncated, no metadata, ...
+        bag = iter_bag_messages(path)
+        msgs = [(m.topic, m.msgtype, m.t_ns, m.data) for m in bag]
+    except BagError as exc:  # not a bag: no file, not MCAP, sqlite3 that rosbags cannot open
         raise UserError(f"cannot read {path} as a rosbag2 (MCAP or sqlite3): {exc}") from exc
+    types = {t.topic: t.msgtype for t in bag.topics.values()}
     msgs.sort(key=lambda m: m[2])
     return msgs, types
 
