@@ -4,7 +4,7 @@ import pytest
 
 from wm_control.ros.api import ConfigError, config_from_params
 from wm_control.ros.args import RosArgsError, load_params_file, parse_ros_args, resolve_topic
-from wm_control.nodes.sim_robot import SimRobotConfig
+from wm_control.ros.nodes.sim_robot import SimRobotConfig
 
 
 def test_parse_full_command_line(tmp_path):

@@ -21,9 +21,9 @@ from rosbags.highlevel import AnyReader
 from rosbags.rosbag2 import Reader
 from rosbags.rosbag2.storage_mcap import McapReader
 
-from wm_control.bags import BagWriter, CollectConfig, collect
-from wm_control.dataset import DatasetConfig, DatasetError, load_episodes, read_streams
-from wm_control.msgs import registry
+from wm_control.data.bags import BagWriter, CollectConfig, collect
+from wm_control.data.dataset import DatasetConfig, DatasetError, load_episodes, read_streams
+from wm_control.ros.messages import registry
 
 CFG = CollectConfig(episodes=1, episode_s=0.6, image_width=32, image_height=24, camera_rate=20.0, seed=3)
 STEPS = 30  # 0.6 s at 50 Hz, both ends
@@ -64,7 +64,7 @@ class Chunked:
     index lists them: (start offset, end offset, messages), with the message offset each begins at."""
 
     def __init__(self, mcap: Path):
-        from wm_control.bags import iter_bag_messages
+        from wm_control.data.bags import iter_bag_messages
 
         self.mcap = mcap
         self.data = mcap.read_bytes()
@@ -101,10 +101,10 @@ def cut_copy(tmp_path, name, data: bytes) -> Path:
 
 
 def read(path, caplog):
-    from wm_control.bags import iter_bag_messages
+    from wm_control.data.bags import iter_bag_messages
 
     caplog.clear()
-    with caplog.at_level(logging.WARNING, logger="wm_control.bags"):
+    with caplog.at_level(logging.WARNING, logger="wm_control.data.bags"):
         bag = iter_bag_messages(path)
         got = [key(m.topic, m.t_ns, m.data) for m in bag]
     return got, bag.report, caplog.text
@@ -250,7 +250,7 @@ def test_bag_written_with_timed_flushes_reads_with_rosbags(tmp_path):
         while mcap.stat().st_size == size:  # the timer's flush
             assert time.monotonic() < end, "no chunk was flushed within 10 s"
             time.sleep(0.02)
-        from wm_control.bags import iter_bag_messages
+        from wm_control.data.bags import iter_bag_messages
 
         early = iter_bag_messages(bag, warn=False)
         assert [reg.deserialize(m.data, m.msgtype).data for m in early] == sent  # readable while open
@@ -317,9 +317,9 @@ def test_record_killed_with_sigkill_keeps_every_message_older_than_flush_s(tmp_p
             p.wait()
     assert not (bag / "metadata.yaml").exists()  # it never closed
     assert next(bag.glob("*.mcap")).stat().st_size > 0  # (before: an empty file)
-    from wm_control.bags import iter_bag_messages
+    from wm_control.data.bags import iter_bag_messages
 
-    with caplog.at_level(logging.WARNING, logger="wm_control.bags"):
+    with caplog.at_level(logging.WARNING, logger="wm_control.data.bags"):
         got = [registry().deserialize(m.data, m.msgtype).data for m in iter_bag_messages(bag)]
     assert got[:len(old)] == old, f"{len(got)} recovered:\n" + "".join(err)
     assert got[len(old):] == [f"new {i}" for i in range(len(got) - len(old))]  # then a prefix of the rest

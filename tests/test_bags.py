@@ -11,11 +11,10 @@ import pytest
 from rosbags.highlevel import AnyReader
 from rosbags.rosbag2 import Reader
 
-from wm_control.bags import ROBOT_TOPICS, CollectConfig, collect
-from wm_control.dataset import DatasetConfig, DatasetError, load_episodes
-from wm_control.msgs import registry
-
-from .helpers import NodeProcess
+from tests.helpers import NodeProcess
+from wm_control.data.bags import ROBOT_TOPICS, CollectConfig, collect
+from wm_control.data.dataset import DatasetConfig, DatasetError, load_episodes
+from wm_control.ros.messages import registry
 
 CFG = CollectConfig(episodes=2, episode_s=0.6, image_width=32, image_height=24, camera_rate=20.0, seed=3)
 
@@ -86,7 +85,7 @@ def test_dataset_reader_aligns_episodes(bags):
 def test_truncated_bag_is_reported_not_a_crash(bags, tmp_path, caplog):
     """A bag cut in half (a crash, a full disk) yields the steps of its complete chunks, with a warning;
     ``strict`` makes it an error."""
-    from wm_control.bags import BagWriter
+    from wm_control.data.bags import BagWriter
 
     out, summary = bags
     src = summary["episodes"][0]["bag"]

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import yaml
 
-from wm_control.bundle import BundleError, choose_providers, compute_bundle_id, load_bundle
+from wm_control.world.bundle import BundleError, choose_providers, compute_bundle_id, load_bundle
 
 
 @pytest.fixture(scope="module")
@@ -74,8 +74,9 @@ def test_a_perturbed_weight_fails_the_check(bc, tmp_path):
     up to 5e-4 of itself, a classic wrong export) are caught, while the true export passes."""
     import onnx
     import onnxruntime as ort
-    from tests.numerics import assert_export_matches, export_error
     from onnx import numpy_helper
+
+    from tests.numerics import assert_export_matches, export_error
 
     ckpt, bundle = bc
     model = onnx.load(str(bundle / "policy.onnx"))

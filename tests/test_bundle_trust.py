@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import yaml
 
-from wm_control.bundle import BundleError, load_bundle
+from wm_control.world.bundle import BundleError, load_bundle
 
 JOINTS = ["joint0", "joint1"]
 
@@ -38,7 +38,7 @@ def write(b, m):
 
 def reseal(m):
     """What a consistent attacker does after an edit: recompute the bundle id."""
-    from wm_control.bundle import compute_bundle_id
+    from wm_control.world.bundle import compute_bundle_id
 
     m["bundle_id"] = compute_bundle_id(m)
     return m
@@ -52,7 +52,7 @@ def refused(b, check, **kw):
 
 
 def keypair(tmp_path, name="bundle_signing"):
-    from wm_control.bundle import generate_keypair
+    from wm_control.world.bundle import generate_keypair
 
     return generate_keypair(tmp_path / f"keys_{name}", name)
 
@@ -112,7 +112,7 @@ def test_manifest_reformatted_without_edits_is_accepted(bundle):
 def test_bundle_from_before_bundle_ids_is_refused_with_a_reexport_hint(bundle):
     m = read(bundle)
     m.pop("bundle_id", None)
-    m["format"] = "wm_control.bundle/1"
+    m["format"] = "wm_control.world.bundle/1"
     write(bundle, m)
     msg = refused(bundle, "bundle_id")
     assert "re-export" in msg and "wm-control export" in msg
@@ -120,7 +120,7 @@ def test_bundle_from_before_bundle_ids_is_refused_with_a_reexport_hint(bundle):
 
 # ---- a consistent rewrite: only a pin or a required signature refuses it ------------------------------
 def test_rewritten_graph_with_its_sha_is_refused_when_pinned_or_signature_required(bundle, tmp_path):
-    from wm_control.bundle import sign_bundle
+    from wm_control.world.bundle import sign_bundle
 
     priv, pub = keypair(tmp_path)
     good = load_bundle(bundle).id
@@ -171,7 +171,7 @@ def test_symlink_escaping_the_bundle_is_refused(bundle, tmp_path):
 
 # ---- signatures ----------------------------------------------------------------------------------------
 def test_signature_valid_is_accepted(bundle, tmp_path):
-    from wm_control.bundle import public_key_id, sign_bundle
+    from wm_control.world.bundle import public_key_id, sign_bundle
 
     priv, pub = keypair(tmp_path)
     assert oct(priv.stat().st_mode & 0o777) == "0o600"
@@ -185,7 +185,7 @@ def test_signature_valid_is_accepted(bundle, tmp_path):
 def test_signature_tampered_is_refused(bundle, tmp_path):
     import base64
 
-    from wm_control.bundle import sign_bundle
+    from wm_control.world.bundle import sign_bundle
 
     priv, pub = keypair(tmp_path)
     sig_path = sign_bundle(bundle, priv)
@@ -198,7 +198,7 @@ def test_signature_tampered_is_refused(bundle, tmp_path):
 
 
 def test_signature_of_a_bundle_edited_after_signing_is_refused(bundle, tmp_path):
-    from wm_control.bundle import sign_bundle
+    from wm_control.world.bundle import sign_bundle
 
     priv, pub = keypair(tmp_path)
     sign_bundle(bundle, priv)
@@ -216,7 +216,7 @@ def test_signature_missing_is_refused_when_required(bundle, tmp_path):
 
 
 def test_signature_by_wrong_key_is_refused(bundle, tmp_path):
-    from wm_control.bundle import sign_bundle
+    from wm_control.world.bundle import sign_bundle
 
     attacker, _ = keypair(tmp_path, "attacker")
     _, trusted = keypair(tmp_path, "ours")
@@ -226,7 +226,7 @@ def test_signature_by_wrong_key_is_refused(bundle, tmp_path):
 
 
 def test_keypair_is_never_overwritten(tmp_path):
-    from wm_control.bundle import generate_keypair
+    from wm_control.world.bundle import generate_keypair
 
     generate_keypair(tmp_path, "k")
     with pytest.raises(FileExistsError):
@@ -262,7 +262,7 @@ def trt_options(sess):
 def fake_tensorrt(monkeypatch):
     import onnxruntime
 
-    import wm_control.bundle as B
+    import wm_control.world.bundle as B
 
     FakeOrtSession.made = []
     monkeypatch.setattr(B, "choose_providers", lambda device: ["TensorrtExecutionProvider", "CUDAExecutionProvider",
@@ -271,7 +271,7 @@ def fake_tensorrt(monkeypatch):
 
 
 def test_tensorrt_engine_cache_is_keyed_by_bundle_id(bundle, tmp_path, fake_tensorrt):
-    from wm_control.bundle import Session
+    from wm_control.world.bundle import Session
 
     b = load_bundle(bundle)
     sess = b.session("policy", "auto", warmup=0)
@@ -308,7 +308,7 @@ def manifest_robot(**kw):
 
 
 def test_null_manifest_limits_do_not_mean_no_limits():
-    from wm_control.bundle import effective_limits
+    from wm_control.world.bundle import effective_limits
 
     lim = effective_limits(manifest_robot(position_limits=[[None, None], [None, None]], max_step=1000.0),
                            {"lower": [-1.0, -1.5], "upper": [1.0, 1.5], "max_step": 0.05})
@@ -317,7 +317,7 @@ def test_null_manifest_limits_do_not_mean_no_limits():
 
 
 def test_limits_are_the_tighter_of_robot_and_bundle(tmp_path):
-    from wm_control.bundle import effective_limits, urdf_limits
+    from wm_control.world.bundle import effective_limits, urdf_limits
 
     robot = {"joint_names": JOINTS[::-1], "lower": [-0.5, -4.0], "upper": [0.5, 4.0], "max_step": 0.3}
     lim = effective_limits(manifest_robot(), robot)  # the robot's lists are in its own joint order
@@ -336,7 +336,7 @@ def test_limits_are_the_tighter_of_robot_and_bundle(tmp_path):
 
 
 def test_manifest_control_rate_above_max_control_rate_is_refused():
-    from wm_control.bundle import effective_limits
+    from wm_control.world.bundle import effective_limits
 
     with pytest.raises(BundleError, match="check 'control_rate'"):
         effective_limits(manifest_robot(control_rate=500.0), {}, max_control_rate=100.0)
@@ -344,7 +344,7 @@ def test_manifest_control_rate_above_max_control_rate_is_refused():
 
 
 def test_manifest_joint_names_not_the_robots_are_refused():
-    from wm_control.bundle import effective_limits
+    from wm_control.world.bundle import effective_limits
 
     with pytest.raises(BundleError, match="check 'joint_names'"):
         effective_limits(manifest_robot(), {"joint_names": ["shoulder", "elbow"]})
@@ -355,7 +355,7 @@ def test_manifest_joint_names_not_the_robots_are_refused():
 def test_policy_node_limits_never_looser_than_its_parameters(bundle):
     """The policy node's wiring (PolicyNode._limits on a stand-in for the node): a manifest max_step of
     1000 and null limits (resealed by a consistent attacker) still give the parameters' limits."""
-    from wm_control.nodes.policy import PolicyConfig, PolicyNode
+    from wm_control.ros.nodes.policy import PolicyConfig, PolicyNode
 
     m = read(bundle)
     m["robot"].update(max_step=1000.0, position_limits=None, control_rate=500.0)

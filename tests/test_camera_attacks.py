@@ -14,15 +14,14 @@ import cv2
 import numpy as np
 import pytest
 
-from wm_control import conversions as cv
-from wm_control import image as im
-from wm_control.msgs import registry
-from wm_control.nodes.camera_ingest import CameraIngestConfig, CameraIngestNode
+from tests.helpers import NodeProcess
+from wm_control.ros import convert as cv
 from wm_control.ros import qos
 from wm_control.ros.dds import DdsNode
+from wm_control.ros.messages import registry
+from wm_control.ros.nodes.camera_ingest import CameraIngestConfig, CameraIngestNode
 from wm_control.ros.throttle import ThrottledLog
-
-from .helpers import NodeProcess
+from wm_control.world import frames as im
 
 make = registry().new
 NS = "/attack_test"  # topics of this module only

@@ -10,8 +10,15 @@ import numpy as np
 import pytest
 import torch
 
-from wm_control.train.ensemble import (batch, ensemble_preset, export_ensemble, load_ensemble, make_transitions,
-                                       rollout_loss, train_ensemble)
+from wm_control.train.ensemble import (
+    batch,
+    ensemble_preset,
+    export_ensemble,
+    load_ensemble,
+    make_transitions,
+    rollout_loss,
+    train_ensemble,
+)
 from wm_control.world.ensemble import EnsembleDynamics, StateSpec, spearman
 
 
@@ -54,7 +61,7 @@ def test_onnx_agrees_with_torch_over_a_rollout(ens, tmp_path):
     import copy
 
     from tests.numerics import assert_export_matches
-    from wm_control.bundle import load_bundle
+    from wm_control.world.bundle import load_bundle
 
     _, sf, _ = ens
     model, _ = load_ensemble(sf)
@@ -88,7 +95,7 @@ def test_onnx_agrees_with_torch_over_a_rollout(ens, tmp_path):
 
 def test_self_forcing_backpropagates_through_the_rollout(ens):
     data, sf, _ = ens
-    from wm_control.dataset import DatasetConfig, load_episodes
+    from wm_control.data.dataset import DatasetConfig, load_episodes
 
     model, _ = load_ensemble(sf)
     model.train()
@@ -194,7 +201,7 @@ def test_uncertainty_is_in_the_models_output_units():
 
 
 def test_imagined_envs_from_logs(ens):
-    from wm_control.dataset import DatasetConfig, load_episodes
+    from wm_control.data.dataset import DatasetConfig, load_episodes
     from wm_control.train.imagined import ImaginedConfig, ImaginedEnvs
 
     data, sf, _ = ens
@@ -213,7 +220,7 @@ def test_imagined_envs_from_logs(ens):
 def test_imagined_start_windows_align_with_training_windows(ens):
     """A start holds states s[t-H+1..t] and the commands executed before them, a[t-H..t-1]: stepping with
     the logged a[t] feeds the model exactly the window it was trained on (batch())."""
-    from wm_control.dataset import DatasetConfig, load_episodes
+    from wm_control.data.dataset import DatasetConfig, load_episodes
     from wm_control.train.ensemble import batch, make_transitions
     from wm_control.train.imagined import ImaginedConfig, ImaginedEnvs
 

@@ -5,11 +5,10 @@ the arm where it measurably is, then releases at the rate limit."""
 import numpy as np
 import pytest
 
-from wm_control import conversions as cv
+from tests.helpers import NodeProcess
+from wm_control.ros import convert as cv
 from wm_control.ros import qos
 from wm_control.ros.dds import DdsNode
-
-from .helpers import NodeProcess
 
 MAX_STEP = 0.05
 NS = "/estop_test"

@@ -5,8 +5,8 @@ import json
 import pytest
 import yaml
 
-from wm_control.evaluate import check_planner_params, expert_params, parse_params
-from wm_control.evaluate_suite import evaluate_suite
+from wm_control.eval.closed_loop import check_planner_params, expert_params, parse_params
+from wm_control.eval.suite import evaluate_suite
 
 
 def test_expert_specs():
@@ -31,7 +31,7 @@ def test_suite_runs_groups_side_by_side(debug_bc, tmp_path):
         assert res["episodes"] == 2 and 0.0 <= res["success_rate"] <= 1.0 and len(res["per_episode"]) == 2
     assert out["groups"]["logs A"]["behaviour"]["label"] == "behaviour"
     # resume: everything is in the file already, nothing runs again
-    import wm_control.evaluate as ev
+    import wm_control.eval.closed_loop as ev
 
     def boom(*a, **k):
         raise AssertionError("ran again")
@@ -69,7 +69,7 @@ def test_suite_passes_planner_params_and_resume_respects_them(tmp_path, monkeypa
     cfg = tmp_path / "suite.yaml"
     cfg.write_text(yaml.safe_dump({"episodes": 2, "groups": {"g": {"plan": f"planner:{bundle}", "exp": "expert"}}},
                                   sort_keys=False))
-    import wm_control.evaluate as ev
+    import wm_control.eval.closed_loop as ev
 
     calls = []
 

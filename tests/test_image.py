@@ -8,10 +8,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from wm_control import conversions as cv
-from wm_control import image as im
-from wm_control.conversions import ConversionError
-from wm_control.msgs import registry
+from wm_control.ros import convert as cv
+from wm_control.ros.convert import ConversionError
+from wm_control.ros.messages import registry
+from wm_control.world import frames as im
 
 make = registry().new
 H, W = 6, 8

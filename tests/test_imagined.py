@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from wm_control.features import policy_observation, policy_observation_torch
+from wm_control.control.features import policy_observation, policy_observation_torch
 from wm_control.train.imagined import ImaginedConfig, ImaginedEnvs
 from wm_control.world.ensemble import EnsembleDynamics, StateSpec
 

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from wm_control.kinematics import Chain, chain_from_sim
+from wm_control.control.kinematics import Chain, chain_from_sim
 from wm_control.sim import ArmConfig, SimArm
 
 

@@ -9,8 +9,8 @@ import time
 
 import pytest
 
-from wm_control.launcher import Launcher, graph_from_config
 from wm_control.ros.args import RosArgsError
+from wm_control.ros.launcher import Launcher, graph_from_config
 
 CONFIG = """
 /**:
@@ -331,7 +331,7 @@ def test_nodes_die_with_a_sigkilled_launcher(tmp_path, procs):
 
 STOP_SCRIPT = r"""
 import os, signal, subprocess, sys, threading, time
-from wm_control.launcher import Launcher
+from wm_control.ros.launcher import Launcher
 
 l = Launcher(sys.argv[1], echo=False)
 # the node: a stubborn process that ignores SIGINT and SIGTERM
@@ -373,8 +373,8 @@ def test_sigterm_to_replay_stops_its_stack(tmp_path, procs):
     """`wm-control replay` (as eval and demo) turns SIGTERM into Ctrl-C: its stack is stopped, no orphans."""
     import numpy as np
 
-    from wm_control import conversions as cv
-    from wm_control.bags import BagWriter
+    from wm_control.data.bags import BagWriter
+    from wm_control.ros import convert as cv
 
     bag = tmp_path / "bag"
     with BagWriter(bag) as w:

@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from wm_control.control.limits import clamp_command, clamp_command_torch, clamp_sequence
-from wm_control.safety import SafetyConfig, SafetyLayer
+from wm_control.control.safety import SafetyConfig, SafetyLayer
 
 INF = math.inf
 wild = st.one_of(st.floats(-10, 10), st.floats(allow_nan=True, allow_infinity=True), st.sampled_from([1e308, -1e308]))
@@ -59,7 +59,7 @@ def test_kernel_numpy_torch_and_safety_layer_agree(case):
 
 def test_the_planner_and_the_imagined_envs_call_the_kernel(monkeypatch):
     """Not copies: replacing the kernel changes what they do."""
-    import wm_control.planner as planner_mod
+    import wm_control.control.planner as planner_mod
     import wm_control.train.imagined as imagined_mod
 
     calls = []

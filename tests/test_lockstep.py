@@ -3,11 +3,10 @@ same graph produce the same trajectory however the CPU is loaded."""
 
 import numpy as np
 
-from wm_control import conversions as cv
+from tests.helpers import NodeProcess
+from wm_control.ros import convert as cv
 from wm_control.ros import qos
 from wm_control.ros.dds import DdsNode
-
-from .helpers import NodeProcess
 
 
 def run_once(tag: str, n_states: int = 120) -> dict:

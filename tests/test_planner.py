@@ -11,14 +11,13 @@ import numpy as np
 import pytest
 import torch
 
-from wm_control import conversions as cv
-from wm_control.bundle import BundleError, write_bundle
+from tests.helpers import NodeProcess
 from wm_control.control.limits import clamp_sequence
-from wm_control.planner import STATUS_FAILED, STATUS_OK, STATUS_UNCERTAIN, Planner, PlannerConfig
+from wm_control.control.planner import STATUS_FAILED, STATUS_OK, STATUS_UNCERTAIN, Planner, PlannerConfig
+from wm_control.ros import convert as cv
 from wm_control.ros import qos
 from wm_control.ros.dds import DdsNode
-
-from .helpers import NodeProcess
+from wm_control.world.bundle import BundleError, write_bundle
 
 NAMES = ["joint0", "joint1"]
 DT = 0.02
@@ -201,7 +200,7 @@ def test_uncertainty_is_the_ensembles_own_along_member_trajectories(debug_ensemb
     assert_export_matches(r["rewards"], ref_rewards.mean(0).numpy(), ex_rewards.mean(0).numpy(),
                           "rewards along the planner's rollouts")
     # by default (the bundle has the robot's kinematic chain) the reward is the task's, from each member's state
-    from wm_control.kinematics import chain_from_sim
+    from wm_control.control.kinematics import chain_from_sim
 
     pk = planner(bundle, horizon=8, samples=16)
     assert pk.chain is not None

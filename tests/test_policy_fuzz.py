@@ -9,9 +9,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from wm_control import conversions as cv
-from wm_control.msgs import registry
-from wm_control.nodes.policy import PolicyConfig, PolicyNode
+from wm_control.ros import convert as cv
+from wm_control.ros.messages import registry
+from wm_control.ros.nodes.policy import PolicyConfig, PolicyNode
 
 MAX_STEP = 0.05
 LOWER, UPPER = [-1.0, -1.5], [1.0, 1.5]

@@ -4,11 +4,10 @@ inside the limits and never jumps further than the rate limit; stale inputs and 
 import numpy as np
 import pytest
 
-from wm_control import conversions as cv
+from tests.helpers import NodeProcess
+from wm_control.ros import convert as cv
 from wm_control.ros import qos
 from wm_control.ros.dds import DdsNode
-
-from .helpers import NodeProcess
 
 MAX_STEP = 0.05
 LOWER, UPPER = [-1.0, -1.5], [1.0, 1.5]

@@ -117,9 +117,9 @@ def ens_ckpt(debug_ensemble):
 def test_train_export_and_run_like_the_node(ens_ckpt, tmp_path):
     """CLI sweep over two lambdas -> two checkpoints, two bundles (policy + ensemble + thresholds), a
     summary; the ONNX policy agrees with torch and has the BC policy's interface."""
-    from wm_control.bundle import load_bundle
-    from wm_control.features import policy_observation
+    from wm_control.control.features import policy_observation
     from wm_control.train.ppo import lam_label, load_ppo
+    from wm_control.world.bundle import load_bundle
 
     out, bundle = tmp_path / "ppo", tmp_path / "bundle"
     r = subprocess.run([sys.executable, "-m", "wm_control", "train", "policy", "--preset", "debug",

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 from rosbags.rosbag2 import Reader
 
-from wm_control.bags import CollectConfig, collect
-from wm_control.evaluate import evaluate
-from wm_control.msgs import registry
-from wm_control.replay import replay
+from wm_control.data.bags import CollectConfig, collect
+from wm_control.data.replay import replay
+from wm_control.eval.closed_loop import evaluate
+from wm_control.ros.messages import registry
 
 
 @pytest.fixture(scope="module")

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from wm_control.safety import SafetyConfig, SafetyLayer
-from wm_control.urdf import JointLimit, joint_limits_from_urdf
+from wm_control.control.safety import SafetyConfig, SafetyLayer
+from wm_control.control.urdf import JointLimit, joint_limits_from_urdf
 
 DATA = Path(__file__).parent / "data"
 URDF = DATA / "two_joint.urdf"

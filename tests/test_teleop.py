@@ -16,12 +16,11 @@ import cv2
 import numpy as np
 import pytest
 
-from wm_control import conversions as cv
+from tests.helpers import NodeProcess
 from wm_control import teleop as tp
+from wm_control.ros import convert as cv
 from wm_control.ros import qos
 from wm_control.ros.api import ConfigError, config_from_params
-
-from .helpers import NodeProcess
 
 RED, BLUE = (220, 30, 30), (30, 30, 220)
 
@@ -221,8 +220,8 @@ def test_mjpeg_server_serves_frames():
 # Configuration
 # ------------------------------------------------------------------------------------------
 def test_config_errors_are_clear(monkeypatch):
-    from wm_control.nodes.teleop import TeleopConfig, TeleopNode
     from wm_control.ros.dds import DdsNode
+    from wm_control.ros.nodes.teleop import TeleopConfig, TeleopNode
 
     for bad, match in [({"input": "mouse"}, "input must be one of"), ({"view": "tv"}, "view must be one of"),
                        ({"rate": 0.0}, "rate must be > 0"), ({"deadzone": 1.0}, "deadzone"),
@@ -252,8 +251,8 @@ def test_config_errors_are_clear(monkeypatch):
 
 def test_teleop_graph_config_is_launchable():
     """config/teleop.yaml: every section is a known node whose parameters are valid."""
-    from wm_control.launcher import graph_from_config
     from wm_control.ros.args import load_params_file
+    from wm_control.ros.launcher import graph_from_config
     from wm_control.ros.runner import node_class
 
     path = os.path.join(os.path.dirname(__file__), "..", "config", "teleop.yaml")
@@ -287,8 +286,8 @@ def spin(nodes, seconds, until=None):
 
 
 def test_view_on_a_topic():
-    from wm_control.nodes.teleop import TeleopConfig, TeleopNode
     from wm_control.ros.dds import DdsNode
+    from wm_control.ros.nodes.teleop import TeleopConfig, TeleopNode
 
     node = DdsNode("teleop_view_test", remaps={"/wm/frame": "/vt/frame", "/wm/preview": "/vt/preview",
                                                "/wm/teleop_view": "/vt/view", "/wm/mode": "/vt/mode"})

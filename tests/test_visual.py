@@ -97,8 +97,8 @@ def test_bundle_is_verified_and_onnx_matches_torch_over_a_whole_rollout(debug_vi
     import copy
 
     from tests.numerics import assert_export_matches
-    from wm_control.bundle import BundleError, load_bundle
     from wm_control.train.visual import load_video, load_visual
+    from wm_control.world.bundle import BundleError, load_bundle
     from wm_control.world.stream import StreamingWorldModel
     from wm_control.world.visual import frames_to_input
 
@@ -184,9 +184,9 @@ class _Listener:
 
 
 def test_world_model_node_publishes_latents_previews_and_resets_on_gaps(debug_visual):
-    from wm_control import conversions as cv
-    from wm_control.bundle import load_bundle
+    from wm_control.ros import convert as cv
     from wm_control.train.visual import load_video, load_visual
+    from wm_control.world.bundle import load_bundle
     from wm_control.world.stream import StreamingWorldModel
 
     ckpt, bundle_dir = debug_visual
@@ -236,7 +236,7 @@ def test_world_model_node_publishes_latents_previews_and_resets_on_gaps(debug_vi
 def test_eval_visual_writes_json_and_plots_with_every_comparison(debug_visual, tmp_path):
     import json
 
-    from wm_control.evaluate_visual import evaluate_visual
+    from wm_control.eval.visual import evaluate_visual
 
     ckpt, _ = debug_visual
     out = tmp_path / "visual.json"
@@ -255,7 +255,7 @@ def test_eval_visual_writes_json_and_plots_with_every_comparison(debug_visual, t
 
 
 def test_visual_state_report_with_and_without_the_latent(debug_visual, tmp_path):
-    from wm_control.evaluate_visual_state import visual_state_report
+    from wm_control.eval.visual_state import visual_state_report
 
     ckpt, _ = debug_visual
     res = visual_state_report(ckpt, tmp_path / "vs.json", preset="debug", bc_iterations=20, episodes=2, horizon=10,
@@ -313,11 +313,11 @@ def test_camera_only_bags_are_video_for_the_unlabelled_stages(debug_visual, tmp_
     import yaml
     from rosbags.highlevel import AnyReader
 
-    from wm_control.bags import BagWriter
-    from wm_control.dataset import DatasetConfig
-    from wm_control.image import FrameSpec
-    from wm_control.msgs import registry
+    from wm_control.data.bags import BagWriter
+    from wm_control.data.dataset import DatasetConfig
+    from wm_control.ros.messages import registry
     from wm_control.train.visual import VisualConfig, labelled_split, load_video, read_video_only
+    from wm_control.world.frames import FrameSpec
 
     ckpt, _ = debug_visual
     meta = yaml.safe_load((ckpt / "checkpoint.yaml").read_text())

@@ -7,11 +7,10 @@ import sys
 import numpy as np
 import pytest
 
-from wm_control.msgs import registry
+from tests.wire_samples import TYPES, sample, topic_of
 from wm_control.ros import qos
 from wm_control.ros.dds import DdsNode, pad_cdr, unpad_cdr
-
-from .wire_samples import TYPES, sample, topic_of
+from wm_control.ros.messages import registry
 
 
 @pytest.fixture(scope="module")

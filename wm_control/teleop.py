@@ -1,6 +1,6 @@
 """Teleoperation core: keyboard and gamepad (``sensor_msgs/Joy``) input to joint position targets, and
 the operator's side-by-side view (camera | world-model preview). No ROS imports: the node
-(:mod:`wm_control.nodes.teleop`) wires these pieces to topics.
+(:mod:`wm_control.ros.nodes.teleop`) wires these pieces to topics.
 
 * :class:`KeyMap` / :func:`key_action`: per-joint +/- keys (joint i: ``plus[i]`` / ``minus[i]``, by default
   the rows ``qwertyu`` / ``asdfghj``) and the keys for mode, e-stop, e-stop reset, speed and quit.

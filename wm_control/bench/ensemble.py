@@ -12,7 +12,7 @@ import numpy as np
 
 def bench_ensemble(bundle: str, candidates: int = 256, calls: int = 3000, device: str = "auto",
                    threads: int = 1) -> dict:
-    from ..bundle import Session, load_bundle
+    from wm_control.world.bundle import Session, load_bundle
 
     b = load_bundle(bundle)
     spec = b.graph("ensemble")

@@ -25,9 +25,9 @@ from typing import Any
 import numpy as np
 import yaml
 
-from .. import conversions as cv
-from ..launcher import Launcher
-from ..ros import qos
+from wm_control.ros import convert as cv
+from wm_control.ros import qos
+from wm_control.ros.launcher import Launcher
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -39,8 +39,8 @@ def _cpu_seconds(pid: int) -> float:
 def bench_loop(bundle: str, duration: float = 20.0, warmup: float = 3.0, device: str = "auto",
                camera_rate: float = 30.0, image_size: int = 96, realtime_priority: int = 0) -> dict:
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
-    from ..bundle import load_bundle
-    from ..ros.dds import DdsNode
+    from wm_control.ros.dds import DdsNode
+    from wm_control.world.bundle import load_bundle
 
     b = load_bundle(bundle)
     cam = b.manifest.get("camera") or {"width": 64, "height": 64}

@@ -22,9 +22,9 @@ from typing import Any
 import numpy as np
 import yaml
 
-from ..launcher import Launcher
-from ..ros import qos
-from .loop import _cpu_seconds
+from wm_control.bench.loop import _cpu_seconds
+from wm_control.ros import qos
+from wm_control.ros.launcher import Launcher
 
 
 def _pct(ms: np.ndarray) -> dict[str, float]:
@@ -34,8 +34,8 @@ def _pct(ms: np.ndarray) -> dict[str, float]:
 def plan_latency(bundle: str, samples: int = 256, horizon: int = 16, iterations: int = 1, threads: int = 1,
                  device: str = "auto", plans: int = 200) -> dict[str, Any]:
     """Latency of ``plans`` consecutive warm-started plans (ms) and of one ensemble call."""
-    from ..bundle import load_bundle
-    from ..planner import Planner, PlannerConfig
+    from wm_control.control.planner import Planner, PlannerConfig
+    from wm_control.world.bundle import load_bundle
 
     b = load_bundle(bundle)
     p = Planner(b, PlannerConfig(samples=samples, horizon=horizon, iterations=iterations, threads=threads,
@@ -72,7 +72,7 @@ def graph_run(bundle: str, duration: float = 10.0, warmup: float = 4.0, device: 
               planner_params: dict[str, Any] | None = None) -> dict[str, Any]:
     """sim_robot (real time) + policy (use_plan) + planner for ``duration`` s; rates from /diagnostics."""
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
-    from ..ros.dds import DdsNode
+    from wm_control.ros.dds import DdsNode
 
     path = str(Path(bundle).resolve())
     graph = {

@@ -16,12 +16,12 @@ import time
 
 import numpy as np
 
-from .. import conversions as cv
-from ..ros import qos
+from wm_control.ros import convert as cv
+from wm_control.ros import qos
 
 
 def _echo(duration: float) -> None:
-    from ..ros.dds import DdsNode
+    from wm_control.ros.dds import DdsNode
 
     node = DdsNode("bench_echo")
     pubs = {}
@@ -43,7 +43,7 @@ def _stats(x: np.ndarray) -> dict:
 
 
 def bench_transport(duration: float = 5.0, rate: float = 100.0, warmup: float = 1.0) -> dict:
-    from ..ros.dds import DdsNode
+    from wm_control.ros.dds import DdsNode
 
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     echo = subprocess.Popen([sys.executable, "-m", "wm_control.bench.transport", "--echo",

@@ -20,15 +20,15 @@ def _pct(ms: np.ndarray) -> dict[str, float]:
 
 def bench_visual(bundle: str = "bundles/visual", frames: int = 1000, preview_steps: int = 8, device: str = "auto",
                  data: str | None = None) -> dict:
-    from ..bundle import load_bundle
-    from ..world.stream import StreamingWorldModel
+    from wm_control.world.bundle import load_bundle
+    from wm_control.world.stream import StreamingWorldModel
 
     b = load_bundle(bundle)
     wm = StreamingWorldModel(b, device=device, warmup=20)
     H, W = wm.size
     rng = np.random.default_rng(0)
     if data:
-        from ..train.visual import VisualConfig, load_video
+        from wm_control.train.visual import VisualConfig, load_video
 
         cfg = VisualConfig(image_size=W, frame_rate=wm.frame_rate)
         eps, _ = load_video(data, cfg)

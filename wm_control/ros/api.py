@@ -26,7 +26,7 @@ from typing import Any, Callable, Protocol
 
 import numpy as np
 
-from .qos import QoSProfile
+from wm_control.ros.qos import QoSProfile
 
 
 class ConfigError(ValueError):

@@ -33,10 +33,10 @@ from cyclonedds.sub import DataReader
 from cyclonedds.topic import Topic
 from cyclonedds.util import duration
 
-from ..msgs import MessageRegistry, registry
-from . import qos as qosmod
-from .api import sec_to_sec_nsec
-from .args import resolve_topic
+from wm_control.ros import qos as qosmod
+from wm_control.ros.api import sec_to_sec_nsec
+from wm_control.ros.args import resolve_topic
+from wm_control.ros.messages import MessageRegistry, registry
 
 _ANY = SampleState.Any | ViewState.Any | InstanceState.Any
 
@@ -225,7 +225,7 @@ class DdsSubscription:
         self.errors = 0
         self.oversize = 0
         self.max_bytes = int(max_bytes or qosmod.max_bytes_for(typename))
-        from .throttle import ThrottledLog
+        from wm_control.ros.throttle import ThrottledLog
 
         self._warn = ThrottledLog(node.logger, period=5.0)
 

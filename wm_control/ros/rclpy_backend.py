@@ -14,16 +14,17 @@ from typing import Any, Callable
 
 import numpy as np
 import rclpy  # noqa: F401  (import-guarded by the caller: only loaded when ROS 2 is sourced)
+from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.clock import Clock, ClockType
 from rclpy.node import Node as _RosNode
-from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile as _RosQoS, ReliabilityPolicy
-from rcl_interfaces.msg import ParameterDescriptor
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, ReliabilityPolicy
+from rclpy.qos import QoSProfile as _RosQoS
 from rclpy.serialization import deserialize_message
 from rosidl_runtime_py.utilities import get_message
 
-from . import qos as qosmod
-from .api import close_instance, config_from_params
-from .throttle import ThrottledLog
+from wm_control.ros import qos as qosmod
+from wm_control.ros.api import close_instance, config_from_params
+from wm_control.ros.throttle import ThrottledLog
 
 _TYPECODES = {"double": "d", "float": "f", "int8": "b", "uint8": "B", "int16": "h", "uint16": "H",
               "int32": "i", "uint32": "I", "int64": "q", "uint64": "Q", "octet": "B", "char": "B"}

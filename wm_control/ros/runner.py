@@ -9,18 +9,18 @@ import sys
 import traceback
 from typing import Any
 
-from .api import ConfigError, close_instance, config_fields, config_from_params
-from .args import RosArgsError, parse_ros_args, validate_node_name
+from wm_control.ros.api import ConfigError, close_instance, config_fields, config_from_params
+from wm_control.ros.args import RosArgsError, parse_ros_args, validate_node_name
 
 #: node type -> "module:Class"; imported lazily so `wm-control run sim_robot` loads only what it needs
 NODE_TYPES: dict[str, str] = {
-    "sim_robot": "wm_control.nodes.sim_robot:SimRobotNode",
-    "scripted_controller": "wm_control.nodes.scripted_controller:ScriptedControllerNode",
-    "policy": "wm_control.nodes.policy:PolicyNode",
-    "camera_ingest": "wm_control.nodes.camera_ingest:CameraIngestNode",
-    "planner": "wm_control.nodes.planner:PlannerNode",
-    "world_model": "wm_control.nodes.world_model:WorldModelNode",
-    "teleop": "wm_control.nodes.teleop:TeleopNode",
+    "sim_robot": "wm_control.ros.nodes.sim_robot:SimRobotNode",
+    "scripted_controller": "wm_control.ros.nodes.scripted_controller:ScriptedControllerNode",
+    "policy": "wm_control.ros.nodes.policy:PolicyNode",
+    "camera_ingest": "wm_control.ros.nodes.camera_ingest:CameraIngestNode",
+    "planner": "wm_control.ros.nodes.planner:PlannerNode",
+    "world_model": "wm_control.ros.nodes.world_model:WorldModelNode",
+    "teleop": "wm_control.ros.nodes.teleop:TeleopNode",
 }
 
 
@@ -80,14 +80,14 @@ def run_node(node_type: str, argv: list[str], backend: str | None = None) -> int
         print(f"[ERROR] [{name}]: {SECURITY_REFUSAL}", file=sys.stderr)
         return 2
     if b == "rclpy":
-        from .rclpy_backend import run_rclpy_node
+        from wm_control.ros.rclpy_backend import run_rclpy_node
 
         if not (os.environ.get("ROS_AUTOMATIC_DISCOVERY_RANGE") or os.environ.get("ROS_LOCALHOST_ONLY")):
             os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"  # as on dds: the network only when asked
 
         return run_rclpy_node(cls, name, argv)
 
-    from .dds import DdsNode
+    from wm_control.ros.dds import DdsNode
 
     try:
         params = args.resolved_params(name, ns)

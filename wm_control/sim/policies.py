@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .arm import Observation, SimArm
+from wm_control.sim.arm import Observation, SimArm
 
 
 def _as_rng(rng: np.random.Generator | int | None) -> np.random.Generator:

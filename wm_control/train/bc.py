@@ -1,6 +1,6 @@
 """Behaviour cloning: expert bags -> a position-target policy -> ``policy.onnx`` in a bundle.
 
-The policy maps the observation (:mod:`wm_control.features`) to a joint position *change*: the
+The policy maps the observation (:mod:`wm_control.control.features`) to a joint position *change*: the
 command is ``q + policy(obs)``. Inputs and outputs are normalised with statistics of the training
 data; the exported graph contains the normaliser, the network and the de-normalisation, so the
 node feeds raw observations and gets raw radians.
@@ -22,10 +22,10 @@ from typing import Any
 import numpy as np
 import yaml
 
-from ..dataset import DatasetConfig, Episode, load_episodes
-from ..features import observation_dim, policy_observation
-from . import read_checkpoint
-from .presets import BCConfig
+from wm_control.control.features import observation_dim, policy_observation
+from wm_control.data.dataset import DatasetConfig, Episode, load_episodes
+from wm_control.train import read_checkpoint
+from wm_control.train.presets import BCConfig
 
 log = logging.getLogger("wm_control.train.bc")
 
@@ -95,7 +95,7 @@ def ensure_data(cfg: BCConfig, data_dir: Path) -> None:
     """Collect expert demonstrations into ``data_dir`` when it holds no bags."""
     if data_dir.exists() and any(data_dir.rglob("metadata.yaml")):
         return
-    from ..bags import CollectConfig, collect
+    from wm_control.data.bags import CollectConfig, collect
 
     print(f"[train bc] no bags in {data_dir}: collecting {cfg.episodes} expert episodes "
           f"(noise {cfg.collect_noise})", file=sys.stderr)
@@ -191,7 +191,7 @@ def sim_position_limits(robot: str, joint_names: list[str]) -> list[list[float |
     """[lower, upper] per joint from the simulated robot's model (None for continuous joints);
     None when the robot is not one of ours (then the node needs a URDF or parameters)."""
     try:
-        from ..sim import ArmConfig, SimArm
+        from wm_control.sim import ArmConfig, SimArm
 
         arm = SimArm(ArmConfig(robot=robot, render=False))
         arm.connect()
@@ -213,7 +213,7 @@ def export_bc(ckpt_dir: str | Path, bundle_dir: str | Path, max_step: float = 0.
 
     import torch
 
-    from ..bundle import write_bundle
+    from wm_control.world.bundle import write_bundle
 
     policy, meta = load_bc(ckpt_dir)
     obs_dim = meta["obs_dim"]

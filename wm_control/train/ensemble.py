@@ -25,9 +25,9 @@ import numpy as np
 import torch
 import yaml
 
-from ..dataset import DatasetConfig, Episode, load_episodes
-from ..world.ensemble import EnsembleDynamics, StateSpec, step_features
-from . import read_checkpoint
+from wm_control.data.dataset import DatasetConfig, Episode, load_episodes
+from wm_control.train import read_checkpoint
+from wm_control.world.ensemble import EnsembleDynamics, StateSpec, step_features
 
 
 @dataclass
@@ -115,7 +115,7 @@ class Transitions:
 
 def fingertip_distance(robot: str, q: np.ndarray, goal: np.ndarray) -> np.ndarray:
     """-|fingertip - goal| (xy) per row, from the simulated robot's kinematics."""
-    from ..sim import ArmConfig, SimArm
+    from wm_control.sim import ArmConfig, SimArm
 
     arm = SimArm(ArmConfig(robot=robot, render=False))
     arm.connect()
@@ -151,7 +151,7 @@ def reward_samples(robot: str, tr: Transitions, n: int, joint_names: list[str], 
     """``n`` (state, goal, reward) rows with q uniform over the joint ranges (continuous joints over one
     turn), zero velocity, goals drawn from the logs, and the kinematic task reward; None when the
     robot's kinematics are not ours (then the head learns from the logs alone)."""
-    from .bc import sim_position_limits
+    from wm_control.train.bc import sim_position_limits
 
     if n <= 0 or tr.S.shape[1] != 2 * len(joint_names):
         return None  # with a visual latent in the state there is no latent to pair with a drawn configuration
@@ -270,8 +270,8 @@ def train_ensemble(cfg: EnsembleConfig, data_dir: str | Path, out_dir: str | Pat
     rank, world = _dist()
     data_dir, out = Path(data_dir), Path(out_dir)
     if rank == 0 and episodes is None:
-        from .bc import ensure_data
-        from .presets import BCConfig
+        from wm_control.train.bc import ensure_data
+        from wm_control.train.presets import BCConfig
 
         ensure_data(BCConfig(robot=cfg.robot, episodes=cfg.episodes, collect_noise=cfg.collect_noise,
                              control_rate=cfg.control_rate, seed=cfg.seed), data_dir)
@@ -404,7 +404,7 @@ def export_ensemble_onnx(model: EnsembleDynamics, path: str | Path) -> dict[str,
     """Write the graph; returns its io spec for the manifest (member axis fixed, batch dynamic)."""
     import warnings
 
-    from ..world.ensemble import ExportedEnsemble
+    from wm_control.world.ensemble import ExportedEnsemble
 
     M, H, ds, da = model.members, model.spec.history, model.spec.state_dim, model.spec.n
     args = (torch.zeros(M, 2, H, ds), torch.zeros(M, 2, H, da), torch.zeros(M, 2, 3))
@@ -434,8 +434,8 @@ def export_ensemble(ckpt_dir: str | Path, bundle_dir: str | Path, policy_bundle:
     manifest carries the calibrated uncertainty thresholds."""
     import tempfile
 
-    from ..bundle import load_bundle, write_bundle
-    from .bc import sim_position_limits
+    from wm_control.train.bc import sim_position_limits
+    from wm_control.world.bundle import load_bundle, write_bundle
 
     model, meta = load_ensemble(ckpt_dir)
     cfg = meta["config"]
@@ -444,7 +444,7 @@ def export_ensemble(ckpt_dir: str | Path, bundle_dir: str | Path, policy_bundle:
         graphs = {"ensemble": (path, export_ensemble_onnx(model, path))}
         robot = {"name": cfg["robot"], "joint_names": meta["spec"]["joint_names"], "control_rate": cfg["control_rate"],
                  "max_step": 0.15, "position_limits": sim_position_limits(cfg["robot"], meta["spec"]["joint_names"])}
-        from ..kinematics import chain_from_sim
+        from wm_control.control.kinematics import chain_from_sim
 
         chain = chain_from_sim(cfg["robot"])
         if chain is not None and chain.n == len(meta["spec"]["joint_names"]):

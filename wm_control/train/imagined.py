@@ -9,7 +9,7 @@ with no simulator and no robot (the policy issue trains PPO on these).
   ``max_step`` from the previous command), so the imagined robot moves as the real one will.
 * Reward ``task_reward - lam * uncertainty``: the task reward of the followed member's predicted state
   (``reward_fn``: e.g. minus the fingertip distance from the robot's kinematics, see
-  :mod:`wm_control.kinematics`; otherwise the member's reward head), less the penalty. An episode ends
+  :mod:`wm_control.control.kinematics`; otherwise the member's reward head), less the penalty. An episode ends
   after ``max_steps`` (truncation) or when the uncertainty passes
   ``terminate_scale`` x a calibrated percentile (termination: the model is lost there).
 * Done environments reset themselves; the observation they ended on is in ``info['final_obs']`` so
@@ -25,9 +25,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..features import OBSERVATION_KINDS, policy_observation_torch
-from ..control.limits import clamp_command_torch
-from ..world.ensemble import EnsembleDynamics
+from wm_control.control.features import OBSERVATION_KINDS, policy_observation_torch
+from wm_control.control.limits import clamp_command_torch
+from wm_control.world.ensemble import EnsembleDynamics
 
 
 @dataclass
@@ -100,7 +100,7 @@ class ImaginedEnvs:
         termination limit scales: the per-step uncertainty here is a one-step disagreement (from the
         followed member's window), so the default is the one-step p99 of calibration, not the p99 of
         trajectory spread over a calibration rollout (``uncertainty_p99``)."""
-        from .ensemble import make_transitions
+        from wm_control.train.ensemble import make_transitions
 
         H = model.spec.history
         tr = make_transitions(episodes, H, 1, robot, rewards=False)  # the reward head supplies rewards

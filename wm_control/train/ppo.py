@@ -35,11 +35,11 @@ import torch
 import torch.nn as nn
 import yaml
 
-from ..dataset import DatasetConfig, load_episodes
-from ..features import OBSERVATION_KINDS
-from . import read_checkpoint
-from .bc import ExportedPolicy, _progress, make_mlp, sim_position_limits
-from .imagined import ImaginedConfig, ImaginedEnvs
+from wm_control.control.features import OBSERVATION_KINDS
+from wm_control.data.dataset import DatasetConfig, load_episodes
+from wm_control.train import read_checkpoint
+from wm_control.train.bc import ExportedPolicy, _progress, make_mlp, sim_position_limits
+from wm_control.train.imagined import ImaginedConfig, ImaginedEnvs
 
 log = logging.getLogger("wm_control.train.ppo")
 
@@ -170,11 +170,11 @@ class World:
     data_dirs: list[str]
     position_limits: Any
     chain: Any = None
-    """The robot's kinematic chain (:class:`wm_control.kinematics.Chain`), for the kinematic reward."""
+    """The robot's kinematic chain (:class:`wm_control.control.kinematics.Chain`), for the kinematic reward."""
 
     @classmethod
     def load(cls, ensemble_dir: str | Path, data_dirs: list[str | Path] | None = None) -> World:
-        from .ensemble import load_ensemble
+        from wm_control.train.ensemble import load_ensemble
 
         model, meta = load_ensemble(ensemble_dir)
         meta["path"] = str(ensemble_dir)
@@ -183,7 +183,7 @@ class World:
         episodes = [e for e in episodes if e.goal is not None and len(e) > model.spec.history + 1]
         if not episodes:
             raise ValueError(f"no usable episodes (with a goal) under {dirs}")
-        from ..kinematics import chain_from_sim
+        from wm_control.control.kinematics import chain_from_sim
 
         limits = sim_position_limits(meta["config"]["robot"], model.spec.joint_names)
         return cls(model, meta, episodes, dirs, limits, chain_from_sim(meta["config"]["robot"]))
@@ -439,8 +439,8 @@ def export_ppo(ckpt_dir: str | Path, bundle_dir: str | Path, ensemble_dir: str |
     import tempfile
     import warnings
 
-    from ..bundle import write_bundle
-    from .ensemble import export_ensemble
+    from wm_control.train.ensemble import export_ensemble
+    from wm_control.world.bundle import write_bundle
 
     policy, meta = load_ppo(ckpt_dir)
     cfg, obs_dim = meta["config"], meta["obs_dim"]

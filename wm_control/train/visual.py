@@ -39,9 +39,9 @@ from typing import Any
 
 import numpy as np
 
-from ..dataset import DatasetConfig, find_bags, load_episodes
-from ..image import FrameSpec, prepare_frame
-from .presets import PRESETS
+from wm_control.data.dataset import DatasetConfig, find_bags, load_episodes
+from wm_control.train.presets import PRESETS
+from wm_control.world.frames import FrameSpec, prepare_frame
 
 
 @dataclass
@@ -149,7 +149,7 @@ class VideoEpisode:
 def ensure_video(cfg: VisualConfig, data_dir: Path, episodes: int, seed: int) -> None:
     if data_dir.exists() and any(data_dir.rglob("metadata.yaml")):
         return
-    from ..bags import CollectConfig, collect
+    from wm_control.data.bags import CollectConfig, collect
 
     print(f"[train visual] no bags in {data_dir}: collecting {episodes} camera episodes "
           f"(expert, noise {cfg.collect_noise})", file=sys.stderr)
@@ -219,8 +219,8 @@ def read_video_only(bag: Path, dcfg: DatasetConfig, spec: FrameSpec) -> list[tup
     latest frame at or before each instant), split where the stream has a gap over ``dcfg.max_gap``."""
     from rosbags.highlevel import AnyReader
 
-    from .. import conversions as cv
-    from ..msgs import registry
+    from wm_control.ros import convert as cv
+    from wm_control.ros.messages import registry
 
     stamps, frames = [], []
     with AnyReader([bag], default_typestore=registry().store) as r:
@@ -279,14 +279,14 @@ def momentum_at(step: int, total: int, tau0: float, tau1: float) -> float:
 
 def make_teacher(cfg: VisualConfig, action_dim: int, path: Path | None = None):
     """The teacher of ``cfg``'s size; its weights from ``path`` when given (then in eval mode)."""
-    from ..world.visual import Teacher
+    from wm_control.world.visual import Teacher
 
     return _weights(Teacher(cfg.latent_dim, action_dim, cfg.window, cfg.teacher_dim, cfg.teacher_layers, cfg.heads),
                     path)
 
 
 def make_student(cfg: VisualConfig, action_dim: int, path: Path | None = None):
-    from ..world.visual import Student
+    from wm_control.world.visual import Student
 
     return _weights(Student(cfg.latent_dim, action_dim, cfg.window, cfg.student_dim, cfg.student_layers, cfg.heads),
                     path)
@@ -353,7 +353,7 @@ def train_encoder(cfg: VisualConfig, eps: list[VideoEpisode], out: Path, resume:
 
     import torch
 
-    from ..world.visual import ConvEncoder, JEPAPredictor, frames_to_input
+    from wm_control.world.visual import ConvEncoder, JEPAPredictor, frames_to_input
 
     torch.manual_seed(cfg.seed)
     enc = ConvEncoder(cfg.image_size, cfg.enc_channels, cfg.latent_dim)
@@ -439,7 +439,7 @@ def train_encoder(cfg: VisualConfig, eps: list[VideoEpisode], out: Path, resume:
 def encode_all(encoder, frames_list: list[np.ndarray], batch: int = 256) -> list[np.ndarray]:
     import torch
 
-    from ..world.visual import frames_to_input
+    from wm_control.world.visual import frames_to_input
 
     out = []
     with torch.no_grad():
@@ -479,7 +479,7 @@ def probe_targets(e: VideoEpisode) -> np.ndarray:
 def train_decoder(cfg: VisualConfig, eps: list[VideoEpisode], lat: list[np.ndarray], out: Path) -> dict[str, Any]:
     import torch
 
-    from ..world.visual import PixelDecoder
+    from wm_control.world.visual import PixelDecoder
 
     torch.manual_seed(cfg.seed + 1)
     dec = PixelDecoder(cfg.image_size, cfg.latent_dim, cfg.dec_channels)
@@ -515,7 +515,7 @@ def train_lam(cfg: VisualConfig, lat: list[np.ndarray], out: Path) -> dict[str, 
     """Only latents (no action topic is read)."""
     import torch
 
-    from ..world.visual import LatentActionModel
+    from wm_control.world.visual import LatentActionModel
 
     torch.manual_seed(cfg.seed + 2)
     lam = LatentActionModel(cfg.latent_dim, cfg.action_dim)
@@ -684,7 +684,7 @@ def train_adapter(cfg: VisualConfig, lat: list[np.ndarray], act: list[np.ndarray
     actions, then (with ``student``) end to end through the frozen student's command-driven rollouts."""
     import torch
 
-    from ..world.visual import ActionAdapter
+    from wm_control.world.visual import ActionAdapter
 
     torch.manual_seed(cfg.seed + 5)
     zp = np.concatenate([np.concatenate([z[:1], z[:-2]]) for z in lat])
@@ -723,7 +723,7 @@ def _align_adapter(cfg: VisualConfig, ad, student, lat: list[np.ndarray], cmd: l
                    out: Path) -> dict[str, Any]:
     import torch
 
-    from ..world.visual import rollout_commands
+    from wm_control.world.visual import rollout_commands
 
     C, H = cfg.context, cfg.horizon
     L = C + H
@@ -773,7 +773,7 @@ def train_visual(cfg: VisualConfig, data_dir: str | Path | None = None, out_dir:
     import torch
     import yaml
 
-    from ..world.visual import ConvEncoder, LatentActionModel
+    from wm_control.world.visual import ConvEncoder, LatentActionModel
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -888,8 +888,8 @@ class VisualModels:
 def load_visual(ckpt_dir: str | Path) -> VisualModels:
     import torch
 
-    from ..world.visual import (ActionAdapter, ConvEncoder, LatentActionModel, PixelDecoder)
-    from . import read_checkpoint
+    from wm_control.train import read_checkpoint
+    from wm_control.world.visual import ActionAdapter, ConvEncoder, LatentActionModel, PixelDecoder
 
     ckpt = Path(ckpt_dir)
     meta = read_checkpoint(ckpt, "visual")
@@ -947,7 +947,7 @@ def train_dynamics(ckpt_dir: str | Path, actions: str, fraction: str, out_dir: s
 
 def load_dynamics(ckpt_dir: str | Path) -> tuple[Any, Any, dict[str, Any]]:
 
-    from . import read_checkpoint
+    from wm_control.train import read_checkpoint
 
     meta = read_checkpoint(ckpt_dir, "visual_dynamics")
     cfg = VisualConfig(**meta["config"])
@@ -975,7 +975,7 @@ def export_visual_graphs(vm: VisualModels, tmp: Path, n_joints: int) -> dict[str
     """The runtime graphs: encoder, student_step (static shapes, batch 1), action_adapter, decoder."""
     import torch
 
-    from ..world.visual import ExportedDecoder, ExportedEncoder, ExportedStudentStep
+    from wm_control.world.visual import ExportedDecoder, ExportedEncoder, ExportedStudentStep
 
     cfg, s = vm.cfg, vm.student
     S, Dz, Da = cfg.image_size, cfg.latent_dim, cfg.action_dim
@@ -1025,8 +1025,8 @@ def export_visual(ckpt_dir: str | Path, bundle_dir: str | Path) -> Path:
     """A verified bundle with the visual world model's runtime graphs."""
     import tempfile
 
-    from ..bundle import write_bundle
-    from .bc import sim_position_limits
+    from wm_control.train.bc import sim_position_limits
+    from wm_control.world.bundle import write_bundle
 
     vm = load_visual(ckpt_dir)
     cfg, meta = vm.cfg, vm.meta

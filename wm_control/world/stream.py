@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..bundle import Bundle, BundleError
+from wm_control.world.bundle import Bundle, BundleError
 
 EMPTY_AGE = 1.0e4
 RUNTIME_GRAPHS = ("encoder", "student_step", "action_adapter", "decoder")

@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .. import conversions as cv
-from ..ros import qos
-from ..ros.api import ControlTick, Diagnostics, Node
+from wm_control.ros import convert as cv
+from wm_control.ros import qos
+from wm_control.ros.api import ControlTick, Diagnostics, Node
 
 
 @dataclass
@@ -50,7 +50,7 @@ class ScriptedControllerNode:
     Config = ScriptedControllerConfig
 
     def __init__(self, node: Node, cfg: ScriptedControllerConfig):
-        from ..sim import ArmConfig, Observation, SimArm, make_policy
+        from wm_control.sim import ArmConfig, Observation, SimArm, make_policy
 
         self.node, self.cfg = node, cfg
         self.kin = SimArm(ArmConfig(robot=cfg.robot, render=False, seed=cfg.seed))  # kinematics only

@@ -23,9 +23,9 @@ import numpy as np
 
 def control_rate_episodes(vm, data_dir: str, rate: float = 50.0) -> list:
     """Episodes at the control rate with the latent of the latest frame at each step attached."""
-    from .dataset import DatasetConfig, load_episodes
-    from .image import FrameSpec, prepare_frame
-    from .train.visual import encode_all
+    from wm_control.data.dataset import DatasetConfig, load_episodes
+    from wm_control.train.visual import encode_all
+    from wm_control.world.frames import FrameSpec, prepare_frame
 
     spec = FrameSpec(vm.cfg.image_size, vm.cfg.image_size)
     eps = load_episodes([data_dir], DatasetConfig(rate=rate))
@@ -37,7 +37,7 @@ def control_rate_episodes(vm, data_dir: str, rate: float = 50.0) -> list:
 
 
 def ensemble_error(ckpt: Path, held: list, horizon: int, robot: str) -> dict[str, Any]:
-    from .train.ensemble import heldout_rollouts, load_ensemble
+    from wm_control.train.ensemble import heldout_rollouts, load_ensemble
 
     model, meta = load_ensemble(ckpt)
     r = heldout_rollouts(model, held, horizon, robot, max_starts=400)
@@ -53,7 +53,7 @@ def train_bc_variant(eps: list, kind: str, iterations: int, seed: int = 0):
     """MLP on (cos q, sin q, extra) -> position change; kind: goal | pixels | none."""
     import torch
 
-    from .train.bc import make_mlp, safe_std
+    from wm_control.train.bc import make_mlp, safe_std
 
     def obs(e):
         parts = [np.cos(e.q), np.sin(e.q)]
@@ -100,9 +100,9 @@ def closed_loop(vm, policies: dict[str, Any], episodes: int, seed: int = 123, ep
     """Each policy from the same starts and goals in the simulator; frames at the camera rate."""
     import torch
 
-    from .image import FrameSpec, prepare_frame
-    from .sim import ArmConfig, SimArm
-    from .world.visual import frames_to_input
+    from wm_control.sim import ArmConfig, SimArm
+    from wm_control.world.frames import FrameSpec, prepare_frame
+    from wm_control.world.visual import frames_to_input
 
     spec = FrameSpec(vm.cfg.image_size, vm.cfg.image_size)
     mean, std = torch.from_numpy(vm.mean), torch.from_numpy(vm.std)
@@ -141,8 +141,8 @@ def closed_loop(vm, policies: dict[str, Any], episodes: int, seed: int = 123, ep
 def visual_state_report(ckpt: str | Path = "runs/visual", json_path: str | Path | None = None,
                         preset: str = "quick", bc_iterations: int = 8000, episodes: int = 50,
                         horizon: int = 50, out_root: str | Path = "runs/visual_state") -> dict[str, Any]:
-    from .train.ensemble import ensemble_preset, train_ensemble
-    from .train.visual import load_visual
+    from wm_control.train.ensemble import ensemble_preset, train_ensemble
+    from wm_control.train.visual import load_visual
 
     t0 = time.time()
     vm = load_visual(ckpt)

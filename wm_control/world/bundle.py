@@ -24,7 +24,7 @@ it is the name of the exact bundle, so it can be **pinned** (``load_bundle(..., 
 ``bundle_id`` parameter) or **signed** (``bundle.sig``, kept beside the manifest and outside the id so
 that signing, re-signing or a second key never changes the id; ``load_bundle(..., trusted_keys=[...],
 require_signature=True)``). Pinning or a required signature is what refuses a consistent attacker.
-Bundles written before ids (format ``wm_control.bundle/1``) are refused: they cannot be trusted, re-export.
+Bundles written before ids (format ``wm_control.world.bundle/1``) are refused: they cannot be trusted, re-export.
 
 :func:`load_bundle` verifies, in this order, and refuses with a one-line :class:`BundleError` naming the
 check that failed: the manifest parses and has the format version; every listed file stays inside the folder
@@ -58,21 +58,21 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import yaml
 
-FORMAT = "wm_control.bundle/2"
-OLD_FORMATS = ("wm_control.bundle/1",)
+FORMAT = "wm_control.world.bundle/2"
+OLD_FORMATS = ("wm_control.world.bundle/1",)
 """Formats of bundles written before bundle ids: refused, with a hint to re-export."""
 ID_FIELD = "bundle_id"
 SIG_FILE = "bundle.sig"
-SIG_FORMAT = "wm_control.bundle-sig/1"
+SIG_FORMAT = "wm_control.world.bundle-sig/1"
 TRT_CACHE = ".trt_cache"
 DEFAULT_MAX_STEP = 0.1
 """rad per tick when neither the bundle nor the robot gives one (as before)."""
-_ID_DOMAIN = b"wm_control.bundle-id/1\n"
-_SIG_DOMAIN = b"wm_control.bundle-sig/1\n"
+_ID_DOMAIN = b"wm_control.world.bundle-id/1\n"
+_SIG_DOMAIN = b"wm_control.world.bundle-sig/1\n"
 _RESERVED = ("manifest.yaml", SIG_FILE)
 REEXPORT = ("re-export it (`wm-control export CHECKPOINT --out BUNDLE`, or the `wm-control train ... --bundle OUT` "
             "that made it)")
-log = logging.getLogger("wm_control.bundle")
+log = logging.getLogger("wm_control.world.bundle")
 
 
 class BundleError(RuntimeError):
@@ -619,8 +619,8 @@ class EffectiveLimits:
     control_rate: float
 
     def safety_config(self, max_input_age: Mapping[str, float], margin: float = 0.0):
-        """A :class:`wm_control.safety.SafetyConfig` with these limits."""
-        from .safety import SafetyConfig
+        """A :class:`wm_control.control.safety.SafetyConfig` with these limits."""
+        from wm_control.control.safety import SafetyConfig
 
         return SafetyConfig(joint_names=list(self.joint_names), lower=list(self.lower), upper=list(self.upper),
                             max_step=list(self.max_step), max_input_age=dict(max_input_age), margin=margin,
@@ -630,7 +630,7 @@ class EffectiveLimits:
 def urdf_limits(path_or_text: str | Path, joint_names: Sequence[str]) -> dict[str, Any]:
     """The robot's own limits of ``joint_names`` from a URDF (soft limits applied; velocity limits), as one
     ``robot_limits`` source for :func:`effective_limits`. A joint the URDF lacks is a ValueError."""
-    from .urdf import joint_limits_from_urdf
+    from wm_control.control.urdf import joint_limits_from_urdf
 
     lim = joint_limits_from_urdf(path_or_text, joint_names)
     names = list(joint_names)

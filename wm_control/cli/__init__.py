@@ -8,14 +8,14 @@ import os
 import sys
 from pathlib import Path
 
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "config"
+CONFIG_DIR = Path(__file__).resolve().parents[2] / "config"
 
 
 def _config_path(name: str) -> str:
     p = Path(name)
     if p.exists():
         return str(p)
-    for cand in (CONFIG_DIR / name, Path(__file__).resolve().parent / "config" / name):
+    for cand in (CONFIG_DIR / name, Path(__file__).resolve().parents[1] / "config" / name):
         if cand.exists():
             return str(cand)
     raise SystemExit(f"config {name!r} not found (looked in ., {CONFIG_DIR})")
@@ -29,7 +29,7 @@ def _write_json(path: str | None, result: dict) -> None:
 
 
 def cmd_run(argv: list[str]) -> int:
-    from .ros.runner import NODE_TYPES, run_node
+    from wm_control.ros.runner import NODE_TYPES, run_node
 
     backend = None
     if argv[:1] and argv[0].startswith("--backend"):
@@ -43,8 +43,8 @@ def cmd_run(argv: list[str]) -> int:
 
 
 def cmd_launch(a: argparse.Namespace) -> int:
-    from .errors import UserError
-    from .launcher import Launcher
+    from wm_control.errors import UserError
+    from wm_control.ros.launcher import Launcher
 
     try:
         config = _config_path(a.config)
@@ -55,13 +55,13 @@ def cmd_launch(a: argparse.Namespace) -> int:
 
 
 def cmd_demo(a: argparse.Namespace) -> int:
-    from .demo import run_demo
+    from wm_control.cli.demo import run_demo
 
     return run_demo(_config_path(a.config), a.duration, a.json, episodes=a.episodes, preset=a.preset)
 
 
 def cmd_collect(a: argparse.Namespace) -> int:
-    from .bags import CollectConfig, collect
+    from wm_control.data.bags import CollectConfig, collect
 
     episode_s = a.episode_s or {"reacher": 2.0, "pusher": 5.0}[a.robot]
     cfg = CollectConfig(robot=a.robot, policy=a.policy, noise=a.noise, gain=a.gain, episodes=a.episodes,
@@ -75,7 +75,7 @@ def cmd_collect(a: argparse.Namespace) -> int:
 
 
 def cmd_record(a: argparse.Namespace) -> int:
-    from .bags import record
+    from wm_control.data.bags import record
 
     res = record(a.out, a.topics, a.duration, overwrite=a.overwrite)
     print(json.dumps(res, indent=2))
@@ -84,8 +84,8 @@ def cmd_record(a: argparse.Namespace) -> int:
 
 def cmd_bag(a: argparse.Namespace) -> int:
     """``bag info BAG`` / ``bag repair IN OUT``: what a bag holds; a damaged bag made whole again."""
-    from .bags import bag_info, repair_bag
-    from .errors import UserError
+    from wm_control.data.bags import bag_info, repair_bag
+    from wm_control.errors import UserError
 
     if a.bag_cmd == "info":
         print(json.dumps(bag_info(a.bag), indent=2))
@@ -105,24 +105,24 @@ def cmd_bag(a: argparse.Namespace) -> int:
 
 def cmd_bench(a: argparse.Namespace) -> int:
     if a.what == "transport":
-        from .bench.transport import bench_transport
+        from wm_control.bench.transport import bench_transport
 
         res = bench_transport(duration=a.duration)
     elif a.what == "loop":
-        from .bench.loop import bench_loop
+        from wm_control.bench.loop import bench_loop
 
         res = bench_loop(a.bundle, duration=a.duration, device=a.device, realtime_priority=a.realtime_priority)
     elif a.what == "ensemble":
-        from .bench.ensemble import bench_ensemble
+        from wm_control.bench.ensemble import bench_ensemble
 
         res = bench_ensemble(a.bundle if a.bundle != "bundles/bc" else "bundles/ensemble", device=a.device,
                              threads=a.threads)
     elif a.what == "visual":
-        from .bench.visual import bench_visual
+        from wm_control.bench.visual import bench_visual
 
         res = bench_visual(a.bundle if a.bundle != "bundles/bc" else "bundles/visual", device=a.device)
     elif a.what == "planner":
-        from .bench.planner import bench_planner
+        from wm_control.bench.planner import bench_planner
 
         res = bench_planner(a.bundle if a.bundle != "bundles/bc" else "bundles/ensemble", device=a.device,
                             duration=a.duration)
@@ -133,7 +133,7 @@ def cmd_bench(a: argparse.Namespace) -> int:
 
 
 def cmd_dataset(a: argparse.Namespace) -> int:
-    from .dataset import DatasetConfig, load_episodes
+    from wm_control.data.dataset import DatasetConfig, load_episodes
 
     eps = load_episodes(a.bags, DatasetConfig(rate=a.rate, load_images=not a.no_images))
     info = {"episodes": len(eps), "steps": int(sum(len(e) for e in eps)),
@@ -147,7 +147,7 @@ def cmd_dataset(a: argparse.Namespace) -> int:
 
 def cmd_train(a: argparse.Namespace) -> int:
     if a.stage == "visual":
-        from .train.visual import export_visual, train_visual, visual_preset
+        from wm_control.train.visual import export_visual, train_visual, visual_preset
 
         cfg = visual_preset(a.preset, robot=a.robot, episodes=a.episodes, seed=a.seed)
         ckpt = train_visual(cfg, a.data, a.out or "runs/visual", heldout_dir=a.heldout, resume=a.resume)
@@ -156,8 +156,8 @@ def cmd_train(a: argparse.Namespace) -> int:
             print(f"bundle: {export_visual(ckpt, a.bundle)}")
         return 0
     if a.stage == "bc":
-        from .train.bc import export_bc, train_bc
-        from .train.presets import bc_preset
+        from wm_control.train.bc import export_bc, train_bc
+        from wm_control.train.presets import bc_preset
 
         cfg = bc_preset(a.preset, robot=a.robot, iterations=a.iterations, episodes=a.episodes, seed=a.seed)
         ckpt = train_bc(cfg, a.data or f"data/{cfg.robot}_expert", a.out or "runs/bc")
@@ -166,7 +166,7 @@ def cmd_train(a: argparse.Namespace) -> int:
             print(f"bundle: {export_bc(ckpt, a.bundle)}")
         return 0
     if a.stage == "policy":
-        from .train.ppo import ppo_preset, sweep
+        from wm_control.train.ppo import ppo_preset, sweep
 
         lams = [float(x) for x in a.lam.split(",")] if a.lam else [None]
         cfg = ppo_preset(a.preset, iterations=a.iterations, seed=a.seed, num_envs=a.num_envs,
@@ -180,7 +180,7 @@ def cmd_train(a: argparse.Namespace) -> int:
             print(f"lambda {r['lam']:g}: checkpoint {r['checkpoint']}{extra}")
         print(f"summary: {a.json or f'{out}/sweep.json'}")
         return 0
-    from .train.ensemble import ensemble_preset, export_ensemble, train_ensemble
+    from wm_control.train.ensemble import ensemble_preset, export_ensemble, train_ensemble
 
     regimes = ["teacher", "self"] if a.regime == "both" else [a.regime]
     for regime in regimes:
@@ -200,23 +200,23 @@ def cmd_train(a: argparse.Namespace) -> int:
 def cmd_export(a: argparse.Namespace) -> int:
     import yaml
 
-    from .bundle import load_bundle
+    from wm_control.world.bundle import load_bundle
 
     kind = yaml.safe_load((Path(a.checkpoint) / "checkpoint.yaml").read_text()).get("kind")
     if kind == "visual":
-        from .train.visual import export_visual
+        from wm_control.train.visual import export_visual
 
         out = export_visual(a.checkpoint, a.out)
     elif kind == "ensemble":
-        from .train.ensemble import export_ensemble
+        from wm_control.train.ensemble import export_ensemble
 
         out = export_ensemble(a.checkpoint, a.out, policy_bundle=a.policy_bundle)
     elif kind == "ppo_policy":
-        from .train.ppo import export_ppo
+        from wm_control.train.ppo import export_ppo
 
         out = export_ppo(a.checkpoint, a.out)
     else:
-        from .train.bc import export_bc
+        from wm_control.train.bc import export_bc
 
         out = export_bc(a.checkpoint, a.out, max_step=a.max_step)
     b = load_bundle(out)
@@ -226,7 +226,7 @@ def cmd_export(a: argparse.Namespace) -> int:
 
 def cmd_eval(a: argparse.Namespace) -> int:
     what = a.what or "closed-loop"
-    from .evaluate import check_planner_params, parse_params
+    from wm_control.eval.closed_loop import check_planner_params, parse_params
 
     try:
         planner_params = parse_params(a.planner_param)
@@ -234,7 +234,7 @@ def cmd_eval(a: argparse.Namespace) -> int:
     except ValueError as e:
         raise SystemExit(f"--planner-param: {e}")
     if what == "world-model":
-        from .evaluate_world import evaluate_world_model
+        from wm_control.eval.world_model import evaluate_world_model
 
         teacher = a.teacher
         if teacher is None and Path("runs/ensemble_teacher/checkpoint.yaml").exists():
@@ -243,14 +243,14 @@ def cmd_eval(a: argparse.Namespace) -> int:
                              json_path=a.json if a.json != "runs/eval/closed_loop.json" else "runs/eval/world_model.json")
         return 0
     if what == "visual":
-        from .evaluate_visual import evaluate_visual
+        from wm_control.eval.visual import evaluate_visual
 
         res = evaluate_visual(a.model or "runs/visual",
                               a.json if a.json != "runs/eval/closed_loop.json" else "runs/eval/visual.json")
         print(json.dumps(res["aims"], indent=2))
         return 0
     if what == "visual-state":
-        from .evaluate_visual_state import visual_state_report
+        from wm_control.eval.visual_state import visual_state_report
 
         res = visual_state_report(a.model or "runs/visual",
                                   a.json if a.json != "runs/eval/closed_loop.json" else "runs/eval/visual_state.json",
@@ -260,7 +260,7 @@ def cmd_eval(a: argparse.Namespace) -> int:
                                       if isinstance(v, dict)}}, indent=2))
         return 0
     if what == "suite":
-        from .evaluate_suite import evaluate_suite
+        from wm_control.eval.suite import evaluate_suite
 
         json_path = a.json if a.json != "runs/eval/closed_loop.json" else "runs/eval/suite.json"
         evaluate_suite(_config_path(a.suite), json_path,
@@ -271,7 +271,7 @@ def cmd_eval(a: argparse.Namespace) -> int:
     if what != "closed-loop":
         raise SystemExit(f"unknown evaluation {what!r} "
                          f"(available: closed-loop, world-model, suite, visual, visual-state)")
-    from .evaluate import evaluate
+    from wm_control.eval.closed_loop import evaluate
 
     policies = [p.strip() for p in (a.policy or "").split(",") if p.strip()] or [a.bundle or "bundles/bc"]
     if a.bundle and a.bundle not in policies:
@@ -282,7 +282,7 @@ def cmd_eval(a: argparse.Namespace) -> int:
 
 
 def cmd_replay(a: argparse.Namespace) -> int:
-    from .replay import replay
+    from wm_control.data.replay import replay
 
     rep = replay(a.bag, bundle=a.bundle, config=a.config, out=a.out, lockstep=not a.rate, rate=a.rate or 1.0,
                  control_rate=a.control_rate, device=a.device, json_path=a.json, echo=a.verbose)
@@ -292,7 +292,7 @@ def cmd_replay(a: argparse.Namespace) -> int:
 
 def cmd_teleop(a: argparse.Namespace) -> int:
     """The teleop node in the foreground (keyboard from this terminal or its window)."""
-    from .ros.runner import run_node
+    from wm_control.ros.runner import run_node
 
     argv = ["--ros-args", *a.ros_args] if a.ros_args is not None else []
     flags = [f"{k}:={v}" for k, v in (("input", a.input), ("view", a.view)) if v]
@@ -462,12 +462,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _expected_errors() -> tuple[type[BaseException], ...]:
     """The errors whose message is the whole story (no traceback without -v)."""
-    from .bundle import BundleError
-    from .conversions import ConversionError
-    from .dataset import DatasetError
-    from .errors import UserError
-    from .ros.api import ConfigError
-    from .ros.args import RosArgsError
+    from wm_control.data.dataset import DatasetError
+    from wm_control.errors import UserError
+    from wm_control.ros.api import ConfigError
+    from wm_control.ros.args import RosArgsError
+    from wm_control.ros.convert import ConversionError
+    from wm_control.world.bundle import BundleError
 
     return (UserError, BundleError, ConversionError, DatasetError, ConfigError, RosArgsError,
             FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError)
@@ -505,7 +505,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def node_main(node_type: str) -> int:
     """``ros2 run wm_control <node_type>`` entry point."""
-    from .ros.runner import run_node
+    from wm_control.ros.runner import run_node
 
     return run_node(node_type, sys.argv[1:])
 

@@ -43,11 +43,11 @@ from typing import Any
 
 import numpy as np
 
-from .. import conversions as cv
-from .. import image as im
-from .. import teleop as tp
-from ..ros import qos
-from ..ros.api import Diagnostics, Node
+from wm_control import teleop as tp
+from wm_control.ros import convert as cv
+from wm_control.ros import qos
+from wm_control.ros.api import Diagnostics, Node
+from wm_control.world import frames as im
 
 INPUTS = ("keyboard", "joy", "both")
 VIEWS = ("auto", "window", "topic", "mjpeg", "none")

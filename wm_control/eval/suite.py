@@ -40,7 +40,7 @@ def evaluate_suite(config: str | Path, json_path: str | Path | None = None, epis
     spec, episodes, episode length and seed are kept instead of run again (a long suite survives a stop,
     and a group can be added later). The file is rewritten after every policy. ``planner_params`` go to
     every ``planner:`` policy's planner node (a result made with other parameters is run again)."""
-    from .evaluate import run_episodes
+    from wm_control.eval.closed_loop import run_episodes
 
     suite = yaml.safe_load(Path(config).read_text())
     groups: dict[str, dict[str, str]] = suite["groups"]

@@ -29,13 +29,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, NamedTuple
 
-from .errors import UserError
-from .ros import qos as qosmod
+from wm_control.errors import UserError
+from wm_control.ros import qos as qosmod
 
 if TYPE_CHECKING:
     import numpy as np
 
-    from .msgs import MessageRegistry
+    from wm_control.ros.messages import MessageRegistry
 
 #: the topics a ros2_control arm with a camera logs, and their types
 ROBOT_TOPICS = {
@@ -66,7 +66,7 @@ class BagWriter:
 
         from rosbags.rosbag2 import StoragePlugin, Writer
 
-        from .msgs import registry
+        from wm_control.ros.messages import registry
 
         if flush_s is not None and not flush_s > 0:
             raise ValueError("flush_s must be > 0 (or None: no timed flushes)")
@@ -676,7 +676,7 @@ class BagMessages:
         if self.warn and self.report.damaged:
             import logging
 
-            logging.getLogger("wm_control.bags").warning("%s", self.report.line())
+            logging.getLogger("wm_control.data.bags").warning("%s", self.report.line())
 
     def _where(self, f: Path) -> str:
         return f"{f.name}: " if len(self.files) > 1 else ""
@@ -871,7 +871,7 @@ class BagMessages:
     def _open_rosbags(self) -> None:
         from rosbags.highlevel import AnyReader
 
-        from .msgs import registry
+        from wm_control.ros.messages import registry
 
         try:
             self._reader = AnyReader(self.files, default_typestore=registry().store)
@@ -908,7 +908,7 @@ class BagMessages:
         """A rosbags typestore defining ``msgtype``: ``default`` (the registry's) when it does, else
         one with the bag's own definition added (a robot's custom message)."""
         if default is None:
-            from .msgs import registry
+            from wm_control.ros.messages import registry
 
             default = registry().store
         if msgtype in default.fielddefs:
@@ -966,7 +966,7 @@ def bag_info(path: str | Path) -> dict:
 def repair_bag(src: str | Path, dst: str | Path, overwrite: bool = False) -> dict:
     """Rewrite every message recoverable from ``src`` into ``dst``, a new rosbag2 folder (indexed MCAP
     with its summary, and metadata.yaml) that any rosbag2 reader opens."""
-    from .msgs import registry
+    from wm_control.ros.messages import registry
 
     bag = iter_bag_messages(src, warn=False)
     reg = registry()
@@ -1053,7 +1053,7 @@ def collect_episode(arm: Any, policy: Any, cfg: CollectConfig, path: Path, t0: f
     """Run one episode and write its bag. Time stamps are ROS times starting at ``t0``."""
     import numpy as np
 
-    from . import conversions as cv
+    from wm_control.ros import convert as cv
 
     make = reg.new
     first = arm.total_time == 0.0
@@ -1107,8 +1107,8 @@ def collect(cfg: CollectConfig, out_dir: str | Path, reg: MessageRegistry | None
     os.environ.setdefault("MUJOCO_GL", "egl")
     import numpy as np
 
-    from .msgs import registry
-    from .sim import ArmConfig, SimArm, make_policy
+    from wm_control.ros.messages import registry
+    from wm_control.sim import ArmConfig, SimArm, make_policy
 
     reg = reg or registry()
     out = Path(out_dir)
@@ -1193,7 +1193,7 @@ class TopicDiscovery:
 
     def poll(self) -> list[Publication]:
         """Take the pending discovery samples; returns the writers that appeared since the last poll."""
-        from .msgs import ros_type_name
+        from wm_control.ros.messages import ros_type_name
 
         new = []
         while True:
@@ -1328,7 +1328,7 @@ class _Recorder:
             self.subscribe(topic, self.wanted.get(topic) or typ)
 
     def subscribe(self, topic: str, typename: str) -> None:
-        from .ros.dds import unpad_cdr
+        from wm_control.ros.dds import unpad_cdr
 
         offered = self.discovery.offered(topic)
         profile = subscription_qos(topic, typename, offered)
@@ -1405,7 +1405,7 @@ def record(out: str | Path, topics: list[str] | None, duration: float | None = N
         bag = BagWriter(out, overwrite=overwrite, flush_s=flush_s)
         node = None
         try:
-            from .ros.dds import DdsNode, make_logger
+            from wm_control.ros.dds import DdsNode, make_logger
 
             logger = make_logger("/wm_record")
             if not stop():

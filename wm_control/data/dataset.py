@@ -22,8 +22,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from . import conversions as cv
-from .msgs import registry
+from wm_control.ros import convert as cv
+from wm_control.ros.messages import registry
 
 
 class DatasetError(RuntimeError):
@@ -94,12 +94,12 @@ def read_streams(path: str | Path, cfg: DatasetConfig) -> tuple[_Streams, list[s
     was lost); a message that does not decode is skipped and counted (``dropped``, ``undecodable``)."""
     import logging
 
-    from .bags import BagError, iter_bag_messages
+    from wm_control.data.bags import BagError, iter_bag_messages
 
     path = Path(path)
     if not path.exists():
         raise DatasetError(f"bag {path} does not exist")
-    log = logging.getLogger("wm_control.dataset")
+    log = logging.getLogger("wm_control.data.dataset")
     store = registry().store
     names = list(cfg.joint_names)
     s = _Streams()
@@ -262,7 +262,7 @@ def load_episodes(paths: Sequence[str | Path], cfg: DatasetConfig | None = None,
     import logging
 
     cfg = cfg or DatasetConfig()
-    log = logging.getLogger("wm_control.dataset")
+    log = logging.getLogger("wm_control.data.dataset")
     episodes: list[Episode] = []
     for bag in find_bags(paths):
         streams, names = read_streams(bag, cfg)

@@ -21,9 +21,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from .dataset import DatasetConfig, load_episodes
-from .train.ensemble import heldout_rollouts, load_ensemble
-from .world.ensemble import EnsembleDynamics, spearman
+from wm_control.data.dataset import DatasetConfig, load_episodes
+from wm_control.train.ensemble import heldout_rollouts, load_ensemble
+from wm_control.world.ensemble import EnsembleDynamics, spearman
 
 HORIZONS = (1, 5, 10, 25, 50)
 
@@ -31,7 +31,7 @@ HORIZONS = (1, 5, 10, 25, 50)
 def ensure_bags(path: Path, policy: str, episodes: int, seed: int, noise: float = 0.3) -> Path:
     if path.exists() and any(path.rglob("metadata.yaml")):
         return path
-    from .bags import CollectConfig, collect
+    from wm_control.data.bags import CollectConfig, collect
 
     print(f"[eval world-model] collecting {episodes} {policy} episodes into {path}", flush=True)
     collect(CollectConfig(policy=policy, noise=noise if policy == "expert" else 0.0, episodes=episodes,

@@ -110,7 +110,7 @@ def chain_from_sim(robot: str) -> Chain | None:
     """The chain from the base to the fingertip of one of our simulated robots (None if not one, or not
     a serial chain of hinge joints)."""
     try:
-        from .sim import ArmConfig, SimArm
+        from wm_control.sim import ArmConfig, SimArm
 
         arm = SimArm(ArmConfig(robot=robot, render=False))
         arm.connect()

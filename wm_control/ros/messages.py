@@ -24,8 +24,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 from rosbags.interfaces import Nodetype
+from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 
 PACKAGE = "wm_control"
 SUPPORTED_DISTROS = {"humble": Stores.ROS2_HUMBLE, "jazzy": Stores.ROS2_JAZZY}
@@ -45,8 +45,8 @@ def default_distro() -> str:
 
 def msg_dirs() -> list[Path]:
     """Where our ``.msg`` files live: the installed copy, else the source tree's ``msg/``."""
-    here = Path(__file__).resolve().parent
-    return [d for d in (here / "msg_defs", here.parent / "msg") if d.is_dir()]
+    pkg = Path(__file__).resolve().parent.parent  # wm_control/
+    return [d for d in (pkg / "msg_defs", pkg.parent / "msg") if d.is_dir()]
 
 
 def load_package_msgs(package: str = PACKAGE) -> dict[str, Any]:
@@ -155,8 +155,8 @@ class MessageRegistry:
     @functools.lru_cache(maxsize=None)  # noqa: B019 - registry lives as long as the process
     def dds_struct(self, typename: str) -> type:
         """A Cyclone DDS IdlStruct with the type's DDS name and members (for discovery/type info)."""
-        from cyclonedds.idl import IdlStruct
         import cyclonedds.idl.types as t
+        from cyclonedds.idl import IdlStruct
 
         base = {
             "bool": bool, "byte": t.byte, "octet": t.byte, "char": t.uint8,

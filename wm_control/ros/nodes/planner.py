@@ -1,9 +1,9 @@
-"""``planner``: the uncertainty-aware planner (RWM-U) as a node; the core is :mod:`wm_control.planner`.
+"""``planner``: the uncertainty-aware planner (RWM-U) as a node; the core is :mod:`wm_control.control.planner`.
 
 Inputs: ``/joint_states`` (by name, sensor-data QoS), ``/goal`` (PointStamped, latched) and the
 executed commands ``/forward_position_controller/commands`` (Float64MultiArray in ``joint_order``).
 From them it keeps the robot's history on the bundle's control grid, exactly as the training data
-were aligned (:mod:`wm_control.dataset`): the last ``H`` states (linearly interpolated between joint
+were aligned (:mod:`wm_control.data.dataset`): the last ``H`` states (linearly interpolated between joint
 states; the earliest one repeated while the history is shorter) and the command in force over each
 step (the latest one received before the step's end; before any command, the measured position).
 
@@ -31,16 +31,24 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .. import conversions as cv
-from ..bundle import load_bundle
-from ..planner import STATUS_FAILED, STATUS_NAMES, STATUS_NO_INPUT, STATUS_OK, Plan, Planner, PlannerConfig
-from ..ros import qos
-from ..ros.api import Diagnostics, Node
+from wm_control.control.planner import (
+    STATUS_FAILED,
+    STATUS_NAMES,
+    STATUS_NO_INPUT,
+    STATUS_OK,
+    Plan,
+    Planner,
+    PlannerConfig,
+)
+from wm_control.ros import convert as cv
+from wm_control.ros import qos
+from wm_control.ros.api import Diagnostics, Node
+from wm_control.world.bundle import load_bundle
 
 
 @dataclass
 class PlannerNodeConfig(PlannerConfig):
-    """The planner's parameters (horizon, samples, lam, ... see :class:`wm_control.planner.PlannerConfig`)
+    """The planner's parameters (horizon, samples, lam, ... see :class:`wm_control.control.planner.PlannerConfig`)
     and the node's own."""
 
     bundle: str = ""

@@ -56,9 +56,9 @@ def speed(vm, n: int = 200) -> dict[str, Any]:
     """ORT (CPU, 1 thread) timings of the graphs as the runtime calls them."""
     import torch
 
-    from .bundle import Session
-    from .train.visual import _onnx, export_visual_graphs
-    from .world.visual import ExportedStudentWindow, ExportedTeacher
+    from wm_control.train.visual import _onnx, export_visual_graphs
+    from wm_control.world.bundle import Session
+    from wm_control.world.visual import ExportedStudentWindow, ExportedTeacher
 
     cfg = vm.cfg
     C, H, W, Dz, Da = cfg.context, cfg.horizon, cfg.window, cfg.latent_dim, cfg.action_dim
@@ -106,8 +106,15 @@ def evaluate_visual(ckpt: str | Path = "runs/visual", json_path: str | Path | No
                     stride: int = 8, speed_iters: int = 200) -> dict[str, Any]:
     import torch
 
-    from .train.visual import encode_all, latent_actions, load_dynamics, load_video, load_visual, train_dynamics
-    from .world.visual import rollout_commands
+    from wm_control.train.visual import (
+        encode_all,
+        latent_actions,
+        load_dynamics,
+        load_video,
+        load_visual,
+        train_dynamics,
+    )
+    from wm_control.world.visual import rollout_commands
 
     vm = load_visual(ckpt)
     cfg = vm.cfg

@@ -33,8 +33,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .control.limits import clamp_command
-from .urdf import joint_limits_from_urdf
+from wm_control.control.limits import clamp_command
+from wm_control.control.urdf import joint_limits_from_urdf
 
 
 @dataclass

@@ -17,9 +17,9 @@ import os
 import time
 from dataclasses import dataclass, field
 
-from .. import conversions as cv
-from ..ros import qos
-from ..ros.api import Diagnostics, Node
+from wm_control.ros import convert as cv
+from wm_control.ros import qos
+from wm_control.ros.api import Diagnostics, Node
 
 
 @dataclass
@@ -66,7 +66,7 @@ class SimRobotNode:
     Config = SimRobotConfig
 
     def __init__(self, node: Node, cfg: SimRobotConfig):
-        from ..sim import ArmConfig, SimArm
+        from wm_control.sim import ArmConfig, SimArm
 
         os.environ.setdefault("MUJOCO_GL", "egl")
         self.node, self.cfg = node, cfg

@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from . import conversions as cv
-from .launcher import Launcher
-from .ros import qos
+from wm_control.ros import convert as cv
+from wm_control.ros import qos
+from wm_control.ros.launcher import Launcher
 
 
 def _params(graph: dict, node: str) -> dict:
@@ -32,7 +32,7 @@ def ensure_bundle(config: str, preset: str = "quick") -> None:
     graph = yaml.safe_load(Path(config).read_text()) or {}
     visual = _params(graph, "world_model").get("bundle")
     if visual and not (Path(visual) / "manifest.yaml").exists():
-        from .train.visual import export_visual, train_visual, visual_preset
+        from wm_control.train.visual import export_visual, train_visual, visual_preset
 
         print(f"[demo] no bundle at {visual}: training the visual world model (preset {preset}: JEPA encoder, "
               f"decoder, latent actions, teacher, student, adapter; about 12 minutes here)", flush=True)
@@ -41,8 +41,8 @@ def ensure_bundle(config: str, preset: str = "quick") -> None:
     missing = [b for b in wanted if not (Path(b) / "manifest.yaml").exists()]
     if not missing:
         return
-    from .train.bc import export_bc, train_bc
-    from .train.presets import bc_preset
+    from wm_control.train.bc import export_bc, train_bc
+    from wm_control.train.presets import bc_preset
 
     planned = "planner" in graph
     bc_bundle = "bundles/bc" if planned else missing[0]
@@ -51,7 +51,7 @@ def ensure_bundle(config: str, preset: str = "quick") -> None:
               flush=True)
         export_bc(train_bc(bc_preset(preset), "data/reacher_expert", "runs/bc"), bc_bundle)
     if planned:
-        from .train.ensemble import ensemble_preset, export_ensemble, train_ensemble
+        from wm_control.train.ensemble import ensemble_preset, export_ensemble, train_ensemble
 
         for b in missing:
             if b == bc_bundle:
@@ -71,7 +71,7 @@ def run_demo(config: str, duration: float, json_path: str | None, episodes: int 
     graph = yaml.safe_load(Path(config).read_text()) or {}
     bundle = _params(graph, "policy").get("bundle")
     if code == 0 and bundle and episodes > 0:
-        from .evaluate import evaluate
+        from wm_control.eval.closed_loop import evaluate
 
         runs = [bundle] + ([f"planner:{bundle}"] if "planner" in graph else []) + ["expert"]
         print(f"[demo] closed-loop evaluation: {episodes} episodes each of {', '.join(runs)} "
@@ -86,7 +86,7 @@ def run_demo(config: str, duration: float, json_path: str | None, episodes: int 
 
 def run_graph(config: str, duration: float, json_path: str | None) -> int:
     """The graph from ``config`` for ``duration`` s, watched from outside; prints and saves a summary."""
-    from .ros.dds import DdsNode
+    from wm_control.ros.dds import DdsNode
 
     launcher = Launcher(config, echo=False)
     node = DdsNode("wm_demo_monitor")

@@ -15,7 +15,7 @@ plans stamped too far in the future (``max_future_stamp``) are dropped and count
 the reference that later good ones are ordered against. Output: Float64MultiArray on ``/forward_position_controller/commands``
 (in ``joint_order``) or a one-point JointTrajectory on ``/joint_trajectory_controller/joint_trajectory``.
 
-Every tick goes through :class:`wm_control.safety.SafetyLayer`: position limits (URDF, parameters or
+Every tick goes through :class:`wm_control.control.safety.SafetyLayer`: position limits (URDF, parameters or
 the bundle), rate limit, NaN guard, input watchdog, latched e-stop. Every hold has a reason on
 ``/diagnostics``.
 """
@@ -30,13 +30,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .. import conversions as cv
-from ..bundle import Bundle, EffectiveLimits, effective_limits, load_bundle, urdf_limits
-from ..features import policy_observation
-from ..ros import qos
-from ..ros.api import ControlTick, Diagnostics, Node, Window
-from ..ros.throttle import ThrottledLog
-from ..safety import SafetyLayer
+from wm_control.control.features import policy_observation
+from wm_control.control.safety import SafetyLayer
+from wm_control.ros import convert as cv
+from wm_control.ros import qos
+from wm_control.ros.api import ControlTick, Diagnostics, Node, Window
+from wm_control.ros.throttle import ThrottledLog
+from wm_control.world.bundle import Bundle, EffectiveLimits, effective_limits, load_bundle, urdf_limits
 
 MODES = ("autonomous", "teleop", "hold")
 JOINT_STATES_QOS = qos.QoSProfile("best_effort", "volatile", 200)
@@ -198,7 +198,7 @@ class PolicyNode:
     # ---- configuration ----------------------------------------------------------------------
     def _limits(self) -> EffectiveLimits:
         """The robot's own limits (URDF, position_lower/upper, max_step, rate, joint_order) intersected with
-        the bundle's: never looser than either (:func:`wm_control.bundle.effective_limits`)."""
+        the bundle's: never looser than either (:func:`wm_control.world.bundle.effective_limits`)."""
         cfg = self.cfg
         robot = [{"joint_names": cfg.joint_order or None, "max_step": cfg.max_step or None,
                   "control_rate": cfg.rate or None}]

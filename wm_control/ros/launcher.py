@@ -41,9 +41,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from .ros.args import (LAUNCH_PREFIX, RosArgsError, flatten_params, match_node_key, normalize_namespace,
-                       params_sections, parse_value, split_param_rule)
-from .ros.runner import NODE_TYPES
+from wm_control.ros.args import (
+    LAUNCH_PREFIX,
+    RosArgsError,
+    flatten_params,
+    match_node_key,
+    normalize_namespace,
+    params_sections,
+    parse_value,
+    split_param_rule,
+)
+from wm_control.ros.runner import NODE_TYPES
 
 #: node types whose exit stops the graph unless their section says ``launch: {required: false}``
 REQUIRED_BY_DEFAULT = frozenset({"policy"})

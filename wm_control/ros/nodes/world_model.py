@@ -33,11 +33,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .. import conversions as cv
-from ..bundle import load_bundle
-from ..ros import qos
-from ..ros.api import Diagnostics, Node, Window
-from ..world.stream import StreamingWorldModel, strip
+from wm_control.ros import convert as cv
+from wm_control.ros import qos
+from wm_control.ros.api import Diagnostics, Node, Window
+from wm_control.world.bundle import load_bundle
+from wm_control.world.stream import StreamingWorldModel, strip
 
 WARN_PERIOD = 5.0
 

@@ -1,6 +1,6 @@
 """The uncertainty-aware planner (RWM-U): model-predictive control over the ensemble's ONNX graph.
 
-No ROS here (the ``planner`` node in :mod:`wm_control.nodes.planner` wraps it). Given the robot's
+No ROS here (the ``planner`` node in :mod:`wm_control.ros.nodes.planner` wraps it). Given the robot's
 recent history on the control grid (the last ``H`` states and the ``H - 1`` commands executed over
 them, aligned as in training: ``a[j]`` is the target in force from ``s[j]`` to ``s[j+1]``) and the
 goal, :meth:`Planner.plan` returns position targets for the next ``horizon`` control steps.
@@ -53,10 +53,10 @@ from typing import Any
 
 import numpy as np
 
-from .bundle import Bundle, BundleError, load_bundle
-from .control.limits import clamp_command, clamp_sequence
-from .features import policy_observation
-from .kinematics import Chain
+from wm_control.control.features import policy_observation
+from wm_control.control.kinematics import Chain
+from wm_control.control.limits import clamp_command, clamp_sequence
+from wm_control.world.bundle import Bundle, BundleError, load_bundle
 
 STATUS_OK, STATUS_UNCERTAIN, STATUS_FAILED, STATUS_NO_INPUT = 0, 1, 2, 3
 STATUS_NAMES = {STATUS_OK: "OK", STATUS_UNCERTAIN: "UNCERTAIN", STATUS_FAILED: "FAILED", STATUS_NO_INPUT: "NO_INPUT"}
@@ -91,7 +91,7 @@ class PlannerConfig:
     thresholds.first_step_p99 (then uncertainty_p99)."""
     reward: str = "auto"
     """kinematic: minus the fingertip distance from the bundle's kinematic chain (robot.kinematics, see
-    :mod:`wm_control.kinematics`); head: the ensemble's learned reward (mean over members); auto: kinematic
+    :mod:`wm_control.control.kinematics`); head: the ensemble's learned reward (mean over members); auto: kinematic
     when the bundle has the chain."""
     device: str = "auto"
     """auto | tensorrt | cuda | cpu (ONNX Runtime execution provider)."""

@@ -21,8 +21,8 @@ from typing import Any
 import numpy as np
 import yaml
 
-from .launcher import Launcher
-from .ros import qos
+from wm_control.ros import qos
+from wm_control.ros.launcher import Launcher
 
 
 def expert_params(spec: str) -> dict[str, float]:
@@ -77,7 +77,7 @@ def run_episodes(policy: str, episodes: int, robot: str = "reacher", episode_s: 
     ``policy``: a bundle folder, ``planner:BUNDLE`` (policy node with ``use_plan`` + planner node;
     ``planner_params`` go to the planner node, e.g. ``{"lam": 1.0, "samples": 128}``) or ``expert[:...]``."""
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
-    from .ros.dds import DdsNode
+    from wm_control.ros.dds import DdsNode
 
     results: list[dict] = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -144,7 +144,7 @@ def check_planner_params(params: dict[str, Any]) -> None:
     """Unknown planner node parameters fail here, before any graph starts."""
     import dataclasses
 
-    from .nodes.planner import PlannerNodeConfig
+    from wm_control.ros.nodes.planner import PlannerNodeConfig
 
     known = {f.name for f in dataclasses.fields(PlannerNodeConfig)}
     unknown = sorted(set(params) - known)

@@ -23,7 +23,7 @@ looped, the wall clock set back) so that the last published stamp lies ahead of 
 ``max_future_stamp``, the order starts again (``order_resets``). The rest are decoded: the size is
 read from the header first and an image of more than ``max_input_pixels`` is refused before it is
 decoded (``dropped.too_large``: a 300 KB PNG can unpack to 300 MB); a JPEG must be complete, its
-scans followed to their last MCU (``verify_jpeg``; :func:`wm_control.image.check_jpeg`); a bad
+scans followed to their last MCU (``verify_jpeg``; :func:`wm_control.world.frames.check_jpeg`); a bad
 encoding, size, step or corrupt or truncated data is ``dropped.malformed``. Frames are then cropped
 and resized (``dropped.crop`` when the crop does not fit the image) and published as an ``rgb8``
 ``sensor_msgs/Image`` carrying the ORIGINAL capture stamp, never restamped. The frame id is the
@@ -38,7 +38,7 @@ every one.
 arrival, of frames not from the future), ``dropped.<reason>`` counters, ``order_resets``, and the
 level (WARN while nothing is published).
 
-The model resolution is a :class:`~wm_control.image.FrameSpec`; today it comes from the ``width``,
+The model resolution is a :class:`~wm_control.world.frames.FrameSpec`; today it comes from the ``width``,
 ``height`` and ``crop`` parameters (:func:`frame_spec_from_config`); a caller holding a bundle passes
 its own ``spec`` to :class:`CameraIngestNode`.
 """
@@ -56,11 +56,11 @@ from typing import Any
 import cv2
 import numpy as np
 
-from .. import image as im
-from ..conversions import ConversionError
-from ..ros import qos
-from ..ros.api import Diagnostics, Node, sec_to_sec_nsec
-from ..ros.throttle import ThrottledLog
+from wm_control.ros import qos
+from wm_control.ros.api import Diagnostics, Node, sec_to_sec_nsec
+from wm_control.ros.convert import ConversionError
+from wm_control.ros.throttle import ThrottledLog
+from wm_control.world import frames as im
 
 SOURCES = ("topic", "compressed", "opencv")
 DEFAULT_TOPIC = "/camera/image_raw"

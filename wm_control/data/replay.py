@@ -21,10 +21,10 @@ from typing import Any
 import numpy as np
 import yaml
 
-from .bags import BagWriter
-from .errors import UserError
-from .launcher import Launcher
-from .ros import qos
+from wm_control.data.bags import BagWriter
+from wm_control.errors import UserError
+from wm_control.ros import qos
+from wm_control.ros.launcher import Launcher
 
 COMMAND_TOPICS = ("/forward_position_controller/commands", "/joint_trajectory_controller/joint_trajectory")
 NEVER_REPLAY = {"/clock", "/rosout", "/diagnostics", "/parameter_events"}
@@ -33,7 +33,7 @@ NEVER_REPLAY = {"/clock", "/rosout", "/diagnostics", "/parameter_events"}
 def _read_bag(path: Path) -> tuple[list[tuple[str, str, int, bytes]], dict[str, str]]:
     """(topic, type, log time, CDR) of every message, in time order, and topic -> type. A cut or
     damaged MCAP gives every complete message, with a warning saying what was lost."""
-    from .bags import BagError, iter_bag_messages
+    from wm_control.data.bags import BagError, iter_bag_messages
 
     if not path.exists():
         raise UserError(f"bag {path} not found (give a rosbag2 folder, or its .mcap / .db3 file)")
@@ -60,13 +60,13 @@ def replay(bag: str | Path, bundle: str | None = None, config: str | None = None
            lockstep: bool = True, rate: float = 1.0, control_rate: float = 50.0, timeout: float = 2.0,
            device: str = "auto", json_path: str | None = None, echo: bool = False) -> dict:
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
-    from .ros.dds import DdsNode, unpad_cdr
+    from wm_control.ros.dds import DdsNode, unpad_cdr
 
     bag = Path(bag)
     if config is None and bundle is None:
         raise UserError("give --bundle (the policy to run) or --config (a graph YAML with use_sim_time: true)")
     if bundle is not None:  # verified before anything starts: a bad bundle is one line, not a dead stack
-        from .bundle import load_bundle
+        from wm_control.world.bundle import load_bundle
 
         load_bundle(bundle)
     msgs, types = _read_bag(bag)
@@ -165,7 +165,7 @@ def replay(bag: str | Path, bundle: str | None = None, config: str | None = None
 
 
 def _values(raw: bytes, typename: str) -> np.ndarray:
-    from .msgs import registry
+    from wm_control.ros.messages import registry
 
     msg = registry().deserialize(raw, typename)
     if typename.endswith("JointTrajectory"):
