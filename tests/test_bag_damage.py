@@ -23,7 +23,7 @@ from rosbags.rosbag2.storage_mcap import McapReader
 
 from wm_control.data.bags import BagWriter, CollectConfig, collect
 from wm_control.data.dataset import DatasetConfig, DatasetError, load_episodes, read_streams
-from wm_control.ros.messages import registry
+from wm_control.messages import registry
 
 CFG = CollectConfig(episodes=1, episode_s=0.6, image_width=32, image_height=24, camera_rate=20.0, seed=3)
 STEPS = 30  # 0.6 s at 50 Hz, both ends

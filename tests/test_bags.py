@@ -14,7 +14,7 @@ from rosbags.rosbag2 import Reader
 from tests.helpers import NodeProcess
 from wm_control.data.bags import ROBOT_TOPICS, CollectConfig, collect
 from wm_control.data.dataset import DatasetConfig, DatasetError, load_episodes
-from wm_control.ros.messages import registry
+from wm_control.messages import registry
 
 CFG = CollectConfig(episodes=2, episode_s=0.6, image_width=32, image_height=24, camera_rate=20.0, seed=3)
 

@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 
 from tests.helpers import NodeProcess
-from wm_control.ros import convert as cv
+from wm_control.messages import convert as cv
+from wm_control.messages import registry
 from wm_control.ros import qos
 from wm_control.ros.dds import DdsNode
-from wm_control.ros.messages import registry
 from wm_control.world import frames as im
 
 make = registry().new

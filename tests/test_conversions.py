@@ -5,8 +5,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from wm_control.ros import convert as cv
-from wm_control.ros.messages import dds_type_name, registry, ros_type_name
+from wm_control.messages import convert as cv
+from wm_control.messages import dds_type_name, registry, ros_type_name
 
 make = registry().new
 
@@ -119,7 +119,7 @@ def test_registry_defaults_names_and_our_messages():
 
 def test_new_msg_file_is_all_it_takes(tmp_path, monkeypatch):
     """Adding a .msg file to the package's msg folder makes the type usable (defs at run time)."""
-    import wm_control.ros.messages as m
+    import wm_control.messages as m
 
     d = tmp_path / "msg"
     d.mkdir()

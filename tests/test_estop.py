@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from tests.helpers import NodeProcess
-from wm_control.ros import convert as cv
+from wm_control.messages import convert as cv
 from wm_control.ros import qos
 from wm_control.ros.dds import DdsNode
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from tests.helpers import NodeProcess
-from wm_control.ros import convert as cv
+from wm_control.messages import convert as cv
 from wm_control.ros import qos
 from wm_control.ros.dds import DdsNode
 
@@ -123,8 +123,8 @@ def test_node_is_visible_to_ros2_node_list(sim):
     from cyclonedds.sub import DataReader
     from cyclonedds.topic import Topic
 
+    from wm_control.messages import registry
     from wm_control.ros.dds import _ANY, DdsContext, dds_qos
-    from wm_control.ros.messages import registry
 
     ctx, reg = DdsContext.get(), registry()
     typ = "rmw_dds_common/msg/ParticipantEntitiesInfo"

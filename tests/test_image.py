@@ -8,9 +8,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from wm_control.ros import convert as cv
-from wm_control.ros.convert import ConversionError
-from wm_control.ros.messages import registry
+from wm_control.messages import convert as cv
+from wm_control.messages import registry
+from wm_control.messages.convert import ConversionError
 from wm_control.world import frames as im
 
 make = registry().new

@@ -374,7 +374,7 @@ def test_sigterm_to_replay_stops_its_stack(tmp_path, procs):
     import numpy as np
 
     from wm_control.data.bags import BagWriter
-    from wm_control.ros import convert as cv
+    from wm_control.messages import convert as cv
 
     bag = tmp_path / "bag"
     with BagWriter(bag) as w:

@@ -1,11 +1,11 @@
-"""Folders are layers: the core (control/, world/, train/, data/) never imports the ROS layer, and no
-robot name appears in the control core."""
+"""Folders are layers: the core (control/, world/, train/, reading logs in data/, the message codecs in
+messages/) never imports the ROS layer (ros/: DDS, rclpy, nodes, launcher) nor rclpy."""
 
 import json
 import subprocess
 import sys
 
-CORE = ["wm_control.control", "wm_control.control.safety", "wm_control.control.limits",
+CORE = ["wm_control.control", "wm_control.data.dataset", "wm_control.data.bags", "wm_control.messages", "wm_control.control.safety", "wm_control.control.limits",
         "wm_control.control.planner", "wm_control.control.features", "wm_control.control.kinematics",
         "wm_control.control.urdf", "wm_control.world.bundle", "wm_control.world.ensemble", "wm_control.world.stream",
         "wm_control.world.visual", "wm_control.world.frames", "wm_control.train.bc", "wm_control.train.ensemble",

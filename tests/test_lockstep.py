@@ -4,7 +4,7 @@ same graph produce the same trajectory however the CPU is loaded."""
 import numpy as np
 
 from tests.helpers import NodeProcess
-from wm_control.ros import convert as cv
+from wm_control.messages import convert as cv
 from wm_control.ros import qos
 from wm_control.ros.dds import DdsNode
 

@@ -14,7 +14,7 @@ import torch
 from tests.helpers import NodeProcess
 from wm_control.control.limits import clamp_sequence
 from wm_control.control.planner import STATUS_FAILED, STATUS_OK, STATUS_UNCERTAIN, Planner, PlannerConfig
-from wm_control.ros import convert as cv
+from wm_control.messages import convert as cv
 from wm_control.ros import qos
 from wm_control.ros.dds import DdsNode
 from wm_control.world.bundle import BundleError, write_bundle

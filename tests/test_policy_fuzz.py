@@ -9,8 +9,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from wm_control.ros import convert as cv
-from wm_control.ros.messages import registry
+from wm_control.messages import convert as cv
+from wm_control.messages import registry
 from wm_control.ros.nodes.policy import PolicyConfig, PolicyNode
 
 MAX_STEP = 0.05

@@ -15,9 +15,9 @@ import pytest
 from cyclonedds.util import duration
 from rosbags.rosbag2 import Reader
 
+from wm_control.messages import registry
 from wm_control.ros import qos as qosmod
 from wm_control.ros.dds import DdsNode
-from wm_control.ros.messages import registry
 
 STRING = "std_msgs/msg/String"
 

@@ -10,7 +10,7 @@ from rosbags.rosbag2 import Reader
 from wm_control.data.bags import CollectConfig, collect
 from wm_control.data.replay import replay
 from wm_control.eval.closed_loop import evaluate
-from wm_control.ros.messages import registry
+from wm_control.messages import registry
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,7 @@ import pytest
 
 from tests.helpers import NodeProcess
 from wm_control import teleop as tp
-from wm_control.ros import convert as cv
+from wm_control.messages import convert as cv
 from wm_control.ros import qos
 from wm_control.ros.api import ConfigError, config_from_params
 

@@ -184,7 +184,7 @@ class _Listener:
 
 
 def test_world_model_node_publishes_latents_previews_and_resets_on_gaps(debug_visual):
-    from wm_control.ros import convert as cv
+    from wm_control.messages import convert as cv
     from wm_control.train.visual import load_video, load_visual
     from wm_control.world.bundle import load_bundle
     from wm_control.world.stream import StreamingWorldModel
@@ -315,7 +315,7 @@ def test_camera_only_bags_are_video_for_the_unlabelled_stages(debug_visual, tmp_
 
     from wm_control.data.bags import BagWriter
     from wm_control.data.dataset import DatasetConfig
-    from wm_control.ros.messages import registry
+    from wm_control.messages import registry
     from wm_control.train.visual import VisualConfig, labelled_split, load_video, read_video_only
     from wm_control.world.frames import FrameSpec
 

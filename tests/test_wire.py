@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from tests.wire_samples import TYPES, sample, topic_of
+from wm_control.messages import registry
 from wm_control.ros import qos
 from wm_control.ros.dds import DdsNode, pad_cdr, unpad_cdr
-from wm_control.ros.messages import registry
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from wm_control.ros import convert as cv
+from wm_control.messages import convert as cv
 
 TYPES = [
     "std_msgs/msg/Bool", "std_msgs/msg/String", "std_msgs/msg/Float64MultiArray", "std_msgs/msg/Header",

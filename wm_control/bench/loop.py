@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from wm_control.ros import convert as cv
+from wm_control.messages import convert as cv
 from wm_control.ros import qos
 from wm_control.ros.launcher import Launcher
 

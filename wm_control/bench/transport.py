@@ -16,7 +16,7 @@ import time
 
 import numpy as np
 
-from wm_control.ros import convert as cv
+from wm_control.messages import convert as cv
 from wm_control.ros import qos
 
 

@@ -464,9 +464,9 @@ def _expected_errors() -> tuple[type[BaseException], ...]:
     """The errors whose message is the whole story (no traceback without -v)."""
     from wm_control.data.dataset import DatasetError
     from wm_control.errors import UserError
+    from wm_control.messages.convert import ConversionError
     from wm_control.ros.api import ConfigError
     from wm_control.ros.args import RosArgsError
-    from wm_control.ros.convert import ConversionError
     from wm_control.world.bundle import BundleError
 
     return (UserError, BundleError, ConversionError, DatasetError, ConfigError, RosArgsError,

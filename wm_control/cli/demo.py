@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from wm_control.ros import convert as cv
+from wm_control.messages import convert as cv
 from wm_control.ros import qos
 from wm_control.ros.launcher import Launcher
 

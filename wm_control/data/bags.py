@@ -30,12 +30,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, NamedTuple
 
 from wm_control.errors import UserError
-from wm_control.ros import qos as qosmod
 
 if TYPE_CHECKING:
     import numpy as np
 
-    from wm_control.ros.messages import MessageRegistry
+    from wm_control.messages import MessageRegistry
 
 #: the topics a ros2_control arm with a camera logs, and their types
 ROBOT_TOPICS = {
@@ -66,7 +65,7 @@ class BagWriter:
 
         from rosbags.rosbag2 import StoragePlugin, Writer
 
-        from wm_control.ros.messages import registry
+        from wm_control.messages import registry
 
         if flush_s is not None and not flush_s > 0:
             raise ValueError("flush_s must be > 0 (or None: no timed flushes)")
@@ -871,7 +870,7 @@ class BagMessages:
     def _open_rosbags(self) -> None:
         from rosbags.highlevel import AnyReader
 
-        from wm_control.ros.messages import registry
+        from wm_control.messages import registry
 
         try:
             self._reader = AnyReader(self.files, default_typestore=registry().store)
@@ -908,7 +907,7 @@ class BagMessages:
         """A rosbags typestore defining ``msgtype``: ``default`` (the registry's) when it does, else
         one with the bag's own definition added (a robot's custom message)."""
         if default is None:
-            from wm_control.ros.messages import registry
+            from wm_control.messages import registry
 
             default = registry().store
         if msgtype in default.fielddefs:
@@ -966,7 +965,7 @@ def bag_info(path: str | Path) -> dict:
 def repair_bag(src: str | Path, dst: str | Path, overwrite: bool = False) -> dict:
     """Rewrite every message recoverable from ``src`` into ``dst``, a new rosbag2 folder (indexed MCAP
     with its summary, and metadata.yaml) that any rosbag2 reader opens."""
-    from wm_control.ros.messages import registry
+    from wm_control.messages import registry
 
     bag = iter_bag_messages(src, warn=False)
     reg = registry()
@@ -1053,7 +1052,7 @@ def collect_episode(arm: Any, policy: Any, cfg: CollectConfig, path: Path, t0: f
     """Run one episode and write its bag. Time stamps are ROS times starting at ``t0``."""
     import numpy as np
 
-    from wm_control.ros import convert as cv
+    from wm_control.messages import convert as cv
 
     make = reg.new
     first = arm.total_time == 0.0
@@ -1107,7 +1106,7 @@ def collect(cfg: CollectConfig, out_dir: str | Path, reg: MessageRegistry | None
     os.environ.setdefault("MUJOCO_GL", "egl")
     import numpy as np
 
-    from wm_control.ros.messages import registry
+    from wm_control.messages import registry
     from wm_control.sim import ArmConfig, SimArm, make_policy
 
     reg = reg or registry()
@@ -1193,7 +1192,7 @@ class TopicDiscovery:
 
     def poll(self) -> list[Publication]:
         """Take the pending discovery samples; returns the writers that appeared since the last poll."""
-        from wm_control.ros.messages import ros_type_name
+        from wm_control.messages import ros_type_name
 
         new = []
         while True:
@@ -1239,10 +1238,12 @@ def discover_topics(node: Any, wait: float = 1.0, stop: Callable[[], bool] | Non
         time.sleep(0.05)
 
 
-def subscription_qos(topic: str, typename: str, offered: Iterable[Publication] = ()) -> qosmod.QoSProfile:
+def subscription_qos(topic: str, typename: str, offered: Iterable[Publication] = ()) -> "qos.QoSProfile":  # noqa: F821 (wm_control.ros.qos, imported inside)
     """The QoS ``record`` subscribes with: the profile for the kind of topic (sensor data, latched,
     default), with reliability and durability adapted to what the writers offer, as rosbag2 does:
     reliable only if every writer is, transient local (latched samples) only if every writer is."""
+    from wm_control.ros import qos as qosmod  # record talks to the graph; reading bags does not
+
     base = qosmod.SENSOR_DATA if typename in ("sensor_msgs/msg/Image", "sensor_msgs/msg/JointState") else (
         qosmod.LATCHED if topic in ("/goal", "/wm/estop") else qosmod.DEFAULT)
     offered = [p for p in offered if p.reliability and p.durability]

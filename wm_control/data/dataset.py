@@ -22,8 +22,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from wm_control.ros import convert as cv
-from wm_control.ros.messages import registry
+from wm_control.messages import convert as cv
+from wm_control.messages import registry
 
 
 class DatasetError(RuntimeError):

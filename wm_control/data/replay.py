@@ -165,7 +165,7 @@ def replay(bag: str | Path, bundle: str | None = None, config: str | None = None
 
 
 def _values(raw: bytes, typename: str) -> np.ndarray:
-    from wm_control.ros.messages import registry
+    from wm_control.messages import registry
 
     msg = registry().deserialize(raw, typename)
     if typename.endswith("JointTrajectory"):

@@ -33,10 +33,10 @@ from cyclonedds.sub import DataReader
 from cyclonedds.topic import Topic
 from cyclonedds.util import duration
 
+from wm_control.messages import MessageRegistry, registry
 from wm_control.ros import qos as qosmod
 from wm_control.ros.api import sec_to_sec_nsec
 from wm_control.ros.args import resolve_topic
-from wm_control.ros.messages import MessageRegistry, registry
 
 _ANY = SampleState.Any | ViewState.Any | InstanceState.Any
 

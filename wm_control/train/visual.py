@@ -219,8 +219,8 @@ def read_video_only(bag: Path, dcfg: DatasetConfig, spec: FrameSpec) -> list[tup
     latest frame at or before each instant), split where the stream has a gap over ``dcfg.max_gap``."""
     from rosbags.highlevel import AnyReader
 
-    from wm_control.ros import convert as cv
-    from wm_control.ros.messages import registry
+    from wm_control.messages import convert as cv
+    from wm_control.messages import registry
 
     stamps, frames = [], []
     with AnyReader([bag], default_typestore=registry().store) as r:

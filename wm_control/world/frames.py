@@ -2,7 +2,7 @@
 
 Pure functions (numpy + OpenCV), no ROS graph: :mod:`wm_control.ros.nodes.camera_ingest` uses them on
 every frame, tests and the simulator use :func:`encode_compressed` / :func:`make_compressed_image`.
-Everything that cannot be decoded raises :class:`~wm_control.ros.convert.ConversionError` saying why.
+Everything that cannot be decoded raises :class:`~wm_control.messages.convert.ConversionError` saying why.
 
 Encodings (``sensor_msgs/image_encodings.hpp`` names):
 
@@ -44,8 +44,8 @@ from typing import Any
 import cv2
 import numpy as np
 
-from wm_control.ros import convert as cv
-from wm_control.ros.convert import ConversionError, Make
+from wm_control.messages import convert as cv
+from wm_control.messages.convert import ConversionError, Make
 
 #: 4:2:2 encodings -> cv2 conversion code (BT.601, video range)
 YUV422_ENCODINGS: dict[str, int] = {

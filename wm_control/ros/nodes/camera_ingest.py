@@ -56,9 +56,9 @@ from typing import Any
 import cv2
 import numpy as np
 
+from wm_control.messages.convert import ConversionError
 from wm_control.ros import qos
 from wm_control.ros.api import Diagnostics, Node, sec_to_sec_nsec
-from wm_control.ros.convert import ConversionError
 from wm_control.ros.throttle import ThrottledLog
 from wm_control.world import frames as im
 

@@ -40,7 +40,7 @@ from wm_control.control.planner import (
     Planner,
     PlannerConfig,
 )
-from wm_control.ros import convert as cv
+from wm_control.messages import convert as cv
 from wm_control.ros import qos
 from wm_control.ros.api import Diagnostics, Node
 from wm_control.world.bundle import load_bundle

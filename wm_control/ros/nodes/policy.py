@@ -32,7 +32,7 @@ import numpy as np
 
 from wm_control.control.features import policy_observation
 from wm_control.control.safety import SafetyLayer
-from wm_control.ros import convert as cv
+from wm_control.messages import convert as cv
 from wm_control.ros import qos
 from wm_control.ros.api import ControlTick, Diagnostics, Node, Window
 from wm_control.ros.throttle import ThrottledLog

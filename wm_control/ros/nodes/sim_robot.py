@@ -17,7 +17,7 @@ import os
 import time
 from dataclasses import dataclass, field
 
-from wm_control.ros import convert as cv
+from wm_control.messages import convert as cv
 from wm_control.ros import qos
 from wm_control.ros.api import Diagnostics, Node
 

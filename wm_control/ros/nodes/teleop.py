@@ -44,7 +44,7 @@ from typing import Any
 import numpy as np
 
 from wm_control import teleop as tp
-from wm_control.ros import convert as cv
+from wm_control.messages import convert as cv
 from wm_control.ros import qos
 from wm_control.ros.api import Diagnostics, Node
 from wm_control.world import frames as im
