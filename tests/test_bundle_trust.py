@@ -417,3 +417,31 @@ def test_real_resume_state_still_loads(tmp_path, capsys):
     finally:
         torch.set_num_threads(threads)
     assert "resumed at step 2" in capsys.readouterr().err and (tmp_path / "encoder.pt").exists()
+
+
+def test_bundle_cli_keygen_sign_verify(debug_bc, tmp_path):
+    """wm-control bundle keygen / sign / verify: a signed bundle verifies with its key, an edited one is
+    refused in one line."""
+    import shutil
+    import subprocess
+    import sys
+
+    b = tmp_path / "b"
+    shutil.copytree(debug_bc[1], b)
+
+    def wm(*args):
+        return subprocess.run([sys.executable, "-m", "wm_control", "bundle", *args], capture_output=True, text=True,
+                              timeout=60)
+
+    assert wm("keygen", str(tmp_path / "keys")).returncode == 0
+    r = wm("sign", str(b), "--key", str(tmp_path / "keys" / "bundle_signing.key"))
+    assert r.returncode == 0, r.stderr
+    pub = str(tmp_path / "keys" / "bundle_signing.pub")
+    r = wm("verify", str(b), "--trusted-key", pub, "--require-signature")
+    assert r.returncode == 0 and "ok, id " in r.stdout and "signed by key" in r.stdout, r.stdout + r.stderr
+    bid = r.stdout.split("id ")[1].split(",")[0]
+    assert wm("verify", str(b), "--expect-id", bid).returncode == 0
+    m = (b / "manifest.yaml").read_text().replace("max_step: ", "max_step: 1000 #", 1)
+    (b / "manifest.yaml").write_text(m)
+    r = wm("verify", str(b))
+    assert r.returncode == 2 and "bundle_id" in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr

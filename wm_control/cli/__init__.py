@@ -132,6 +132,26 @@ def cmd_bench(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bundle(a: argparse.Namespace) -> int:
+    from wm_control.world import bundle as bmod
+
+    if a.bundle_cmd == "keygen":
+        key, pub = bmod.generate_keypair(a.dir, a.name)
+        print(f"wrote {key} (private: keep it off the robot) and {pub} (give it to the nodes: trusted_keys)")
+        return 0
+    if a.bundle_cmd == "sign":
+        sig = bmod.sign_bundle(a.bundle, a.key)
+        b = bmod.load_bundle(a.bundle)
+        print(f"signed bundle {b.id} -> {sig}")
+        return 0
+    b = bmod.load_bundle(a.bundle, expect_id=a.expect_id, trusted_keys=a.trusted_key or None,
+                         require_signature=a.require_signature)
+    signed = f", signed by key {b.signed_by}" if b.signed_by else ""
+    print(f"bundle {a.bundle}: ok, id {b.id}{signed}; joints {b.joint_names}, {b.control_rate:g} Hz, "
+          f"graphs {sorted(b.manifest['graphs'])}")
+    return 0
+
+
 def cmd_dataset(a: argparse.Namespace) -> int:
     from wm_control.data.dataset import DatasetConfig, load_episodes
 
@@ -355,6 +375,21 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("out", metavar="OUT")
     b.add_argument("--overwrite", action="store_true")
     s.set_defaults(fn=cmd_bag)
+
+    s = sub.add_parser("bundle", help="bundle verify|keygen|sign: check a bundle (its id); sign one with ed25519")
+    bsub = s.add_subparsers(dest="bundle_cmd", required=True, metavar="verify|keygen|sign")
+    b = bsub.add_parser("verify", help="every check a node makes before it loads the bundle; prints its id")
+    b.add_argument("bundle")
+    b.add_argument("--expect-id", default=None, help="refuse unless the bundle id is this one")
+    b.add_argument("--trusted-key", action="append", default=[], help="ed25519 public key (PEM); repeatable")
+    b.add_argument("--require-signature", action="store_true")
+    b = bsub.add_parser("keygen", help="a new ed25519 key pair: DIR/NAME.key (keep it off the robot), DIR/NAME.pub")
+    b.add_argument("dir")
+    b.add_argument("--name", default="bundle_signing")
+    b = bsub.add_parser("sign", help="verify the bundle, then write BUNDLE/bundle.sig over its id")
+    b.add_argument("bundle")
+    b.add_argument("--key", required=True, help="the private key (PEM) from `bundle keygen`")
+    s.set_defaults(fn=cmd_bundle)
 
     s = sub.add_parser("dataset", help="read bags into time-aligned episodes and summarise them")
     s.add_argument("bags", nargs="+")
