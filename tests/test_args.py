@@ -113,3 +113,69 @@ def test_yaml_errors_are_one_line(tmp_path):
     with pytest.raises(RosArgsError, match=r"is not valid YAML at line \d+, column \d+") as e:
         load_params_file(f, "sim_robot")
     assert "\n" not in str(e.value)
+
+
+def test_parameter_descriptions_are_the_field_docstrings():
+    import dataclasses
+
+    from wm_control.ros.api import config_fields, field_docs
+    from wm_control.ros.nodes.planner import PlannerNodeConfig
+    from wm_control.ros.nodes.policy import PolicyConfig
+
+    desc = {name: d for name, _, _, d in config_fields(PolicyConfig)}
+    assert desc["bundle"] == "Model bundle folder (policy.onnx + manifest.yaml); verified at start."
+    # a docstring over several lines is one line, its whitespace collapsed
+    assert desc["plan_wait"] == ("Sim time with use_plan: wall seconds to wait for the plan made from the current "
+                                 "instant's state before falling back to the policy (so lock-step results do not "
+                                 "depend on the planner's speed).")
+    assert desc["mode"] == "" and desc["position_lower"] == ""  # a field without one: no description
+    assert set(desc) == {f.name for f in dataclasses.fields(PolicyConfig)}
+    planner = field_docs(PlannerNodeConfig)  # the base class's fields keep their docstrings
+    assert planner["horizon"] == "Control steps planned (at the bundle's control rate)."
+    assert planner["bundle"].startswith("Bundle folder with an ``ensemble`` and a ``policy`` graph")
+    assert "__post_init__" not in planner and "seed" not in planner
+
+
+def test_field_metadata_help_and_classes_without_source():
+    import dataclasses
+
+    from wm_control.ros.api import config_fields
+
+    @dataclasses.dataclass
+    class C:
+        a: int = 1
+        """From the docstring."""
+        b: str = dataclasses.field(default="x", metadata={"help": "From the metadata."})
+        """Ignored: the metadata wins."""
+        c: float = 2.0
+
+    assert [(n, d, t, s) for n, d, t, s in config_fields(C)] == [
+        ("a", 1, int, "From the docstring."), ("b", "x", str, "From the metadata."), ("c", 2.0, float, "")]
+    made = dataclasses.make_dataclass("Made", [("x", int, dataclasses.field(default=3))])  # no source to read
+    assert config_fields(made) == [("x", 3, int, "")]
+
+
+def test_run_node_help_lists_every_parameter():
+    import dataclasses
+    import subprocess
+    import sys
+
+    from wm_control.ros.api import config_fields
+    from wm_control.ros.nodes.policy import PolicyConfig
+
+    r = subprocess.run([sys.executable, "-m", "wm_control", "run", "policy", "--help"], capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    out = r.stdout
+    assert out.startswith("usage: wm-control run") and "``policy``: the control loop." in out
+    for name, *_ in config_fields(PolicyConfig):
+        assert f"\n  {name} (" in out, name
+    assert "\n  bundle (str, default '')\n      Model bundle folder (policy.onnx + manifest.yaml); verified at start.\n" in out
+    assert "\n  max_control_rate (float, default 100.0)\n      Hz; a control rate above this" in out
+    assert "\n  trusted_keys (list[str], default [])\n" in out
+    assert "\n  require_signature (bool, default false)\n" in out
+    params = [line.split()[0] for line in out.splitlines() if line.startswith("  ") and line[2] != " "]
+    assert params == [f.name for f in dataclasses.fields(PolicyConfig)] + ["use_sim_time"]
+    r = subprocess.run([sys.executable, "-m", "wm_control", "run", "--help"], capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 0 and "NODE --help" in r.stdout

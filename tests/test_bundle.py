@@ -95,16 +95,39 @@ def test_a_perturbed_weight_fails_the_check(bc, tmp_path):
 
 
 def test_normaliser_is_inside_the_graph(bc):
-    """Raw observations in, raw radians out: a zero-obs input is not treated as already normalised."""
+    """Raw observations in, raw radians out: ORT(x) is the bare network on (x - mean) / std, de-normalised
+    with the action normaliser, both normalisers taken from the checkpoint (outside the graph); and it is
+    not the network on x as given (a graph without its normaliser)."""
+    import copy
+
+    import torch
+
+    from tests.numerics import assert_export_matches, export_error
     from wm_control.train.bc import load_bc
 
     ckpt, bundle = bc
-    _, meta = load_bc(ckpt)
+    policy, meta = load_bc(ckpt)
+    net = policy.net  # the MLP alone: the checkpoint's weights, no normaliser
+    norm = {k: np.asarray(v, np.float64) for k, v in meta["normalizer"].items()}
     sess = load_bundle(bundle).session("policy", "cpu")
-    mean = np.asarray(meta["normalizer"]["obs_mean"], np.float32)[None]
-    out_at_mean = sess.run(obs=mean)["action"]
-    out_at_zero = sess.run(obs=np.zeros_like(mean))["action"]
-    assert not np.allclose(out_at_mean, out_at_zero)
+    x = (norm["obs_mean"] + norm["obs_std"] * np.random.default_rng(0).normal(size=(16, norm["obs_mean"].size)))
+    x = x.astype(np.float32)
+
+    def reference(obs, normalise=True):
+        """(float32, float64) of net((obs - mean) / std) * act_std + act_mean, in numpy around torch."""
+        out = []
+        for dtype, model in ((torch.float32, net), (torch.float64, copy.deepcopy(net).double())):
+            o = obs.astype(np.float64)
+            z = (o - norm["obs_mean"]) / norm["obs_std"] if normalise else o
+            with torch.no_grad():
+                y = model(torch.as_tensor(z, dtype=dtype)).numpy().astype(np.float64)
+            out.append(y * norm["act_std"] + norm["act_mean"])
+        return out
+
+    ours = sess.run(obs=x)["action"]
+    assert_export_matches(ours, *reference(x), what="policy with its normaliser")
+    r = export_error(ours, *reference(x, normalise=False))  # the same graph read as if it had none
+    assert r["candidate"] > 10 * r["bound"], r
 
 
 def test_corrupt_file_is_refused(bc, tmp_path):
@@ -152,13 +175,36 @@ def test_unlisted_graph_and_missing_manifest(bc, tmp_path):
         load_bundle(tmp_path / "nothing_here")
 
 
-def test_device_choice():
-    assert choose_providers("cpu") == ["CPUExecutionProvider"]
-    assert choose_providers("auto")[-1] == "CPUExecutionProvider"
+@pytest.mark.parametrize("offered,device,want", [
+    (["CPUExecutionProvider"], "cpu", ["CPUExecutionProvider"]),
+    (["CPUExecutionProvider"], "auto", ["CPUExecutionProvider"]),
+    (["CUDAExecutionProvider", "CPUExecutionProvider"], "auto", ["CUDAExecutionProvider", "CPUExecutionProvider"]),
+    (["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"], "AUTO",
+     ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]),
+    (["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"], "cuda",
+     ["CUDAExecutionProvider", "CPUExecutionProvider"]),
+    (["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"], "tensorrt",
+     ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]),
+    (["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"], "cpu", ["CPUExecutionProvider"]),
+    (["CUDAExecutionProvider", "CPUExecutionProvider", "OpenVINOExecutionProvider"], "cuda",
+     ["CUDAExecutionProvider", "CPUExecutionProvider"]),  # in our order, never one we did not ask for
+])
+def test_device_choice(monkeypatch, offered, device, want):
     import onnxruntime as ort
 
-    if "CUDAExecutionProvider" not in ort.get_available_providers():
-        with pytest.raises(BundleError, match="device cuda asked for"):
-            choose_providers("cuda")
-    with pytest.raises(BundleError, match="device must be"):
-        choose_providers("tpu")
+    monkeypatch.setattr(ort, "get_available_providers", lambda: list(offered))
+    assert choose_providers(device) == want
+
+
+@pytest.mark.parametrize("offered,device,error", [
+    (["CPUExecutionProvider"], "cuda", "device cuda asked for"),
+    (["CPUExecutionProvider"], "tensorrt", "device tensorrt asked for"),
+    (["CUDAExecutionProvider", "CPUExecutionProvider"], "tensorrt", "device tensorrt asked for"),
+    (["CPUExecutionProvider"], "tpu", "device must be"),
+])
+def test_device_that_is_not_offered_is_refused(monkeypatch, offered, device, error):
+    import onnxruntime as ort
+
+    monkeypatch.setattr(ort, "get_available_providers", lambda: list(offered))
+    with pytest.raises(BundleError, match=error):
+        choose_providers(device)

@@ -136,7 +136,7 @@ def roundtrip(client, pub, build, key, tries=3):
 
 def frame_array(msg):
     assert msg.encoding == "rgb8" and msg.step == msg.width * 3
-    return cv.image_to_rgb(msg)
+    return im.image_msg_to_rgb(msg)
 
 
 @pytest.mark.parametrize("encoding,tol", [("rgb8", 0), ("bgr8", 0), ("yuv422", 3), ("yuv422_yuy2", 3)])

@@ -72,18 +72,65 @@ def test_malformed_images_are_rejected(kw, err):
 @settings(max_examples=60, deadline=None)
 @given(h=st.integers(1, 6), w=st.integers(1, 6), extra=st.integers(0, 4), data_delta=st.integers(-3, 3))
 def test_image_validation_property(h, w, extra, data_delta):
-    """Any (size, step, data length) either converts to exactly the rows given or is rejected."""
+    """Any (size, step, data length) either converts to exactly the rows given or is rejected, by the
+    codec here (``image_to_array``) and so by the decoder on it (``image_to_rgb``)."""
     step = w * 3 + extra
     n = h * step + data_delta
     data = np.random.default_rng(h * 31 + w).integers(0, 256, max(n, 0), dtype=np.uint8)
     msg = make("sensor_msgs/msg/Image", height=h, width=w, encoding="rgb8", step=step, data=data)
     if data_delta != 0:
-        with pytest.raises(cv.ConversionError):
-            cv.image_to_rgb(msg)
+        for decode in (cv.image_to_array, cv.image_to_rgb):
+            with pytest.raises(cv.ConversionError):
+                decode(msg)
     else:
+        want = data.reshape(h, step)[:, : w * 3].reshape(h, w, 3)
+        assert np.array_equal(cv.image_to_array(msg), want)
         out = cv.image_to_rgb(msg)
-        assert out.shape == (h, w, 3)
-        assert np.array_equal(out, data.reshape(h, step)[:, : w * 3].reshape(h, w, 3))
+        assert out.shape == (h, w, 3) and out.flags.c_contiguous
+        assert np.array_equal(out, want)
+
+
+@pytest.mark.parametrize("t,fields", [
+    (0.0, {"sec": 0, "nanosec": 0}), (1.5, {"sec": 1, "nanosec": 500_000_000}),
+    (1.9999999999, {"sec": 2, "nanosec": 0}), (-0.25, {"sec": -1, "nanosec": 750_000_000}),
+    (1_700_000_000.25, {"sec": 1_700_000_000, "nanosec": 250_000_000}),
+])
+def test_time_helpers(t, fields):
+    assert cv.time_fields(t) == fields and cv.sec_nsec(t) == (fields["sec"], fields["nanosec"])
+    stamp = make("builtin_interfaces/msg/Time", **fields)
+    assert cv.stamp_ns(stamp) == fields["sec"] * 1_000_000_000 + fields["nanosec"]
+    assert cv.ns_fields(cv.stamp_ns(stamp)) == fields
+    assert cv.stamp_sec(stamp) == pytest.approx(t, abs=1e-6)
+
+
+class Stamp:
+    def __init__(self, sec, nanosec):
+        self.sec, self.nanosec = sec, nanosec
+
+
+@settings(max_examples=200, deadline=None)
+@given(ns=st.integers(-(2**62), 2**62))
+def test_time_in_nanoseconds_round_trips_exactly(ns):
+    f = cv.ns_fields(ns)
+    assert 0 <= f["nanosec"] < 1_000_000_000 and f["sec"] * 1_000_000_000 + f["nanosec"] == ns
+    assert cv.stamp_ns(Stamp(**f)) == ns
+
+
+@settings(max_examples=300, deadline=None)
+@given(t=st.floats(-4e9, 4e9, allow_nan=False) | st.floats(1.6e9, 1.8e9))
+def test_seconds_to_stamp_is_the_nearest_nanosecond(t):
+    """Also for epoch times, where ``round(t * 1e9)`` is off by up to 128 ns (the product is past 2**53)."""
+    from fractions import Fraction
+
+    sec, nsec = cv.sec_nsec(t)
+    assert 0 <= nsec < 1_000_000_000
+    assert abs(Fraction(t) * 10**9 - (sec * 10**9 + nsec)) <= Fraction(1, 2) + Fraction(1, 10**6)
+
+
+def test_stamp_with_nanosec_out_of_range_is_an_error():
+    for nanosec in (1_000_000_000, -1):
+        with pytest.raises(cv.ConversionError, match="out of range"):
+            cv.stamp_ns(Stamp(1, nanosec))
 
 
 def test_command_and_trajectory_conversions():

@@ -131,10 +131,34 @@ def test_rclpy_style_data_containers():
             msg = make("sensor_msgs/msg/Image", height=H, width=W, encoding=enc, step=2 * W, data=np.zeros(0))
             msg.data = data
             assert np.abs(im.image_msg_to_rgb(msg).astype(int) - rgb).max() <= 3
+    grey16 = (rgb[..., 0].astype("<u2") * 256).tobytes()
+    for enc, raw, step, want in (("rgb8", rgb.tobytes(), 3 * W, rgb), ("bgr8", rgb[..., ::-1].tobytes(), 3 * W, rgb),
+                                 ("mono16", grey16, 2 * W, np.repeat(rgb[..., :1], 3, axis=2))):
+        for data in (raw, array.array("B", raw), list(raw)):
+            msg = make("sensor_msgs/msg/Image", height=H, width=W, encoding=enc, step=step, data=np.zeros(0))
+            msg.data = data
+            assert np.array_equal(im.image_msg_to_rgb(msg), want), (enc, type(data))
     fmt, jpg = im.encode_compressed(rgb, "png")
     msg = make("sensor_msgs/msg/CompressedImage", format=fmt, data=np.zeros(0))
     msg.data = array.array("B", jpg)
     assert np.array_equal(im.compressed_to_rgb(msg), rgb)
+
+
+def test_one_image_decoder():
+    """``messages.convert.image_to_rgb`` is the frames decoder, not a second one with less coverage: the
+    same result for every encoding (mono16 and 4:2:2 included) and the same pixel limit."""
+    rgb = paired_rgb()
+    msgs = [image_msg(rgb, "rgb8"), image_msg(rgb[..., ::-1], "bgr8"), image_msg(rgb[..., 0], "mono8"),
+            image_msg(rgb[..., 0].astype("<u2") * 257, "mono16"),
+            image_msg(cv2.cvtColor(rgb, cv2.COLOR_RGB2YUV_UYVY), "yuv422"),
+            image_msg(cv2.cvtColor(rgb, cv2.COLOR_RGB2YUV_YUYV), "yuyv")]
+    assert {m.encoding for m in msgs} | {"rgba8", "bgra8", "uyvy", "yuv422_yuy2"} == set(im.SUPPORTED_ENCODINGS)
+    for m in msgs:
+        assert np.array_equal(cv.image_to_rgb(m), im.image_msg_to_rgb(m)), m.encoding
+    liar = make("sensor_msgs/msg/Image", height=100000, width=100000, encoding="rgb8", step=300000,
+                data=np.zeros(12, np.uint8))
+    with pytest.raises(im.ImageTooLarge):
+        cv.image_to_rgb(liar)
 
 
 # ------------------------------------------------------------------------------------------

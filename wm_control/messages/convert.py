@@ -7,6 +7,7 @@ that says what is wrong; nodes catch it, count a drop and log it. Writers take a
 
 from __future__ import annotations
 
+import math
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -18,13 +19,49 @@ class ConversionError(ValueError):
     """A message that cannot be turned into a valid value (bad encoding, sizes, NaN, names)."""
 
 
+# ------------------------------------------------------------------------------------------
+# Time: builtin_interfaces/Time and Duration (sec, nanosec) <-> seconds or nanoseconds. The one
+# place these conversions are written; nodes, backends and bag tools call these.
+# ------------------------------------------------------------------------------------------
+NS_PER_SEC = 1_000_000_000
+
+
 def stamp_sec(stamp: Any) -> float:
+    """A ``Time`` / ``Duration`` (anything with ``sec`` and ``nanosec``) in seconds."""
     return float(stamp.sec) + 1e-9 * float(stamp.nanosec)
 
 
+def stamp_ns(stamp: Any) -> int:
+    """A ``Time`` / ``Duration`` in integer nanoseconds, exactly; a ``nanosec`` outside [0, 1e9) is an error."""
+    sec, nsec = int(stamp.sec), int(stamp.nanosec)
+    if not 0 <= nsec < NS_PER_SEC:
+        raise ConversionError(f"stamp nanosec {nsec} out of range [0, {NS_PER_SEC})")
+    return sec * NS_PER_SEC + nsec
+
+
+def ns_fields(ns: int) -> dict[str, int]:
+    """``{"sec", "nanosec"}`` of a time in integer nanoseconds (``nanosec`` in [0, 1e9), also before 0)."""
+    sec, nsec = divmod(int(ns), NS_PER_SEC)
+    return {"sec": sec, "nanosec": nsec}
+
+
+def sec_nsec(t: float) -> tuple[int, int]:
+    """``(sec, nanosec)`` of a time in seconds, rounded to the nanosecond.
+
+    Whole and fractional seconds are split first (exact in floating point): ``round(t * 1e9)`` would
+    round the product of an epoch time (~1.7e18 ns, past 2**53) to a multiple of 256 ns.
+    """
+    sec = math.floor(t)
+    nsec = int(round((t - sec) * 1e9))
+    if nsec >= NS_PER_SEC:
+        sec, nsec = sec + 1, nsec - NS_PER_SEC
+    return int(sec), nsec
+
+
 def time_fields(t: float) -> dict[str, int]:
-    ns = int(round(t * 1e9))
-    return {"sec": ns // 1_000_000_000, "nanosec": ns % 1_000_000_000}
+    """``{"sec", "nanosec"}`` of a time in seconds (the keyword arguments of a ``Time`` / ``Duration``)."""
+    sec, nsec = sec_nsec(t)
+    return {"sec": sec, "nanosec": nsec}
 
 
 def header(make: Make, t: float, frame_id: str = "") -> Any:
@@ -109,6 +146,17 @@ IMAGE_ENCODINGS: dict[str, tuple[int, Any]] = {
 }
 
 
+def uint8_data(data: Any) -> np.ndarray:
+    """A message's ``uint8[]`` field (numpy array, bytes, array.array or list) as a 1-D uint8 array
+    (no copy where the data already is bytes)."""
+    if isinstance(data, np.ndarray):
+        return data.reshape(-1) if data.dtype == np.uint8 else data.astype(np.uint8).reshape(-1)
+    try:
+        return np.frombuffer(memoryview(data).cast("B"), dtype=np.uint8)
+    except TypeError:
+        return np.asarray(data, dtype=np.uint8).reshape(-1)
+
+
 def image_to_array(msg: Any) -> np.ndarray:
     """An Image as an (H, W, C) array in its own encoding (a view on the message data, no copy)."""
     enc = msg.encoding
@@ -121,9 +169,7 @@ def image_to_array(msg: Any) -> np.ndarray:
         raise ConversionError(f"Image: empty size {w}x{h}")
     if step < w * ch * itemsize:
         raise ConversionError(f"Image: step {step} < width*channels*bytes = {w * ch * itemsize}")
-    data = np.asarray(msg.data)
-    if data.dtype != np.uint8:
-        data = np.frombuffer(bytes(data), dtype=np.uint8) if not isinstance(data, np.ndarray) else data.astype(np.uint8)
+    data = uint8_data(msg.data)
     if data.size != h * step:
         raise ConversionError(f"Image: data has {data.size} bytes, expected height*step = {h}*{step} = {h * step}")
     rows = data.reshape(h, step)[:, : w * ch * itemsize]
@@ -132,20 +178,14 @@ def image_to_array(msg: Any) -> np.ndarray:
 
 
 def image_to_rgb(msg: Any) -> np.ndarray:
-    """An Image as a contiguous (H, W, 3) uint8 RGB array, whatever its 8-bit encoding."""
-    arr = image_to_array(msg)
-    enc = msg.encoding
-    if enc == "rgb8":
-        return np.ascontiguousarray(arr)
-    if enc == "bgr8":
-        return np.ascontiguousarray(arr[..., ::-1])
-    if enc == "rgba8":
-        return np.ascontiguousarray(arr[..., :3])
-    if enc == "bgra8":
-        return np.ascontiguousarray(arr[..., 2::-1])
-    if enc == "mono8":
-        return np.ascontiguousarray(np.repeat(arr, 3, axis=2))
-    raise ConversionError(f"Image: cannot convert {enc!r} to rgb8")
+    """An Image as a contiguous (H, W, 3) uint8 RGB array: a thin call of the one decoder,
+    :func:`wm_control.world.frames.image_msg_to_rgb` (every encoding it supports, its pixel limit).
+
+    Kept for the callers of this name; new code calls ``frames.image_msg_to_rgb`` directly.
+    """
+    from wm_control.world.frames import image_msg_to_rgb  # frames builds on this module: imported late
+
+    return image_msg_to_rgb(msg)
 
 
 def make_image(make: Make, t: float, rgb: np.ndarray, frame_id: str = "camera", encoding: str = "rgb8") -> Any:

@@ -10,39 +10,34 @@ A node class is plain Python that *holds* a :class:`Node` handle (never inherits
         def close(self): ...             # optional
 
 Backends (``dds`` over Cyclone DDS, ``rclpy`` over ROS 2) implement :class:`Node`. Parameters are
-declared from the ``Config`` dataclass fields (types and defaults in one place), overridden by the
-params file and ``-p``, and validated by the dataclass's ``__post_init__``.
+declared from the ``Config`` dataclass fields (types, defaults and descriptions in one place: the
+description is the string literal written after a field), overridden by the params file and ``-p``,
+and validated by the dataclass's ``__post_init__``. ``wm-control run NODE --help`` lists them.
 """
 
 from __future__ import annotations
 
+import ast
 import dataclasses
+import functools
+import inspect
 import logging
 import math
+import textwrap
 import time
+import types
 import typing
 from collections import deque
 from typing import Any, Callable, Protocol
 
 import numpy as np
 
+from wm_control.messages.convert import sec_nsec as sec_to_sec_nsec  # noqa: F401  (the time helpers live there)
 from wm_control.ros.qos import QoSProfile
 
 
 class ConfigError(ValueError):
     """A parameter has the wrong type or an invalid value."""
-
-
-# ------------------------------------------------------------------------------------------
-# Time
-# ------------------------------------------------------------------------------------------
-def stamp_to_sec(stamp: Any) -> float:
-    return float(stamp.sec) + 1e-9 * float(stamp.nanosec)
-
-
-def sec_to_sec_nsec(t: float) -> tuple[int, int]:
-    ns = int(round(t * 1e9))
-    return ns // 1_000_000_000, ns % 1_000_000_000
 
 
 # ------------------------------------------------------------------------------------------
@@ -198,9 +193,47 @@ def close_instance(instance: Any, logger: logging.Logger) -> None:
 # ------------------------------------------------------------------------------------------
 # Parameters from a config dataclass
 # ------------------------------------------------------------------------------------------
+def _field_docs_of(cls: type) -> dict[str, str]:
+    """The attribute docstrings of one class's own body: the string literal right after a field."""
+    try:
+        tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
+    except (OSError, TypeError, SyntaxError):  # no source (built in a REPL, a frozen app): no descriptions
+        return {}
+    body = next((n.body for n in ast.walk(tree) if isinstance(n, ast.ClassDef) and n.name == cls.__name__), [])
+    docs: dict[str, str] = {}
+    for stmt, after in zip(body, body[1:]):
+        if isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name):
+            name = stmt.target.id
+        elif isinstance(stmt, ast.Assign) and len(stmt.targets) == 1 and isinstance(stmt.targets[0], ast.Name):
+            name = stmt.targets[0].id
+        else:
+            continue
+        if (isinstance(after, ast.Expr) and isinstance(after.value, ast.Constant)
+                and isinstance(after.value.value, str)):
+            docs[name] = " ".join(inspect.cleandoc(after.value.value).split())
+    return docs
+
+
+@functools.lru_cache(maxsize=None)
+def field_docs(config_cls: type) -> dict[str, str]:
+    """Each field's description: the string literal written right after it in the class body (the
+    attribute-docstring convention Sphinx and ``docstring_parser`` read), base classes first so a
+    subclass's own docstring wins; one line, whitespace collapsed."""
+    docs: dict[str, str] = {}
+    for klass in reversed(config_cls.__mro__):
+        if dataclasses.is_dataclass(klass):
+            docs.update(_field_docs_of(klass))
+    return docs
+
+
 def config_fields(config_cls: type) -> list[tuple[str, Any, Any, str]]:
-    """(name, default, type, description) for each field of a config dataclass."""
+    """(name, default, type, description) for each field of a config dataclass.
+
+    The description is the field's attribute docstring (:func:`field_docs`), or its
+    ``field(metadata={"help": ...})``; ``""`` when it has neither.
+    """
     hints = typing.get_type_hints(config_cls)
+    docs = field_docs(config_cls)
     out = []
     for f in dataclasses.fields(config_cls):
         if f.default is not dataclasses.MISSING:
@@ -209,15 +242,52 @@ def config_fields(config_cls: type) -> list[tuple[str, Any, Any, str]]:
             default = f.default_factory()  # type: ignore[misc]
         else:
             raise TypeError(f"{config_cls.__name__}.{f.name} needs a default to be a ROS parameter")
-        out.append((f.name, default, hints[f.name], f.metadata.get("help", "")))
+        out.append((f.name, default, hints[f.name], f.metadata.get("help") or docs.get(f.name, "")))
     return out
+
+
+def type_name(typ: Any) -> str:
+    """A field type as the help shows it: ``float``, ``list[str]``, ``str | None``."""
+    if isinstance(typ, type) and not typing.get_args(typ):
+        return typ.__name__
+    args = typing.get_args(typ)
+    origin = typing.get_origin(typ)
+    if origin in (typing.Union, types.UnionType):
+        return " | ".join("None" if a is type(None) else type_name(a) for a in args)
+    if origin is not None and args:
+        return f"{getattr(origin, '__name__', str(origin))}[{', '.join(type_name(a) for a in args)}]"
+    return str(typ).replace("typing.", "")
+
+
+def param_text(value: Any) -> str:
+    """A parameter value as it is written after ``-p name:=`` (YAML): ``true``, ``''``, ``[a, b]``."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return repr(value) if value == "" or value != value.strip() or any(c in value for c in ",:[]{}#'\"") \
+            else value
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(param_text(v) for v in value) + "]"
+    return str(value)
+
+
+def config_help(config_cls: type, width: int = 100) -> str:
+    """Every parameter of a config dataclass: ``name (type, default D)`` and its description below."""
+    lines = []
+    for name, default, typ, desc in config_fields(config_cls):
+        lines.append(f"  {name} ({type_name(typ)}, default {param_text(default)})")
+        if desc:
+            lines += textwrap.wrap(desc, width=width, initial_indent=" " * 6, subsequent_indent=" " * 6)
+    return "\n".join(lines)
 
 
 def _coerce(name: str, value: Any, typ: Any, default: Any) -> Any:
     """Check/convert a parameter value against the field type, the way ROS 2 types parameters."""
     origin = typing.get_origin(typ)
     args = typing.get_args(typ)
-    if origin is typing.Union or (origin is not None and str(origin) == "types.UnionType"):
+    if origin in (typing.Union, types.UnionType):
         non_none = [a for a in args if a is not type(None)]
         if value is None or value == "":
             if type(None) in args:
@@ -250,16 +320,16 @@ def _coerce(name: str, value: Any, typ: Any, default: Any) -> Any:
 
 
 def config_from_params(config_cls: type, overrides: dict[str, Any],
-                       declare: Callable[[str, Any, str], Any] | None = None) -> Any:
-    """Build a config dataclass from parameter overrides (unknown names are returned separately).
+                       declare: Callable[[str, Any, Any, str], Any] | None = None) -> Any:
+    """Build a config dataclass from parameter overrides (names it does not have are ignored here).
 
-    ``declare(name, default, description) -> value`` lets a backend declare each parameter on its
-    own parameter server (rclpy) and return the effective value; by default overrides win.
+    ``declare(name, default, type, description) -> value`` lets a backend declare each parameter on
+    its own parameter server (rclpy) and return the effective value; by default overrides win.
     """
     values = {}
     for name, default, typ, desc in config_fields(config_cls):
         if declare is not None:
-            value = declare(name, default, desc)
+            value = declare(name, default, typ, desc)
         else:
             value = overrides.get(name, default)
         values[name] = _coerce(name, value, typ, default) if value is not default else default
@@ -364,3 +434,97 @@ class Diagnostics:
                        message=self.message, hardware_id=self.hardware_id, values=values)
         header = n.msg("std_msgs/msg/Header", stamp=n.now_msg())
         self._pub.publish(n.msg("diagnostic_msgs/msg/DiagnosticArray", header=header, status=[status]))
+
+
+# ------------------------------------------------------------------------------------------
+# The node of a program that watches or drives a graph from outside (demo, eval, replay, record,
+# benchmarks): built here, on the backend the graph runs on, never from a backend's class
+# ------------------------------------------------------------------------------------------
+def make_node(name: str, backend: str | None = None, *, namespace: str = "/", use_sim_time: bool = False) -> Any:
+    """A node for a program on ``backend``: ``dds``, ``rclpy``, or ``auto``/None (``WM_BACKEND``, else
+    rclpy when ROS 2 is sourced), chosen as ``wm-control run`` chooses it
+    (:func:`wm_control.ros.runner.choose_backend`); the dds backend refuses DDS Security as a node does.
+
+    Besides :class:`Node` it has ``spin(until, timeout) -> bool``, ``spin_once(timeout)``,
+    ``shutdown()`` (stop spinning; safe from signal handlers), ``ok``, ``destroy()`` and ``backend``;
+    ``create_subscription`` takes ``raw`` / ``with_info``; publishers have ``publish_raw(cdr)`` and
+    ``matched()``, subscriptions ``matched()``."""
+    import os
+
+    from wm_control.ros.runner import SECURITY_REFUSAL, choose_backend
+
+    b = choose_backend(backend)
+    if b == "rclpy":
+        return _rclpy_program_node(name, namespace, use_sim_time)
+    if os.environ.get("ROS_SECURITY_ENABLE", "").lower() == "true":
+        from wm_control.errors import UserError
+
+        raise UserError(SECURITY_REFUSAL)
+    from wm_control.ros.dds import DdsNode
+
+    return DdsNode(name, namespace, params={"use_sim_time": bool(use_sim_time)})
+
+
+def _rclpy_program_node(name: str, namespace: str, use_sim_time: bool) -> Any:
+    """:func:`make_node` on rclpy: an :class:`~wm_control.ros.rclpy_backend.RclpyNode` with its own
+    executor (rclpy is initialised once, without its signal handlers: the program keeps Ctrl-C)."""
+    import os
+
+    import rclpy
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.parameter import Parameter
+    from rclpy.signals import SignalHandlerOptions
+
+    from wm_control.ros.rclpy_backend import RclpyNode
+
+    if not (os.environ.get("ROS_AUTOMATIC_DISCOVERY_RANGE") or os.environ.get("ROS_LOCALHOST_ONLY")):
+        os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"  # as wm-control run does for its nodes
+    if not rclpy.ok():
+        rclpy.init(args=None, signal_handler_options=SignalHandlerOptions.NO)
+
+    class ProgramNode(RclpyNode):
+        def __init__(self) -> None:
+            super().__init__(rclpy.create_node(name, namespace=namespace, parameter_overrides=[
+                Parameter("use_sim_time", value=bool(use_sim_time))]))
+            self._stop = False
+            self.executor = SingleThreadedExecutor()
+            self.executor.add_node(self.ros)
+
+        def create_publisher(self, typename: str, topic: str, qos: Any = "default") -> Any:
+            pub = super().create_publisher(typename, topic, qos)
+            pub.publish_raw, pub.matched = pub.publish, pub.get_subscription_count  # publish() takes CDR bytes
+            return pub
+
+        def create_subscription(self, typename: str, topic: str, callback: Callable[..., None],
+                                qos: Any = "default", **kw: Any) -> Any:
+            sub = super().create_subscription(typename, topic, callback, qos, **kw)
+            sub.matched = lambda: self.ros.count_publishers(sub.topic_name)
+            return sub
+
+        def spin_once(self, timeout: float | None = None) -> None:
+            self.executor.spin_once(timeout_sec=0.1 if timeout is None else timeout)
+
+        def spin(self, until: Callable[[], bool] | None = None, timeout: float | None = None) -> bool:
+            end = None if timeout is None else time.monotonic() + timeout
+            while not self._stop:
+                if until is not None and until():
+                    return True
+                left = None if end is None else end - time.monotonic()
+                if left is not None and left <= 0:
+                    break
+                self.spin_once(0.1 if left is None else min(0.1, left))
+            return bool(until and until())
+
+        def shutdown(self) -> None:  # this node stops spinning; rclpy (and other nodes) go on
+            self._stop = True
+
+        @property
+        def ok(self) -> bool:
+            return not self._stop
+
+        def destroy(self) -> None:
+            self._stop = True
+            self.executor.remove_node(self.ros)
+            self.ros.destroy_node()
+
+    return ProgramNode()

@@ -10,6 +10,7 @@ import array
 import logging
 import signal
 import traceback
+import typing
 from typing import Any, Callable
 
 import numpy as np
@@ -17,13 +18,15 @@ import rclpy  # noqa: F401  (import-guarded by the caller: only loaded when ROS 
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.clock import Clock, ClockType
 from rclpy.node import Node as _RosNode
+from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, ReliabilityPolicy
 from rclpy.qos import QoSProfile as _RosQoS
 from rclpy.serialization import deserialize_message
 from rosidl_runtime_py.utilities import get_message
 
+from wm_control.messages.convert import time_fields
 from wm_control.ros import qos as qosmod
-from wm_control.ros.api import close_instance, config_from_params
+from wm_control.ros.api import ConfigError, close_instance, config_from_params, type_name
 from wm_control.ros.throttle import ThrottledLog
 
 _TYPECODES = {"double": "d", "float": "f", "int8": "b", "uint8": "B", "int16": "h", "uint16": "H",
@@ -129,8 +132,7 @@ class RclpyNode:
         return self.ros.get_clock().now().to_msg()
 
     def time_msg(self, t: float) -> Any:
-        ns = int(round(t * 1e9))
-        return self.msg("builtin_interfaces/msg/Time", sec=ns // 10**9, nanosec=ns % 10**9)
+        return self.msg("builtin_interfaces/msg/Time", **time_fields(t))
 
     @property
     def use_sim_time(self) -> bool:
@@ -140,12 +142,52 @@ class RclpyNode:
         rclpy.try_shutdown()
 
 
-def _declare(node: _RosNode) -> Callable[[str, Any, str], Any]:
-    def declare(name: str, default: Any, description: str) -> Any:
-        dynamic = default is None or (isinstance(default, (list, tuple)) and not default)
-        desc = ParameterDescriptor(description=description, dynamic_typing=dynamic)
-        value = None if dynamic else (list(default) if isinstance(default, tuple) else default)
-        p = node.declare_parameter(name, value, desc)
+#: field type -> the ROS parameter type it is declared as (rclpy.parameter.Parameter.Type names)
+_SCALAR_TYPES = {bool: "BOOL", int: "INTEGER", float: "DOUBLE", str: "STRING"}
+_ARRAY_TYPES = {bool: "BOOL_ARRAY", int: "INTEGER_ARRAY", float: "DOUBLE_ARRAY", str: "STRING_ARRAY"}
+
+
+def parameter_type(typ: Any) -> Any:
+    """The ``Parameter.Type`` a config field of type ``typ`` is declared as; None: dynamically typed
+    (an optional or any other type rclpy has no static parameter type for)."""
+    origin, args = typing.get_origin(typ), typing.get_args(typ)
+    if typ in _SCALAR_TYPES:
+        return Parameter.Type[_SCALAR_TYPES[typ]]
+    if origin is list and args and args[0] in _ARRAY_TYPES:
+        return Parameter.Type[_ARRAY_TYPES[args[0]]]
+    return None
+
+
+def _as_type(value: Any, typ: Any) -> Any:
+    """A default as the field's type (``rate: float = 0`` declares a double, not an integer)."""
+    if typ is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, (list, tuple)):
+        args = typing.get_args(typ)
+        value = [float(v) if args[:1] == (float,) and isinstance(v, int) and not isinstance(v, bool) else v
+                 for v in value]
+    return value
+
+
+def _declare(node: _RosNode) -> Callable[[str, Any, Any, str], Any]:
+    """Declare each config field on the node's parameter server, typed by the field's type and described
+    by its docstring (``ros2 param describe``), and return the value rclpy settled on (override or default)."""
+
+    def declare(name: str, default: Any, typ: Any, description: str) -> Any:
+        ptype = parameter_type(typ)
+        if ptype is None or default is None:
+            desc = ParameterDescriptor(description=description, dynamic_typing=True)
+            p = node.declare_parameter(name, None if default is None else _as_type(default, typ), desc)
+        else:
+            desc = ParameterDescriptor(description=description, type=ptype.value)
+            value = _as_type(default, typ)
+            # an empty list has no type of its own (rclpy would take it for a byte array): declare the
+            # type, and the default stands when nothing overrides it
+            try:
+                p = node.declare_parameter(name, value if not isinstance(value, list) or value else ptype, desc)
+            except Exception as exc:  # an override of another type (rclpy: InvalidParameterTypeException)
+                raise ConfigError(f"parameter {name!r} is declared as {type_name(typ)} "
+                                  f"({ptype.name}): {exc}") from None
         value = p.value
         return default if value is None else (list(value) if isinstance(value, (tuple, array.array)) else value)
 
@@ -159,8 +201,12 @@ def run_rclpy_node(cls: type, name: str, argv: list[str]) -> int:
     code = 0
     instance = None
     try:
-        cfg = config_from_params(cls.Config, {}, declare=_declare(ros_node))
-        instance = cls(node, cfg)
+        try:
+            cfg = config_from_params(cls.Config, {}, declare=_declare(ros_node))
+            instance = cls(node, cfg)
+        except (ConfigError, ValueError, RuntimeError, FileNotFoundError) as exc:  # as on the dds backend
+            node.logger.error("failed to start: %s", exc)
+            return 1
         signal.signal(signal.SIGTERM, lambda *_: rclpy.try_shutdown())
         node.logger.info("ready")
         rclpy.spin(ros_node)

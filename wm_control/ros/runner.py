@@ -9,7 +9,7 @@ import sys
 import traceback
 from typing import Any
 
-from wm_control.ros.api import ConfigError, close_instance, config_fields, config_from_params
+from wm_control.ros.api import ConfigError, close_instance, config_fields, config_from_params, config_help
 from wm_control.ros.args import RosArgsError, parse_ros_args, validate_node_name
 
 #: node type -> "module:Class"; imported lazily so `wm-control run sim_robot` loads only what it needs
@@ -61,9 +61,39 @@ SECURITY_REFUSAL = (
     "or leave out --enclave and ROS_SECURITY_ENABLE.")
 
 
+def localhost_discovery_by_default() -> None:
+    """On rclpy, as on dds: discovery stays on this host unless the user set ``ROS_AUTOMATIC_DISCOVERY_RANGE``
+    (Jazzy) or ``ROS_LOCALHOST_ONLY`` (Humble). Call before ``rclpy.init``."""
+    if not (os.environ.get("ROS_AUTOMATIC_DISCOVERY_RANGE") or os.environ.get("ROS_LOCALHOST_ONLY")):
+        os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+
+
+def node_help(node_type: str) -> str:
+    """``wm-control run NODE --help``: what the node is, and every parameter with its type, default
+    and description (the config dataclass's field docstrings, as the rclpy backend declares them)."""
+    cls = node_class(node_type)
+    doc = (sys.modules[cls.__module__].__doc__ or cls.__doc__ or "").strip().split("\n\n")[0]
+    about = " ".join(doc.split())
+    return (f"usage: wm-control run [--backend auto|dds|rclpy] {node_type} "
+            "[--ros-args -p NAME:=VALUE ... --params-file FILE -r FROM:=TO -r __node:=NAME -r __ns:=NS]\n\n"
+            + (f"{about}\n\n" if about else "")
+            + "parameters (-p NAME:=VALUE, or a --params-file):\n"
+            + config_help(cls.Config) + "\n"
+            "  use_sim_time (bool, default false)\n      Take the time from /clock (simulation, bag replay).\n")
+
+
+def wants_help(argv: list[str]) -> bool:
+    """``-h`` / ``--help`` among the node's own arguments (those before ``--ros-args``)."""
+    own = argv[:argv.index("--ros-args")] if "--ros-args" in argv else argv
+    return any(a in ("-h", "--help") for a in own)
+
+
 def run_node(node_type: str, argv: list[str], backend: str | None = None) -> int:
     """Start one node, spin until SIGINT/SIGTERM, clean up. Returns the process exit code."""
     cls = node_class(node_type)
+    if wants_help(argv):
+        print(node_help(node_type), end="")
+        return 0
     try:
         args = parse_ros_args(argv)
         name = args.node_name or getattr(cls, "NAME", node_type)
@@ -82,9 +112,7 @@ def run_node(node_type: str, argv: list[str], backend: str | None = None) -> int
     if b == "rclpy":
         from wm_control.ros.rclpy_backend import run_rclpy_node
 
-        if not (os.environ.get("ROS_AUTOMATIC_DISCOVERY_RANGE") or os.environ.get("ROS_LOCALHOST_ONLY")):
-            os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"  # as on dds: the network only when asked
-
+        localhost_discovery_by_default()
         return run_rclpy_node(cls, name, argv)
 
     from wm_control.ros.dds import DdsNode

@@ -344,10 +344,6 @@ def write_bundle(out: str | Path, graphs: dict[str, tuple[Path, dict[str, Any]]]
     return out
 
 
-def _tolist(x: Any) -> Any:
-    return np.asarray(x).tolist()
-
-
 def load_bundle(path: str | Path, joint_names: Sequence[str] | None = None,
                 image_size: tuple[int, int] | None = None, check_graphs: bool = True, *,
                 expect_id: str | None = None, trusted_keys: Sequence[str | Path] | None = None,

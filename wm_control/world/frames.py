@@ -6,7 +6,7 @@ Everything that cannot be decoded raises :class:`~wm_control.messages.convert.Co
 
 Encodings (``sensor_msgs/image_encodings.hpp`` names):
 
-* ``rgb8``, ``bgr8``, ``rgba8``, ``bgra8``, ``mono8``: via :func:`conversions.image_to_rgb`;
+* ``rgb8``, ``bgr8``, ``rgba8``, ``bgra8``, ``mono8``: channels reordered or repeated;
 * ``mono16``: the high byte (``v >> 8``, as OpenCV reduces 16-bit images to 8 bit), grey to RGB;
 * ``yuv422`` (ROS's name for UYVY; also ``uyvy``) and ``yuv422_yuy2`` / ``yuyv`` (YUYV): 4:2:2,
   2 bytes per pixel, even width; BT.601 video range (Y 16..235), as ``cv2.COLOR_YUV2RGB_UYVY`` /
@@ -59,14 +59,8 @@ SUPPORTED_ENCODINGS: tuple[str, ...] = ("rgb8", "bgr8", "rgba8", "bgra8", "mono8
 COMPRESSIONS = ("jpeg", "png")
 
 
-def _bytes(data: Any) -> np.ndarray:
-    """A message's ``uint8[]`` field (numpy array, bytes, array.array or list) as a 1-D uint8 array."""
-    if isinstance(data, np.ndarray):
-        return data.reshape(-1) if data.dtype == np.uint8 else data.astype(np.uint8).reshape(-1)
-    try:
-        return np.frombuffer(memoryview(data).cast("B"), dtype=np.uint8)
-    except TypeError:
-        return np.asarray(data, dtype=np.uint8).reshape(-1)
+#: a message's ``uint8[]`` field (numpy array, bytes, array.array or list) as a 1-D uint8 array
+_bytes = cv.uint8_data
 
 
 # ------------------------------------------------------------------------------------------
@@ -504,19 +498,31 @@ def yuv422_to_rgb(msg: Any) -> np.ndarray:
 def image_msg_to_rgb(msg: Any, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """A ``sensor_msgs/Image`` in any :data:`SUPPORTED_ENCODINGS` as contiguous (H, W, 3) uint8 RGB.
 
-    Over ``max_pixels`` (width * height; None: no limit) it raises :class:`ImageTooLarge` before
-    touching the data; sizes, step and data length are checked against each other by the converters.
+    The one ``Image`` decoder (``messages.convert.image_to_rgb`` calls it). Over ``max_pixels``
+    (width * height; None: no limit) it raises :class:`ImageTooLarge` before touching the data;
+    sizes, step and data length are checked against each other (:func:`~wm_control.messages.convert.image_to_array`,
+    :func:`yuv422_to_rgb`).
     """
     check_pixels(int(msg.width), int(msg.height), max_pixels, "Image")
     enc = msg.encoding
     if enc in YUV422_ENCODINGS:
         return yuv422_to_rgb(msg)
-    if enc == "mono16":
-        grey = (cv.image_to_array(msg)[..., 0] >> 8).astype(np.uint8)  # validates sizes and byte order
-        return np.ascontiguousarray(np.repeat(grey[..., None], 3, axis=2))
     if enc not in cv.IMAGE_ENCODINGS:
         raise ConversionError(f"Image: unsupported encoding {enc!r}; supported: {', '.join(SUPPORTED_ENCODINGS)}")
-    return cv.image_to_rgb(msg)
+    arr = cv.image_to_array(msg)  # validates sizes, step, data length and byte order
+    if enc == "mono16":
+        arr = (arr >> 8).astype(np.uint8)
+    if enc in ("mono8", "mono16"):
+        return np.ascontiguousarray(np.repeat(arr, 3, axis=2))
+    if enc == "rgb8":
+        return np.ascontiguousarray(arr)
+    if enc == "bgr8":
+        return np.ascontiguousarray(arr[..., ::-1])
+    if enc == "rgba8":
+        return np.ascontiguousarray(arr[..., :3])
+    if enc == "bgra8":
+        return np.ascontiguousarray(arr[..., 2::-1])
+    raise ConversionError(f"Image: cannot convert {enc!r} to rgb8")  # an encoding added to IMAGE_ENCODINGS only
 
 
 # ------------------------------------------------------------------------------------------
