@@ -34,8 +34,9 @@ from cyclonedds.topic import Topic
 from cyclonedds.util import duration
 
 from wm_control.messages import MessageRegistry, registry
+from wm_control.messages import convert as cv
+from wm_control.messages.convert import sec_nsec as sec_to_sec_nsec
 from wm_control.ros import qos as qosmod
-from wm_control.ros.api import sec_to_sec_nsec
 from wm_control.ros.args import resolve_topic
 
 _ANY = SampleState.Any | ViewState.Any | InstanceState.Any
@@ -376,7 +377,7 @@ class DdsNode:
 
     # ---- time -----------------------------------------------------------------------------
     def _on_clock(self, msg: Any) -> None:
-        self._sim_now = float(msg.clock.sec) + 1e-9 * float(msg.clock.nanosec)
+        self._sim_now = cv.stamp_sec(msg.clock)
 
     def now(self) -> float:
         """ROS time in seconds: wall clock, or the latest ``/clock`` under sim time (0 before one)."""

@@ -56,9 +56,11 @@ from typing import Any
 import cv2
 import numpy as np
 
+from wm_control.messages import convert as cv
 from wm_control.messages.convert import ConversionError
+from wm_control.messages.convert import sec_nsec as sec_to_sec_nsec
 from wm_control.ros import qos
-from wm_control.ros.api import Diagnostics, Node, sec_to_sec_nsec
+from wm_control.ros.api import Diagnostics, Node
 from wm_control.ros.throttle import ThrottledLog
 from wm_control.world import frames as im
 
@@ -152,13 +154,6 @@ def _data_size(msg: Any) -> int:
         return len(data)
 
 
-def _stamp_ns(stamp: Any) -> int:
-    sec, nsec = int(stamp.sec), int(stamp.nanosec)
-    if not 0 <= nsec < 1_000_000_000:
-        raise ConversionError(f"header stamp nanosec {nsec} out of range")
-    return sec * 1_000_000_000 + nsec
-
-
 class CameraIngestNode:
     NAME = "camera_ingest"
     Config = CameraIngestConfig
@@ -229,7 +224,7 @@ class CameraIngestNode:
         if cfg.max_input_bytes and nbytes > cfg.max_input_bytes:
             return self.drop("too_large", f"message of {nbytes} bytes > max_input_bytes {cfg.max_input_bytes}")
         try:
-            stamp_ns = _stamp_ns(header.stamp)
+            stamp_ns = cv.stamp_ns(header.stamp)
             frame_id = cfg.frame_id or str(header.frame_id)
         except (ConversionError, AttributeError, TypeError, ValueError) as exc:
             return self.drop("malformed", f"bad header: {exc}")
@@ -373,7 +368,7 @@ class CameraIngestNode:
         stamp_ns, bgr = item
         header = self.node.msg("std_msgs/msg/Header", frame_id=self.cfg.frame_id or "camera",
                                stamp=self.node.msg("builtin_interfaces/msg/Time",
-                                                   sec=stamp_ns // 1_000_000_000, nanosec=stamp_ns % 1_000_000_000))
+                                                   **cv.ns_fields(stamp_ns)))
         self.process(header, lambda: self._bgr_to_rgb(bgr))
 
     @staticmethod

@@ -37,6 +37,7 @@ from wm_control.messages import convert as cv
 from wm_control.ros import qos
 from wm_control.ros.api import Diagnostics, Node, Window
 from wm_control.world.bundle import load_bundle
+from wm_control.world.frames import image_msg_to_rgb
 from wm_control.world.stream import StreamingWorldModel, strip
 
 WARN_PERIOD = 5.0
@@ -163,7 +164,7 @@ class WorldModelNode:
         t_in = time.perf_counter()
         stamp = cv.stamp_sec(msg.header.stamp)
         try:
-            rgb = cv.image_to_rgb(msg)
+            rgb = image_msg_to_rgb(msg)
             if rgb.shape[:2] != self.wm.size:
                 raise cv.ConversionError(f"frame is {rgb.shape[1]}x{rgb.shape[0]}, the bundle wants "
                                          f"{self.wm.size[1]}x{self.wm.size[0]} (set camera_ingest width/height)")
