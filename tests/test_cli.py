@@ -90,3 +90,15 @@ def test_errors_are_one_line_that_says_what_to_fix(tmp_path, debug_bc):
         assert lines[0].startswith(f"wm-control {args[0]}: ") and what in lines[0], (args, lines)
     r = wm("-v", "replay", str(tmp_path / "missing.mcap"), "--bundle", str(bundle), timeout=60)
     assert r.returncode != 0 and "Traceback" in r.stderr
+
+
+def test_backend_flag_reaches_every_node_a_tool_starts(monkeypatch):
+    """`wm-control --backend X VERB`: the tool's own nodes and the nodes it launches use X (WM_BACKEND)."""
+    import wm_control.cli as cli
+
+    seen = {}
+    monkeypatch.setenv("WM_BACKEND", "auto")  # recorded: the test's own setting is undone after it
+    monkeypatch.setattr(cli, "cmd_run", lambda argv: seen.setdefault("env", os.environ.get("WM_BACKEND")) and 0)
+    assert cli.main(["--backend", "dds", "run", "policy"]) == 0 and seen["env"] == "dds"
+    assert cli.main(["--backend=rclpy", "-v", "run", "policy"]) == 0 and os.environ["WM_BACKEND"] == "rclpy"
+    assert cli.main(["--backend", "nope", "run", "policy"]) == 2

@@ -11,14 +11,15 @@ import pytest
 import torch
 
 from wm_control.train.ensemble import (
+    EnsembleConfig,
     batch,
-    ensemble_preset,
     export_ensemble,
     load_ensemble,
     make_transitions,
     rollout_loss,
     train_ensemble,
 )
+from wm_control.train.presets import preset
 from wm_control.world.ensemble import EnsembleDynamics, StateSpec, spearman
 
 
@@ -27,8 +28,8 @@ def ens(debug_bc, tmp_path_factory):
     ckpt, _ = debug_bc
     data = ckpt.parent / "data"  # the debug BC data set (collected by the fixture)
     out = tmp_path_factory.mktemp("ens")
-    sf = train_ensemble(ensemble_preset("debug"), data, out / "self", progress=False)
-    tf = train_ensemble(ensemble_preset("debug", regime="teacher"), data, out / "teacher", progress=False)
+    sf = train_ensemble(preset(EnsembleConfig, "debug"), data, out / "self", progress=False)
+    tf = train_ensemble(preset(EnsembleConfig, "debug", regime="teacher"), data, out / "teacher", progress=False)
     return data, sf, tf
 
 
@@ -93,6 +94,31 @@ def test_onnx_agrees_with_torch_over_a_rollout(ens, tmp_path):
     assert_export_matches(np.stack(rewards, 2), ref_r, exact_r, "reward over a 12-step rollout")
 
 
+def test_the_one_onnx_exporter_checks_the_graph_and_reads_its_io_spec(tmp_path):
+    """train/onnx.py writes every bundle graph: fixed opset, free axes only where named, onnx.checker passed,
+    the manifest's io spec read off the module (a free axis is -1), and ONNX Runtime agrees with torch."""
+    import onnx
+    import onnxruntime as ort
+
+    from wm_control.train.onnx import OPSET, export_onnx
+
+    class TwoOut(torch.nn.Module):
+        def forward(self, x: torch.Tensor, i: torch.Tensor):
+            return x * 2.0, (i + 1).to(torch.uint8)
+
+    x, i = torch.randn(2, 3), torch.zeros(4, dtype=torch.long)
+    path = tmp_path / "two.onnx"
+    io = export_onnx(TwoOut(), (x, i), path, ["x", "i"], ["y", "j"], {"x": {0: "batch"}, "y": {0: "batch"}})
+    assert io == {"inputs": {"x": {"shape": [-1, 3], "dtype": "float32"}, "i": {"shape": [4], "dtype": "int64"}},
+                  "outputs": {"y": {"shape": [-1, 3], "dtype": "float32"}, "j": {"shape": [4], "dtype": "uint8"}}}
+    assert onnx.load(str(path)).opset_import[0].version == OPSET
+    y, j = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(
+        None, {"x": np.ones((5, 3), np.float32), "i": np.arange(4)})
+    assert y.shape == (5, 3) and np.allclose(y, 2.0) and j.tolist() == [1, 2, 3, 4]
+    with pytest.raises(ValueError, match="returns 2 outputs"):
+        export_onnx(TwoOut(), (x, i), tmp_path / "bad.onnx", ["x", "i"], ["y"])
+
+
 def test_self_forcing_backpropagates_through_the_rollout(ens):
     data, sf, _ = ens
     from wm_control.data.dataset import DatasetConfig, load_episodes
@@ -121,8 +147,10 @@ def test_spearman():
 
 def test_torchrun_ddp(ens, tmp_path):
     data, _, _ = ens
-    code = ("from wm_control.train.ensemble import ensemble_preset, train_ensemble;"
-            f"train_ensemble(ensemble_preset('debug', iterations=6), r'{data}', r'{tmp_path / 'ddp'}', progress=False)")
+    code = ("from wm_control.train.ensemble import EnsembleConfig, train_ensemble;"
+            "from wm_control.train.presets import preset;"
+            f"train_ensemble(preset(EnsembleConfig, 'debug', iterations=6), r'{data}', r'{tmp_path / 'ddp'}',"
+            " progress=False)")
     script = tmp_path / "ddp_train.py"
     script.write_text(code)
     r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29517",

@@ -1,7 +1,11 @@
 """``wm-control eval suite``: groups of labelled policies through the lock-step graph, one JSON + PNG."""
 
+import io
 import json
+import math
+import sys
 
+import numpy as np
 import pytest
 import yaml
 
@@ -91,3 +95,39 @@ def test_suite_passes_planner_params_and_resume_respects_them(tmp_path, monkeypa
     evaluate_suite(cfg, js, resume=True, planner_params={"lam": 0.5})
     assert calls == [(f"planner:{bundle}", {"lam": 0.5})]  # other parameters: the planner runs again
     assert json.loads(js.read_text())["groups"]["g"]["plan"]["planner_params"] == {"lam": 0.5}
+
+
+def test_report_writes_json_figures_logs_and_quiet_progress(tmp_path, capsys, monkeypatch):
+    """wm_control/report.py: the one way results are written (JSON, PNG next to it, JSON lines, bars, summaries)."""
+    from wm_control import report
+
+    p = report.write_json(tmp_path / "new" / "r.json", {"x": np.float32(1.5), "v": np.arange(3), "t": (1, 2),
+                                                        "nan": float("nan"), "path": tmp_path})
+    saved = json.loads(p.read_text())
+    assert saved["x"] == 1.5 and saved["v"] == [0, 1, 2] and saved["t"] == [1, 2] and math.isnan(saved["nan"])
+    assert saved["path"] == str(tmp_path) and not list(p.parent.glob("*.tmp"))  # written whole, then renamed
+    assert report.read_json(p)["v"] == [0, 1, 2] and report.read_json(tmp_path / "no.json") is None
+    plt = report.pyplot()
+    fig, ax = plt.subplots()
+    ax.plot([0, 1], [1, 0])
+    png = report.save_figure(fig, report.figure_path(p))
+    assert png == tmp_path / "new" / "r.png" and png.stat().st_size > 1000
+    assert fig.number not in plt.get_fignums()  # closed after saving
+    assert report.figure_path(p, "_frames") == tmp_path / "new" / "r_frames.png"
+    with report.JsonLines(tmp_path / "log.jsonl") as log:
+        log.write({"step": 1}, loss=np.float64(0.5))
+        log.write(step=2)
+    assert [json.loads(s) for s in (tmp_path / "log.jsonl").read_text().splitlines()] == [
+        {"step": 1, "loss": 0.5}, {"step": 2}]
+    monkeypatch.setattr(sys, "stderr", io.StringIO())  # not a terminal: the bar shows nothing
+    bar = report.progress(3, "work")
+    bar.update(1)
+    bar.set_postfix(loss="1.0")
+    bar.close()
+    assert bar.disable and sys.stderr.getvalue() == "" and report.progress(3, "x", enabled=False).disable
+    monkeypatch.undo()
+    report.summary_line("all good", tag="eval x")
+    report.wrote(p, None, png)
+    assert capsys.readouterr().out == f"[eval x] all good\nwrote {p} and {png}\n"
+    assert report.stats([1, 2, 3, 4], (50,), with_max=True) == {"p50": 2.5, "max": 4.0, "mean": 2.5}
+    assert list(report.machine(python=True)) == ["cpus", "python", "platform"]

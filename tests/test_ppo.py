@@ -13,7 +13,8 @@ import torch
 import yaml
 
 from tests.numerics import assert_export_matches
-from wm_control.train.ppo import RunningNorm, gae, ppo_loop, ppo_preset
+from wm_control.train.ppo import PPOConfig, RunningNorm, gae, ppo_loop
+from wm_control.train.presets import preset
 
 
 def test_running_norm_matches_the_pooled_statistics():
@@ -85,8 +86,8 @@ class TargetEnv:
 
 def test_ppo_learns_the_optimum_of_a_known_problem():
     torch.manual_seed(0)
-    cfg = ppo_preset("debug", iterations=60, rollout_steps=4, num_envs=256, minibatch=256, epochs=4,
-                     hidden=[32], lr=3e-3, gamma=0.5, entropy_coef=0.0)
+    cfg = preset(PPOConfig, "debug", iterations=60, rollout_steps=4, num_envs=256, minibatch=256, epochs=4,
+                 hidden=[32], lr=3e-3, gamma=0.5, entropy_coef=0.0)
     env = TargetEnv(256)
     ac, norm, rec = ppo_loop(cfg, env, torch.device("cpu"), progress=False)
     o = torch.randn(500, 3)
@@ -99,8 +100,8 @@ def test_ppo_learns_the_optimum_of_a_known_problem():
 
 def test_the_penalty_shrinks_what_it_penalises():
     torch.manual_seed(0)
-    cfg = ppo_preset("debug", iterations=60, rollout_steps=4, num_envs=256, minibatch=256, epochs=4,
-                     hidden=[32], lr=3e-3, gamma=0.5, entropy_coef=0.0)
+    cfg = preset(PPOConfig, "debug", iterations=60, rollout_steps=4, num_envs=256, minibatch=256, epochs=4,
+                 hidden=[32], lr=3e-3, gamma=0.5, entropy_coef=0.0)
     sizes = []
     for lam in (0.0, 0.3):
         ac, norm, _ = ppo_loop(cfg, TargetEnv(256, lam=lam), torch.device("cpu"), progress=False)
@@ -155,8 +156,33 @@ def test_train_export_and_run_like_the_node(ens_ckpt, tmp_path):
 
 def test_config_errors_are_clear():
     with pytest.raises(ValueError, match="lam"):
-        ppo_preset("quick", lam=-1)
+        preset(PPOConfig, "quick", lam=-1)
     with pytest.raises(ValueError, match="preset"):
-        ppo_preset("huge")
+        preset(PPOConfig, "huge")
     with pytest.raises(ValueError, match="observation"):
-        ppo_preset("quick", observation="pixels")
+        preset(PPOConfig, "quick", observation="pixels")
+
+
+def test_one_preset_factory_for_every_training_config():
+    """Every config's sizes come from its table in presets.py; the old per-config names are the same factory."""
+    import dataclasses
+
+    from wm_control.train.ensemble import EnsembleConfig, ensemble_preset
+    from wm_control.train.imagined import ImaginedConfig
+    from wm_control.train.ppo import ppo_preset
+    from wm_control.train.presets import PRESETS, TABLES, BCConfig, bc_preset
+    from wm_control.train.visual import VisualConfig, visual_preset
+
+    kinds = {BCConfig: bc_preset, EnsembleConfig: ensemble_preset, PPOConfig: ppo_preset, VisualConfig: visual_preset}
+    assert set(TABLES) == {k.__name__ for k in kinds}
+    for kind, named in kinds.items():
+        fields = {f.name for f in dataclasses.fields(kind)}
+        for name in PRESETS:
+            assert set(TABLES[kind.__name__][name]) <= fields
+            assert preset(kind, name) == named(name)
+        assert preset(kind, "quick") == kind()  # quick: the defaults
+    assert preset(EnsembleConfig, "debug").members == 3 and preset(VisualConfig, "full").teacher_dim == 384
+    cfg = preset(PPOConfig, "debug", iterations=None, seed=3)  # None: an option that was not given
+    assert (cfg.iterations, cfg.seed, cfg.num_envs) == (3, 3, 32)
+    with pytest.raises(ValueError, match="no presets for ImaginedConfig"):
+        preset(ImaginedConfig, "debug")

@@ -3,11 +3,11 @@
 
 from __future__ import annotations
 
-import os
-import platform
 import time
 
 import numpy as np
+
+from wm_control.report import machine, stats, summary_line
 
 
 def bench_ensemble(bundle: str, candidates: int = 256, calls: int = 3000, device: str = "auto",
@@ -29,13 +29,10 @@ def bench_ensemble(bundle: str, candidates: int = 256, calls: int = 3000, device
         t0 = time.perf_counter()
         sess.sess.run(None, feed)
         times[i] = time.perf_counter() - t0
-    ms = 1e3 * times
     out = {"benchmark": "ensemble", "bundle": bundle, "members": M, "candidates": candidates, "history": H,
            "providers": sess.providers, "intra_op_threads": threads, "calls": calls,
-           "latency_ms": {"p50": float(np.percentile(ms, 50)), "p90": float(np.percentile(ms, 90)),
-                          "p99": float(np.percentile(ms, 99)), "mean": float(ms.mean())},
-           "aim_ms": 1.0, "machine": {"cpus": os.cpu_count(), "platform": platform.platform()}}
+           "latency_ms": stats(1e3 * times), "aim_ms": 1.0, "machine": machine()}
     out["meets_aim_p50"] = out["latency_ms"]["p50"] < 1.0
-    print(f"ensemble {M} members x {candidates} candidates: p50 {out['latency_ms']['p50']:.3f} ms, "
-          f"p99 {out['latency_ms']['p99']:.3f} ms ({sess.providers[0]}, {threads} thread)")
+    summary_line(f"ensemble {M} members x {candidates} candidates: p50 {out['latency_ms']['p50']:.3f} ms, "
+                 f"p99 {out['latency_ms']['p99']:.3f} ms ({sess.providers[0]}, {threads} thread)")
     return out

@@ -17,17 +17,14 @@ from __future__ import annotations
 
 import os
 import platform
-import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
 import numpy as np
-import yaml
 
 from wm_control.messages import convert as cv
 from wm_control.ros import qos
-from wm_control.ros.launcher import Launcher
+from wm_control.ros.harness import GraphRun
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -36,10 +33,19 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def measure_window(run: GraphRun, duration: float) -> tuple[float, dict[str, float]]:
+    """Watch ``run`` for ``duration`` s (a failing graph raises): the wall seconds and each node's CPU
+    percent over that window."""
+    cpu0 = {name: _cpu_seconds(pid) for name, pid in run.pids.items()}
+    t0 = time.monotonic()
+    run.spin(timeout=duration, raise_failure=True)
+    wall = time.monotonic() - t0
+    return wall, {name: 100.0 * (_cpu_seconds(pid) - cpu0[name]) / wall for name, pid in run.pids.items()}
+
+
 def bench_loop(bundle: str, duration: float = 20.0, warmup: float = 3.0, device: str = "auto",
-               camera_rate: float = 30.0, image_size: int = 96, realtime_priority: int = 0) -> dict:
-    os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
-    from wm_control.ros.dds import DdsNode
+               camera_rate: float = 30.0, image_size: int = 96, realtime_priority: int = 0,
+               backend: str | None = None) -> dict:
     from wm_control.world.bundle import load_bundle
 
     b = load_bundle(bundle)
@@ -53,44 +59,22 @@ def bench_loop(bundle: str, duration: float = 20.0, warmup: float = 3.0, device:
         "policy": {"ros__parameters": {"bundle": str(Path(bundle).resolve()), "device": device,
                                        "track_frames": True, "realtime_priority": realtime_priority}},
     }
-    diag: dict[str, dict[str, str]] = {}
     pipeline: list[float] = []
     cmd_times: list[float] = []
-    with tempfile.TemporaryDirectory() as tmp:
-        cfg = Path(tmp) / "bench_loop.yaml"
-        cfg.write_text(yaml.safe_dump(graph))
-        launcher = Launcher(cfg, echo=False)
-        node = DdsNode("wm_bench_loop")
-
-        def on_diag(m: Any) -> None:
-            for s in m.status:
-                diag[s.name] = {kv.key: kv.value for kv in s.values}
-
-        node.create_subscription("diagnostic_msgs/msg/DiagnosticArray", "/diagnostics", on_diag, qos.DIAGNOSTICS)
-        node.create_subscription("sensor_msgs/msg/Image", "/wm/frame",
-                                 lambda m: pipeline.append(time.time() - cv.stamp_sec(m.header.stamp)),
-                                 qos.SENSOR_DATA)
-        node.create_subscription("std_msgs/msg/Float64MultiArray", "/forward_position_controller/commands",
-                                 lambda m: cmd_times.append(time.monotonic()), qos.QoSProfile(depth=100))
-        launcher.start()
-        try:
-            if not launcher.wait_ready(60):
-                raise RuntimeError(f"graph failed to start: {launcher.failure}")
-            node.spin(timeout=warmup)
-            pipeline.clear()
-            cmd_times.clear()
-            cpu0 = {p.spec.name: _cpu_seconds(p.popen.pid) for p in launcher.procs}
-            t0 = time.monotonic()
-            node.spin(timeout=duration)
-            wall = time.monotonic() - t0
-            cpu = {p.spec.name: 100.0 * (_cpu_seconds(p.popen.pid) - cpu0[p.spec.name]) / wall for p in launcher.procs}
-            node.spin(timeout=1.2)  # the diagnostics of the whole window
-            failure = launcher.check()
-        finally:
-            launcher.stop()
-            node.destroy()
-    if failure:
-        raise RuntimeError(failure)
+    with GraphRun(graph, "wm_bench_loop", backend=backend) as run:
+        run.node.create_subscription("sensor_msgs/msg/Image", "/wm/frame",
+                                     lambda m: pipeline.append(time.time() - cv.stamp_sec(m.header.stamp)),
+                                     qos.SENSOR_DATA)
+        run.node.create_subscription("std_msgs/msg/Float64MultiArray", "/forward_position_controller/commands",
+                                     lambda m: cmd_times.append(time.monotonic()), qos.QoSProfile(depth=100))
+        run.start()
+        run.wait_ready(60, raise_failure=True)
+        run.spin(timeout=warmup, raise_failure=True)
+        pipeline.clear()
+        cmd_times.clear()
+        wall, cpu = measure_window(run, duration)
+        run.spin(timeout=1.2, raise_failure=True)  # the diagnostics of the whole window
+        diag = run.diagnostics
     pol = diag.get("policy", {})
     ing = diag.get("camera_ingest", {})
 

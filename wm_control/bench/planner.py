@@ -5,26 +5,24 @@
   faster is used below); ``ensemble_call_ms``: one ONNX call of all members x ``samples``, the unit
   of work (a plan makes ``horizon`` of them, plus two single-candidate rollouts);
 * ``graph``: ``sim_robot`` (real time, joint states at 100 Hz), the ``policy`` node at the control rate
-  with ``use_plan`` and the ``planner`` node, all on the dds backend, for ``duration`` s: the plans the
-  planner achieved per second and its latency there, the policy's command rate, the fraction of its
-  ticks that followed the plan and why the others did not (from ``/diagnostics``), CPU per node.
+  with ``use_plan`` and the ``planner`` node, on the dds backend (or rclpy), for ``duration`` s: the
+  plans the planner achieved per second and its latency there, the policy's command rate, the fraction
+  of its ticks that followed the plan and why the others did not (from ``/diagnostics``), CPU per node.
 """
 
 from __future__ import annotations
 
 import os
 import platform
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
-from wm_control.bench.loop import _cpu_seconds
+from wm_control.bench.loop import measure_window
 from wm_control.ros import qos
-from wm_control.ros.launcher import Launcher
+from wm_control.ros.harness import GraphRun
 
 
 def _pct(ms: np.ndarray) -> dict[str, float]:
@@ -69,11 +67,8 @@ def plan_latency(bundle: str, samples: int = 256, horizon: int = 16, iterations:
 
 
 def graph_run(bundle: str, duration: float = 10.0, warmup: float = 4.0, device: str = "auto",
-              planner_params: dict[str, Any] | None = None) -> dict[str, Any]:
+              planner_params: dict[str, Any] | None = None, backend: str | None = None) -> dict[str, Any]:
     """sim_robot (real time) + policy (use_plan) + planner for ``duration`` s; rates from /diagnostics."""
-    os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
-    from wm_control.ros.dds import DdsNode
-
     path = str(Path(bundle).resolve())
     graph = {
         "/**": {"ros__parameters": {"use_sim_time": False, "launch": {"required": True}}},
@@ -82,46 +77,24 @@ def graph_run(bundle: str, duration: float = 10.0, warmup: float = 4.0, device: 
         "policy": {"ros__parameters": {"bundle": path, "device": device, "use_plan": True, "track_frames": False}},
         "planner": {"ros__parameters": {"bundle": path, "device": device, **(planner_params or {})}},
     }
-    diag: dict[str, dict[str, str]] = {}
     plans: list[float] = []
     cmds: list[float] = []
-    with tempfile.TemporaryDirectory() as tmp:
-        cfg = Path(tmp) / "bench_planner.yaml"
-        cfg.write_text(yaml.safe_dump(graph))
-        launcher = Launcher(cfg, echo=False)
-        node = DdsNode("wm_bench_planner")
-
-        def on_diag(m: Any) -> None:
-            for s in m.status:
-                diag[s.name] = {kv.key: kv.value for kv in s.values} | {"_message": s.message}
-
-        node.create_subscription("diagnostic_msgs/msg/DiagnosticArray", "/diagnostics", on_diag, qos.DIAGNOSTICS)
-        node.create_subscription("wm_control/msg/Plan", "/wm/plan", lambda m: plans.append(time.monotonic()),
-                                 qos.QoSProfile(depth=100))
-        node.create_subscription("std_msgs/msg/Float64MultiArray", "/forward_position_controller/commands",
-                                 lambda m: cmds.append(time.monotonic()), qos.QoSProfile(depth=100))
-        launcher.start()
-        try:
-            if not launcher.wait_ready(60):
-                raise RuntimeError(f"graph failed to start: {launcher.failure}")
-            node.spin(timeout=warmup)
-            node.spin(timeout=1.1)  # a fresh /diagnostics for the counters at the start
-            pol0 = dict(diag.get("policy", {}))
-            plans.clear()
-            cmds.clear()
-            cpu0 = {p.spec.name: _cpu_seconds(p.popen.pid) for p in launcher.procs}
-            t0 = time.monotonic()
-            node.spin(timeout=duration)
-            wall = time.monotonic() - t0
-            n_plans, n_cmds = len(plans), len(cmds)
-            cpu = {p.spec.name: 100.0 * (_cpu_seconds(p.popen.pid) - cpu0[p.spec.name]) / wall for p in launcher.procs}
-            node.spin(timeout=1.1)  # the diagnostics of the whole window
-            failure = launcher.check()
-        finally:
-            launcher.stop()
-            node.destroy()
-    if failure:
-        raise RuntimeError(failure)
+    with GraphRun(graph, "wm_bench_planner", backend=backend) as run:
+        run.node.create_subscription("wm_control/msg/Plan", "/wm/plan", lambda m: plans.append(time.monotonic()),
+                                     qos.QoSProfile(depth=100))
+        run.node.create_subscription("std_msgs/msg/Float64MultiArray", "/forward_position_controller/commands",
+                                     lambda m: cmds.append(time.monotonic()), qos.QoSProfile(depth=100))
+        run.start()
+        run.wait_ready(60, raise_failure=True)
+        run.spin(timeout=warmup, raise_failure=True)
+        run.spin(timeout=1.1, raise_failure=True)  # a fresh /diagnostics for the counters at the start
+        diag = run.diagnostics
+        pol0 = dict(diag.get("policy", {}))
+        plans.clear()
+        cmds.clear()
+        wall, cpu = measure_window(run, duration)
+        n_plans, n_cmds = len(plans), len(cmds)
+        run.spin(timeout=1.1, raise_failure=True)  # the diagnostics of the whole window
     pol, pl = diag.get("policy", {}), diag.get("planner", {})
 
     def delta(key: str) -> int:
@@ -141,14 +114,15 @@ def graph_run(bundle: str, duration: float = 10.0, warmup: float = 4.0, device: 
         "policy": {
             "command_rate_hz": n_cmds / wall, "ticks": ticks,
             "followed_plan_fraction": ticks.get("plan", 0) / total if total else 0.0,
-            "fallbacks": {k: v for k, v in fallbacks.items() if v}, "status": pol.get("_message", ""),
+            "fallbacks": {k: v for k, v in fallbacks.items() if v}, "status": pol.get("_msg", ""),
         },
         "cpu_percent": {k: round(v, 1) for k, v in cpu.items()},
     }
 
 
 def bench_planner(bundle: str, samples: int = 256, horizon: int = 16, iterations: int = 1, device: str = "auto",
-                  duration: float = 10.0, plans: int = 200, graph: bool = True) -> dict[str, Any]:
+                  duration: float = 10.0, plans: int = 200, graph: bool = True,
+                  backend: str | None = None) -> dict[str, Any]:
     by_threads = {f"threads_{t}": plan_latency(bundle, samples, horizon, iterations, t, device, plans) for t in (1, 2)}
     best = min(by_threads.values(), key=lambda r: r["latency_ms"]["p50"])
     out: dict[str, Any] = {
@@ -166,7 +140,7 @@ def bench_planner(bundle: str, samples: int = 256, horizon: int = 16, iterations
               f"p50 {v['latency_ms']['p50']:.2f} ms, p99 {v['latency_ms']['p99']:.2f} ms, mean "
               f"{v['latency_ms']['mean']:.2f} ms (one ensemble call p50 {v['ensemble_call_ms']['p50']:.3f} ms)")
     if graph:
-        g = out["graph"] = graph_run(bundle, duration=duration, device=device,
+        g = out["graph"] = graph_run(bundle, duration=duration, device=device, backend=backend,
                                      planner_params={"threads": best["threads"], "samples": samples,
                                                      "horizon": horizon, "iterations": iterations})
         print(f"graph ({g['duration_s']:.0f} s, real time): planner {g['planner']['plan_rate_hz']:.1f} plans/s "

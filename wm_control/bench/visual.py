@@ -6,16 +6,11 @@ given, else random images (the timings do not depend on the content)."""
 
 from __future__ import annotations
 
-import os
-import platform
 import time
 
 import numpy as np
 
-
-def _pct(ms: np.ndarray) -> dict[str, float]:
-    return {"p50": float(np.percentile(ms, 50)), "p90": float(np.percentile(ms, 90)),
-            "p99": float(np.percentile(ms, 99)), "mean": float(ms.mean())}
+from wm_control.report import machine, stats, summary_line
 
 
 def bench_visual(bundle: str = "bundles/visual", frames: int = 1000, preview_steps: int = 8, device: str = "auto",
@@ -47,12 +42,12 @@ def bench_visual(bundle: str = "bundles/visual", frames: int = 1000, preview_ste
         obs_ms[i], prev_ms[i] = 1e3 * (t1 - t0), 1e3 * (t2 - t1)
     out = {"benchmark": "visual", "bundle": bundle, "providers": wm.providers, "frames": len(imgs),
            "image": [H, W], "window": wm.window, "preview_steps": preview_steps,
-           "observe_ms": _pct(obs_ms), "preview_ms": _pct(prev_ms),
+           "observe_ms": stats(obs_ms), "preview_ms": stats(prev_ms),
            "frames_per_s_streaming": float(1e3 / obs_ms.mean()),
            "frames_per_s_with_preview": float(1e3 / (obs_ms + prev_ms).mean()),
-           "aim_frames_per_s": 100.0, "machine": {"cpus": os.cpu_count(), "platform": platform.platform()}}
-    print(f"world model ({wm.providers[0]}): observe (encode + adapter + cached step) p50 "
-          f"{out['observe_ms']['p50']:.3f} ms / p99 {out['observe_ms']['p99']:.3f} ms = "
-          f"{out['frames_per_s_streaming']:.0f} frames/s; with a {preview_steps}-frame preview "
-          f"{out['frames_per_s_with_preview']:.0f} frames/s")
+           "aim_frames_per_s": 100.0, "machine": machine()}
+    summary_line(f"world model ({wm.providers[0]}): observe (encode + adapter + cached step) p50 "
+                 f"{out['observe_ms']['p50']:.3f} ms / p99 {out['observe_ms']['p99']:.3f} ms = "
+                 f"{out['frames_per_s_streaming']:.0f} frames/s; with a {preview_steps}-frame preview "
+                 f"{out['frames_per_s_with_preview']:.0f} frames/s")
     return out

@@ -37,7 +37,8 @@ def cmd_run(argv: list[str]) -> int:
         argv = argv[1:] if "=" in argv[0] else argv[2:]
     if not argv or argv[0] in ("-h", "--help"):
         print("usage: wm-control run [--backend auto|dds|rclpy] NODE [--ros-args -p k:=v -r a:=b "
-              "--params-file F ...]\nnodes: " + ", ".join(sorted(NODE_TYPES)))
+              "--params-file F ...]\nnodes: " + ", ".join(sorted(NODE_TYPES))
+              + "\nwm-control run NODE --help: its parameters (type, default, description)")
         return 0 if argv else 2
     return run_node(argv[0], argv[1:], backend)
 
@@ -323,7 +324,8 @@ def cmd_teleop(a: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="wm-control", description="world-model robot control stack "
-                                "(`wm-control -v VERB ...` shows tracebacks)")
+                                "(`wm-control -v VERB ...` shows tracebacks; `wm-control --backend auto|dds|rclpy "
+                                "VERB ...` chooses the backend of every node it starts)")
     sub = p.add_subparsers(dest="cmd", required=True)
     sub.add_parser("run", help="run one node: run NODE [--ros-args ...]", add_help=False)
 
@@ -512,8 +514,19 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     os.environ.setdefault("MUJOCO_GL", "egl")
     verbose = False
-    while argv[:1] and argv[0] in ("-v", "--verbose"):
-        verbose, argv = True, argv[1:]
+    while argv[:1] and (argv[0] in ("-v", "--verbose", "--backend") or argv[0].startswith("--backend=")):
+        if argv[0] in ("-v", "--verbose"):
+            verbose, argv = True, argv[1:]
+            continue
+        # every tool's own nodes and the nodes it launches: auto | dds | rclpy (as `run --backend`)
+        if "=" in argv[0]:
+            value, argv = argv[0].split("=", 1)[1], argv[1:]
+        else:
+            value, argv = (argv[1] if len(argv) > 1 else ""), argv[2:]
+        if value not in ("auto", "dds", "rclpy"):
+            print(f"wm-control: --backend must be auto, dds or rclpy, not {value!r}", file=sys.stderr)
+            return 2
+        os.environ["WM_BACKEND"] = value
     if verbose:
         os.environ["WM_VERBOSE"] = "1"
     verb = argv[0] if argv else "wm-control"

@@ -1,8 +1,10 @@
 """``wm-control demo``: the README's main job.
 
-Starts the graph from a config (separate processes over Cyclone DDS on loopback), watches it from
-the outside like any ROS tool would (joint states, camera frames, goals, commands, /diagnostics),
-prints progress, and at the end a summary of what the robot did; the same summary goes to JSON.
+Starts the graph from a config (separate processes, on the dds backend over Cyclone DDS on loopback,
+or on rclpy) with :class:`~wm_control.ros.harness.GraphRun`, watches it from the outside like any ROS
+tool would (joint states, camera frames, goals, commands, latents, previews, /diagnostics), prints
+progress, and at the end a summary of what the robot did; the same summary goes to JSON. Then the
+closed-loop evaluation of the config's policy (and planner) against the expert.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import yaml
 
 from wm_control.messages import convert as cv
 from wm_control.ros import qos
-from wm_control.ros.launcher import Launcher
+from wm_control.ros.harness import GraphRun
 
 
 def _params(graph: dict, node: str) -> dict:
@@ -63,11 +65,11 @@ def ensure_bundle(config: str, preset: str = "quick") -> None:
 
 
 def run_demo(config: str, duration: float, json_path: str | None, episodes: int = 50,
-             preset: str = "quick") -> int:
+             preset: str = "quick", backend: str | None = None) -> int:
     """Train if needed, run the live graph for ``duration`` s, then the closed-loop evaluation."""
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     ensure_bundle(config, preset)
-    code = run_graph(config, duration, json_path)
+    code = run_graph(config, duration, json_path, backend)
     graph = yaml.safe_load(Path(config).read_text()) or {}
     bundle = _params(graph, "policy").get("bundle")
     if code == 0 and bundle and episodes > 0:
@@ -76,7 +78,7 @@ def run_demo(config: str, duration: float, json_path: str | None, episodes: int 
         runs = [bundle] + ([f"planner:{bundle}"] if "planner" in graph else []) + ["expert"]
         print(f"[demo] closed-loop evaluation: {episodes} episodes each of {', '.join(runs)} "
               f"(lock-step, sim time)", flush=True)
-        out = evaluate(runs, episodes=episodes,
+        out = evaluate(runs, episodes=episodes, backend=backend,
                        json_path=str(Path(json_path).parent / "eval.json") if json_path else None)
         rel = out.get("relative_to_expert", {}).get(bundle)
         if rel is not None:
@@ -84,17 +86,14 @@ def run_demo(config: str, duration: float, json_path: str | None, episodes: int 
     return code
 
 
-def run_graph(config: str, duration: float, json_path: str | None) -> int:
+def run_graph(config: str, duration: float, json_path: str | None, backend: str | None = None) -> int:
     """The graph from ``config`` for ``duration`` s, watched from outside; prints and saves a summary."""
-    from wm_control.ros.dds import DdsNode
-
-    launcher = Launcher(config, echo=False)
-    node = DdsNode("wm_demo_monitor")
+    run = GraphRun(config, "wm_demo_monitor", backend=backend)
+    node, diag = run.node, run.diagnostics
     seen = {"joint_states": 0, "images": 0, "commands": 0, "goals": 0, "bad_images": 0, "latents": 0, "previews": 0}
     first_q: list[np.ndarray] = []
     last_q: list[np.ndarray] = []
     path_len = [0.0]
-    diag: dict[str, dict[str, str]] = {}
     img_shape: list[tuple] = []
     t_img: list[float] = []
 
@@ -116,35 +115,28 @@ def run_graph(config: str, duration: float, json_path: str | None) -> int:
         except cv.ConversionError:
             seen["bad_images"] += 1
 
-    def on_diag(m) -> None:
-        for s in m.status:
-            diag[s.name] = {kv.key: kv.value for kv in s.values} | {"_message": s.message}
+    def count(key: str):
+        return lambda m: seen.__setitem__(key, seen[key] + 1)
 
-    node.create_subscription("sensor_msgs/msg/JointState", "/joint_states", on_js, qos.SENSOR_DATA)
-    node.create_subscription("sensor_msgs/msg/Image", "/camera/image_raw", on_img, qos.SENSOR_DATA)
-    node.create_subscription("std_msgs/msg/Float64MultiArray", "/forward_position_controller/commands",
-                             lambda m: seen.__setitem__("commands", seen["commands"] + 1), qos.DEFAULT)
-    node.create_subscription("geometry_msgs/msg/PointStamped", "/goal",
-                             lambda m: seen.__setitem__("goals", seen["goals"] + 1), qos.LATCHED)
-    node.create_subscription("diagnostic_msgs/msg/DiagnosticArray", "/diagnostics", on_diag, qos.DIAGNOSTICS)
-    node.create_subscription("wm_control/msg/LatentState", "/wm/latent",
-                             lambda m: seen.__setitem__("latents", seen["latents"] + 1), qos.DEFAULT)
-    node.create_subscription("sensor_msgs/msg/Image", "/wm/preview",
-                             lambda m: seen.__setitem__("previews", seen["previews"] + 1), qos.SENSOR_DATA)
-
-    print(f"[demo] starting graph from {config}: {', '.join(s.name for s in launcher.specs)}", flush=True)
-    launcher.start()
     code = 0
-    try:
-        if not launcher.wait_ready(60):
-            print(f"[demo] graph failed to start: {launcher.failure}", file=sys.stderr)
+    with run:
+        node.create_subscription("sensor_msgs/msg/JointState", "/joint_states", on_js, qos.SENSOR_DATA)
+        node.create_subscription("sensor_msgs/msg/Image", "/camera/image_raw", on_img, qos.SENSOR_DATA)
+        node.create_subscription("std_msgs/msg/Float64MultiArray", "/forward_position_controller/commands",
+                                 count("commands"), qos.DEFAULT)
+        node.create_subscription("geometry_msgs/msg/PointStamped", "/goal", count("goals"), qos.LATCHED)
+        node.create_subscription("wm_control/msg/LatentState", "/wm/latent", count("latents"), qos.DEFAULT)
+        node.create_subscription("sensor_msgs/msg/Image", "/wm/preview", count("previews"), qos.SENSOR_DATA)
+        print(f"[demo] starting graph from {config}: {', '.join(run.names)}", flush=True)
+        run.start()
+        if not run.wait_ready(60):
+            print(f"[demo] graph failed to start: {run.failure}", file=sys.stderr)
             return 1
         t0 = time.monotonic()
-        next_print = t0 + 5
-        while time.monotonic() - t0 < duration:
-            node.spin_once(0.1)
-            if launcher.check():
-                print(f"[demo] {launcher.failure}", file=sys.stderr)
+        end, next_print = t0 + duration, t0 + 5
+        while time.monotonic() < end:
+            if not run.spin(timeout=min(end, next_print) - time.monotonic()) and run.failure:
+                print(f"[demo] {run.failure}", file=sys.stderr)
                 code = 1
                 break
             if time.monotonic() >= next_print:
@@ -155,14 +147,11 @@ def run_graph(config: str, duration: float, json_path: str | None) -> int:
                 next_print += 5
         elapsed = time.monotonic() - t0
         node.spin(timeout=1.2)  # one more round of diagnostics
-    finally:
-        launcher.stop()
-        node.destroy()
     sim = diag.get("sim_robot", {})
     ctl = diag.get("policy") or diag.get("scripted_controller", {})
     fps = (len(t_img) - 1) / (t_img[-1] - t_img[0]) if len(t_img) > 1 else 0.0
     summary = {
-        "config": config, "duration_s": round(elapsed, 2), "nodes": [s.name for s in launcher.specs],
+        "config": config, "duration_s": round(elapsed, 2), "nodes": run.names,
         "received": seen, "camera_fps": round(fps, 2), "image_shape": list(img_shape[0]) if img_shape else None,
         "joint_path_length_rad": round(path_len[0], 3),
         "joint_motion_rad": (np.abs(last_q[0] - first_q[0]).round(3).tolist() if first_q else None),
@@ -170,7 +159,7 @@ def run_graph(config: str, duration: float, json_path: str | None) -> int:
         "last_final_distance_m": float(sim["last_final_distance"]) if "last_final_distance" in sim else None,
         "sim_robot": {k: v for k, v in sim.items() if not k.startswith("_")},
         "controller": {k: v for k, v in ctl.items() if not k.startswith("_")},
-        "node_failure": launcher.failure,
+        "node_failure": run.failure,
     }
     if "planner" in diag:
         summary["planner"] = {k: v for k, v in diag["planner"].items() if not k.startswith("_")}

@@ -7,8 +7,9 @@ goal, :meth:`Planner.plan` returns position targets for the next ``horizon`` con
 
 MPPI (model-predictive path integral), warm-started:
 
-* **the policy's proposal**: the bundle's policy rolled forward through the model in closed loop (its
-  action at every step from the members' mean predicted state), through the same clamps as below.
+* **the policy's proposal**: the bundle's policy (:class:`wm_control.control.policy.BundlePolicy`, as in
+  the policy node) rolled forward through the model in closed loop (its action at every step from the
+  members' mean predicted state), through the same clamps as below.
 * **candidates**: row 0 is the policy's proposal (in later iterations: the best candidate so far),
   row 1 the sampling mean, the others Gaussian noise (``noise_std`` rad, independent per step and
   joint) around the sampling mean or, for a fraction ``policy_samples``, around the policy's
@@ -53,9 +54,9 @@ from typing import Any
 
 import numpy as np
 
-from wm_control.control.features import policy_observation
 from wm_control.control.kinematics import Chain
 from wm_control.control.limits import clamp_command, clamp_sequence
+from wm_control.control.policy import BundlePolicy
 from wm_control.world.bundle import Bundle, BundleError, load_bundle
 
 STATUS_OK, STATUS_UNCERTAIN, STATUS_FAILED, STATUS_NO_INPUT = 0, 1, 2, 3
@@ -193,9 +194,8 @@ class Planner:
             raise BundleError(f"reward 'kinematic' needs robot.kinematics in {b.path}'s manifest (export with a "
                               f"simulated robot's ensemble) or use reward 'head'")
         self.chain = Chain.from_dict(kin) if kin and cfg.reward != "head" else None
-        self.obs_kind = b.graph("policy")["observation"]
         self.ensemble = b.session("ensemble", cfg.device, warmup=20, threads=cfg.threads)  # verified, id-keyed cache
-        self.policy = b.session("policy", cfg.device)
+        self.policy = BundlePolicy(b, cfg.device)
         self.providers = self.ensemble.providers
         self.rng = np.random.default_rng(cfg.seed)
         self.last: Plan | None = None
@@ -320,12 +320,12 @@ class Planner:
         rewards = np.empty((M, N, K), np.float32)
         g = self._goal(goal, N)
         p_prev = prev.astype(np.float64)
-        obs_name = self.policy.input_names[0]
+        if policy_row:
+            self.policy.reset()
         for k in range(K):
             if policy_row:  # the policy's target from the members' mean state, through the same clamps
                 s = seq_s[:, 0, H - 1 + k].mean(0, dtype=np.float64)
-                obs = policy_observation(self.obs_kind, s[:n], s[n: 2 * n], goal)[None]
-                t = s[:n] + self.policy.sess.run(None, {obs_name: obs})[0][0]
+                t = self.policy.select_action(s[:n], s[n: 2 * n], goal)
                 p_prev = clamp_command(t, p_prev, self.max_step, self.lo, self.hi)
                 seq_a[0, H - 1 + k] = p_prev
             state_window = seq_s[:, :, k: k + H]

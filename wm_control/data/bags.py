@@ -1397,6 +1397,9 @@ def record(out: str | Path, topics: list[str] | None, duration: float | None = N
     moment (even during start-up) closes a valid, possibly empty, bag and returns normally. Chunks reach
     the file every ``flush_s`` s, so even a SIGKILL leaves every message older than about ``flush_s``
     readable (``wm-control bag repair`` makes such a file a complete bag again).
+
+    Its node is made on the dds backend (:func:`wm_control.ros.api.make_node`) whatever the graph runs
+    on, since topics are found in DDS discovery; like every dds node it refuses DDS Security.
     """
     wanted: dict[str, str | None] = {}
     for spec in topics or []:
@@ -1406,11 +1409,13 @@ def record(out: str | Path, topics: list[str] | None, duration: float | None = N
         bag = BagWriter(out, overwrite=overwrite, flush_s=flush_s)
         node = None
         try:
-            from wm_control.ros.dds import DdsNode, make_logger
+            from wm_control.ros.api import make_node
+            from wm_control.ros.dds import make_logger
 
             logger = make_logger("/wm_record")
             if not stop():
-                node = stop.node = DdsNode("wm_record")
+                # on the dds backend whatever the graph runs on: topics are found in DDS discovery
+                node = stop.node = make_node("wm_record", "dds")
                 logger = node.logger
                 logger.info("recording %s to %s (Ctrl-C to stop)",
                             ", ".join(wanted) if wanted else "all topics", out)

@@ -11,6 +11,9 @@ on a uniform grid at ``rate`` Hz:
   latest command received before ``t[k+1]``; forward controllers hold the last command);
 * frame and goal: the latest one captured at or before ``t[k]`` (what a causal controller saw).
 
+States and commands go through :func:`wm_control.control.history.align_grid`, the planner node's own
+aligner (the exact rules are there), so the models are trained on what they are given at run time.
+
 A gap longer than ``max_gap`` in the joint states splits the recording into separate episodes.
 """
 
@@ -22,6 +25,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from wm_control.control.history import align_grid, sort_stream
 from wm_control.messages import convert as cv
 from wm_control.messages import registry
 
@@ -188,12 +192,8 @@ def _latest_before(times: np.ndarray, query: np.ndarray, strict: bool) -> np.nda
 def align(s: _Streams, names: list[str], cfg: DatasetConfig, source: str) -> list[Episode]:
     if len(s.js_t) < 2 or not s.cmd_t:
         return []
-    js_t = np.asarray(s.js_t)
-    order = np.argsort(js_t, kind="stable")
-    js_t, q, qd = js_t[order], np.asarray(s.q)[order], np.asarray(s.qd)[order]
-    cmd_t = np.asarray(s.cmd_t)
-    corder = np.argsort(cmd_t, kind="stable")
-    cmd_t, cmd = cmd_t[corder], np.asarray(s.cmd)[corder]
+    js_t, q, qd = sort_stream(s.js_t, s.q, s.qd)
+    cmd_t, cmd = sort_stream(s.cmd_t, s.cmd)
     dt = 1.0 / cfg.rate
     # split on gaps in the joint states
     cuts = np.flatnonzero(np.diff(js_t) > cfg.max_gap) + 1
@@ -210,12 +210,7 @@ def align(s: _Streams, names: list[str], cfg: DatasetConfig, source: str) -> lis
         if t_end - t_start < 2 * dt:
             continue
         grid = t_start + dt * np.arange(int(np.floor((t_end - t_start) / dt + 1e-9)) + 1)
-        st = js_t[seg]
-        qi = np.stack([np.interp(grid, st, q[seg, j]) for j in range(q.shape[1])], axis=1)
-        qdi = np.stack([np.interp(grid, st, qd[seg, j]) for j in range(qd.shape[1])], axis=1)
-        nxt = np.append(grid[1:], grid[-1] + dt)
-        ai = _latest_before(cmd_t, nxt, strict=True)
-        ai = np.maximum(ai, 0)
+        a = align_grid(grid, dt, js_t[seg], q[seg], qd[seg], cmd_t, cmd)  # every step commanded: t >= cmd_t[0]
         goal = frames = frame_time = None
         if s.goal_t:
             gt = np.asarray(s.goal_t)
@@ -228,7 +223,7 @@ def align(s: _Streams, names: list[str], cfg: DatasetConfig, source: str) -> lis
             ii = np.maximum(_latest_before(it[io], grid, strict=False), 0)
             frames = np.stack([s.img[io[i]] for i in ii])
             frame_time = it[io][ii]
-        episodes.append(Episode(t=grid, q=qi, qd=qdi, action=cmd[ai], goal=goal, frames=frames,
+        episodes.append(Episode(t=grid, q=a.q, qd=a.qd, action=a.action, goal=goal, frames=frames,
                                 frame_time=frame_time, joint_names=list(names), source=source))
     return episodes
 

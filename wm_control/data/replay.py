@@ -12,19 +12,16 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
 from wm_control.data.bags import BagWriter
 from wm_control.errors import UserError
 from wm_control.ros import qos
-from wm_control.ros.launcher import Launcher
+from wm_control.ros.harness import GraphRun
 
 COMMAND_TOPICS = ("/forward_position_controller/commands", "/joint_trajectory_controller/joint_trajectory")
 NEVER_REPLAY = {"/clock", "/rosout", "/diagnostics", "/parameter_events"}
@@ -58,9 +55,9 @@ def _stack_graph(bundle: str, device: str, command_interface: str) -> dict:
 
 def replay(bag: str | Path, bundle: str | None = None, config: str | None = None, out: str | Path | None = None,
            lockstep: bool = True, rate: float = 1.0, control_rate: float = 50.0, timeout: float = 2.0,
-           device: str = "auto", json_path: str | None = None, echo: bool = False) -> dict:
-    os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
-    from wm_control.ros.dds import DdsNode, unpad_cdr
+           device: str = "auto", json_path: str | None = None, echo: bool = False,
+           backend: str | None = None) -> dict:
+    from wm_control.ros.dds import unpad_cdr
 
     bag = Path(bag)
     if config is None and bundle is None:
@@ -77,18 +74,7 @@ def replay(bag: str | Path, bundle: str | None = None, config: str | None = None
     recorded = [(t, raw) for topic, _, t, raw in msgs if topic == cmd_topic]
     inputs = [m for m in msgs if m[0] not in COMMAND_TOPICS and m[0] not in NEVER_REPLAY]
     out = Path(out) if out else bag.parent / f"{bag.name}_replay"
-    tmp = tempfile.TemporaryDirectory()
-    if config is None:
-        config = str(Path(tmp.name) / "replay.yaml")
-        Path(config).write_text(yaml.safe_dump(_stack_graph(bundle, device, interface)))
-    launcher = Launcher(config, echo=echo)
-    node = DdsNode("wm_replay")
-    pubs = {}
-    for topic in sorted({m[0] for m in inputs}):
-        profile = qos.LATCHED if topic in ("/goal", "/wm/estop", "/robot_description") else \
-            qos.QoSProfile("reliable", "volatile", 100)
-        pubs[topic] = node.create_publisher(types[topic], topic, profile)
-    clock = node.create_publisher("rosgraph_msgs/msg/Clock", "/clock", qos.QoSProfile("reliable", "volatile", 10))
+    graph = _stack_graph(bundle, device, interface) if config is None else config
     sim_now = [msgs[0][2]]
     outputs: list[tuple[str, int, bytes]] = []
     n_cmd = [0]
@@ -97,19 +83,28 @@ def replay(bag: str | Path, bundle: str | None = None, config: str | None = None
         outputs.append((cmd_topic, sim_now[0], unpad_cdr(data)))
         n_cmd[0] += 1
 
-    cmd_sub = node.create_subscription(types.get(cmd_topic, "std_msgs/msg/Float64MultiArray"), cmd_topic,
-                                       on_command, qos.QoSProfile("reliable", "volatile", 100), raw=True,
-                                       with_info=True)
     timeouts = 0
     t_wall0 = time.monotonic()
-    try:
-        launcher.start()
-        if not launcher.wait_ready(60):
-            raise UserError(f"the stack did not start: {launcher.failure or 'no node said ready in 60 s'}")
+    with GraphRun(graph, "wm_replay", backend=backend, echo=echo) as run:
+        node = run.node
+        pubs = {}
+        for topic in sorted({m[0] for m in inputs}):
+            profile = qos.LATCHED if topic in ("/goal", "/wm/estop", "/robot_description") else \
+                qos.QoSProfile("reliable", "volatile", 100)
+            pubs[topic] = node.create_publisher(types[topic], topic, profile)
+        clock = node.create_publisher("rosgraph_msgs/msg/Clock", "/clock", qos.QoSProfile("reliable", "volatile", 10))
+        cmd_sub = node.create_subscription(types.get(cmd_topic, "std_msgs/msg/Float64MultiArray"), cmd_topic,
+                                           on_command, qos.QoSProfile("reliable", "volatile", 100), raw=True,
+                                           with_info=True)
+        run.start()
+        if not run.wait_ready(60):
+            raise UserError(f"the stack did not start: {run.failure or 'no node said ready in 60 s'}")
         # the stack reads joint states (other topics it may ignore): wait until it hears them
         # and its command writer is matched to our reader, so its first command is not missed
         js = pubs.get("/joint_states")
-        if js is not None and not node.spin(until=lambda: js.matched() > 0 and cmd_sub.matched() > 0, timeout=15):
+        if js is not None and not run.spin(until=lambda: js.matched() > 0 and cmd_sub.matched() > 0, timeout=15):
+            if run.failure:
+                raise UserError(f"the stack stopped before the replay began: {run.failure}")
             raise UserError(f"the stack never subscribed to /joint_states or never offered {cmd_topic}: "
                             f"check the bundle's joint names and the graph's topics against the bag's")
         node.spin(timeout=0.5)  # discovery is per side: let the stack's writer learn of our reader too
@@ -123,32 +118,27 @@ def replay(bag: str | Path, bundle: str | None = None, config: str | None = None
             pubs[topic].publish_raw(raw)
         node.spin(timeout=0.2)
         for topic, _, t, raw in (m for m in inputs if not (m[2] <= first_js and m[0] != "/joint_states")):
-            if launcher.check():
-                raise UserError(f"the stack stopped during the replay: {launcher.failure}")
+            if run.failure:
+                raise UserError(f"the stack stopped during the replay: {run.failure}")
             if not lockstep:
                 due = t_wall0 + (t - t0) * 1e-9 / rate
                 while time.monotonic() < due:
                     node.spin_once(min(0.01, max(0.0, due - time.monotonic())))
             sim_now[0] = t
             pubs[topic].publish_raw(raw)
-            clock.publish(node.registry.new("rosgraph_msgs/msg/Clock",
-                                            clock=node.registry.new("builtin_interfaces/msg/Time",
-                                                                    sec=t // 10**9, nanosec=t % 10**9)))
+            clock.publish(node.msg("rosgraph_msgs/msg/Clock",
+                                   clock=node.msg("builtin_interfaces/msg/Time", sec=t // 10**9, nanosec=t % 10**9)))
             tick = math.floor(t * 1e-9 * control_rate + 1e-6)
             # the stack acts on its first state and then once per control tick: wait for each answer
             if lockstep and tick > last_tick and topic == "/joint_states":
                 want = n_cmd[0] + 1
-                if not node.spin(until=lambda: n_cmd[0] >= want, timeout=timeout):
+                if not run.spin(until=lambda: n_cmd[0] >= want, timeout=timeout):
                     timeouts += 1
             else:
                 node.spin_once(0.0)
             if topic == "/joint_states":
                 last_tick = max(last_tick, tick)
         node.spin(timeout=0.3)
-    finally:
-        launcher.stop()
-        node.destroy()
-        tmp.cleanup()
     # record what the stack published, on the bag's time line
     with BagWriter(out, overwrite=True) as w:
         w.add_topic(cmd_topic, types.get(cmd_topic, "std_msgs/msg/Float64MultiArray"))

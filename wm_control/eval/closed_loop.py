@@ -11,9 +11,7 @@ is paired. Results: one JSON object and a PNG next to it.
 from __future__ import annotations
 
 import json
-import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -22,7 +20,7 @@ import numpy as np
 import yaml
 
 from wm_control.ros import qos
-from wm_control.ros.launcher import Launcher
+from wm_control.ros.harness import GraphRun
 
 
 def expert_params(spec: str) -> dict[str, float]:
@@ -53,7 +51,7 @@ def _graph_yaml(policy: str, robot: str, episode_s: float, seed: int, device: st
         "sim_robot": {"ros__parameters": {
             "use_sim_time": False, "robot": robot, "mode": "lockstep", "control_rate": 50.0,
             "episode_s": episode_s, "seed": seed, "render": render, "camera_rate": 10.0,
-            "image_width": 64, "image_height": 64, "lockstep_timeout": 2.0}},
+            "image_width": 64, "image_height": 64, "lockstep_timeout": 10.0}},  # a starved controller: wait, not advance
     }
     if policy == "expert" or policy.startswith("expert:"):
         graph["scripted_controller"] = {"ros__parameters": {"robot": robot, "rate": 50.0, "max_input_age": 30.0,
@@ -71,51 +69,42 @@ def _graph_yaml(policy: str, robot: str, episode_s: float, seed: int, device: st
 
 def run_episodes(policy: str, episodes: int, robot: str = "reacher", episode_s: float = 2.0, seed: int = 0,
                  device: str = "auto", render: bool = False, timeout_s: float | None = None,
-                 planner_params: dict[str, Any] | None = None) -> dict:
+                 planner_params: dict[str, Any] | None = None, backend: str | None = None) -> dict:
     """Run one policy for ``episodes`` episodes; per-episode results and aggregates.
 
     ``policy``: a bundle folder, ``planner:BUNDLE`` (policy node with ``use_plan`` + planner node;
     ``planner_params`` go to the planner node, e.g. ``{"lam": 1.0, "samples": 128}``) or ``expert[:...]``."""
-    os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
-    from wm_control.ros.dds import DdsNode
-
     results: list[dict] = []
-    with tempfile.TemporaryDirectory() as tmp:
-        cfg = Path(tmp) / "eval.yaml"
-        cfg.write_text(yaml.safe_dump(_graph_yaml(policy, robot, episode_s, seed, device, render, planner_params)))
-        launcher = Launcher(cfg, echo=False)
-        node = DdsNode("wm_eval")
+    bar: list[Any] = [None]
 
-        def on_episode(m: Any) -> None:
-            kv = {v.key: v.value for v in m.values}
-            results.append({"episode": int(kv["episode"]), "final_distance": float(kv["final_distance"]),
-                            "success": kv["success"] == "True", "return": float(kv["return"])})
+    def on_episode(m: Any) -> None:
+        kv = {v.key: v.value for v in m.values}
+        results.append({"episode": int(kv["episode"]), "final_distance": float(kv["final_distance"]),
+                        "success": kv["success"] == "True", "return": float(kv["return"])})
+        if bar[0] is not None:
+            bar[0].n = len(results)
+            bar[0].refresh()
 
-        node.create_subscription("diagnostic_msgs/msg/DiagnosticStatus", "/sim_robot/episode", on_episode,
-                                 qos.QoSProfile("reliable", "volatile", 100))
-        launcher.start()
+    graph = _graph_yaml(policy, robot, episode_s, seed, device, render, planner_params)
+    with GraphRun(graph, "wm_eval", backend=backend) as run:
+        run.node.create_subscription("diagnostic_msgs/msg/DiagnosticStatus", "/sim_robot/episode", on_episode,
+                                     qos.QoSProfile("reliable", "volatile", 100))
+        run.start()
         t0 = time.monotonic()
         limit = timeout_s or (60 + episodes * episode_s * 3)
-        bar = _bar(episodes, f"eval {policy_label(policy)}")
-        failure = None
+        bar[0] = _bar(episodes, f"eval {policy_label(policy)}")
         try:
-            if not launcher.wait_ready(60):
-                failure = launcher.failure or "graph did not start"
-            while failure is None and len(results) < episodes:
-                node.spin_once(0.1)
-                if bar is not None:
-                    bar.n = len(results)
-                    bar.refresh()
-                failure = launcher.check()
-                if time.monotonic() - t0 > limit:
-                    logs = "\n".join(f"  [{p.spec.name}] " + "\n  ".join(list(p.tail)[-6:]) for p in launcher.procs)
+            failure = None if run.wait_ready(60) else (run.failure or "graph did not start")
+            left = limit - (time.monotonic() - t0)
+            if failure is None and not run.spin(until=lambda: len(results) >= episodes, timeout=max(0.0, left)):
+                failure = run.failure
+                if failure is None:
+                    logs = "\n".join(f"  [{name}] " + "\n  ".join(lines) for name, lines in run.last_lines(6).items())
                     failure = (f"timed out after {limit:.0f} s with {len(results)}/{episodes} episodes; the nodes' "
                                f"last lines:\n{logs}")
         finally:
-            launcher.stop()
-            node.destroy()
-            if bar is not None:
-                bar.close()
+            if bar[0] is not None:
+                bar[0].close()
     if failure:
         raise RuntimeError(f"eval of {policy}: {failure}")
     results = sorted(results, key=lambda r: r["episode"])[:episodes]
@@ -163,8 +152,8 @@ def _bar(total: int, desc: str) -> Any:
 
 def evaluate(policies: list[str], episodes: int = 50, robot: str = "reacher", episode_s: float = 2.0,
              seed: int = 0, device: str = "auto", json_path: str | None = None,
-             planner_params: dict[str, Any] | None = None) -> dict:
-    runs = [run_episodes(p, episodes, robot, episode_s, seed, device, planner_params=planner_params)
+             planner_params: dict[str, Any] | None = None, backend: str | None = None) -> dict:
+    runs = [run_episodes(p, episodes, robot, episode_s, seed, device, planner_params=planner_params, backend=backend)
             for p in policies]
     out: dict[str, Any] = {
         "evaluation": "closed_loop", "robot": robot, "episodes": episodes, "episode_s": episode_s, "seed": seed,

@@ -18,12 +18,13 @@ graph in lock-step. One JSON with everything and one PNG (success rate and mean 
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import yaml
+
+from wm_control.report import figure_path, pyplot, read_json, save_figure, summary_line, write_json, wrote
 
 
 def _missing(spec: str) -> str | None:
@@ -59,11 +60,10 @@ def evaluate_suite(config: str | Path, json_path: str | Path | None = None, epis
                            "episode_s": ep_s, "seed": seed, "success_radius_m": 0.02,
                            "mode": "lockstep (sim time)", "groups": {}}
     old: dict[str, Any] = {}
-    if resume and json_path and Path(json_path).exists():
-        prev = json.loads(Path(json_path).read_text())
-        if (prev.get("episodes"), prev.get("episode_s"), prev.get("seed"), prev.get("robot")) == (n, ep_s, seed, robot):
-            old = prev.get("groups", {})
-            out["groups"] = {g: dict(r) for g, r in old.items() if g not in groups}  # groups not asked for stay
+    prev = (read_json(json_path) if resume else None) or {}
+    if prev and tuple(prev.get(k) for k in ("episodes", "episode_s", "seed", "robot")) == (n, ep_s, seed, robot):
+        old = prev.get("groups", {})
+        out["groups"] = {g: dict(r) for g, r in old.items() if g not in groups}  # groups not asked for stay
     for g, pol in groups.items():
         res: dict[str, Any] = {}
         out["groups"][g] = res
@@ -74,35 +74,21 @@ def evaluate_suite(config: str | Path, json_path: str | Path | None = None, epis
                 r = run_episodes(str(spec), n, robot, ep_s, seed, device, planner_params=params or None)
                 r["label"] = label
             else:
-                print(f"[{g}] {label}: kept from {json_path}", flush=True)
+                summary_line(f"{label}: kept from {json_path}", tag=g)
             res[label] = r
-            print(f"[{g}] {label:>16}: success {100 * r['success_rate']:5.1f}%  mean return {r['mean_return']:8.3f}  "
-                  f"mean final distance {r['mean_final_distance']:.4f} m  ({r['wall_s']:.0f} s)", flush=True)
+            summary_line(f"{label:>16}: success {100 * r['success_rate']:5.1f}%  mean return {r['mean_return']:8.3f}  "
+                         f"mean final distance {r['mean_final_distance']:.4f} m  ({r['wall_s']:.0f} s)", tag=g)
             if json_path:
-                _save(out, Path(json_path), plot=False)
+                write_json(json_path, out)  # after every policy: a stopped suite resumes from here
     if json_path:
-        _save(out, Path(json_path), plot=True)
-        print(f"wrote {json_path} and {Path(json_path).with_suffix('.png')}")
+        write_json(json_path, out)
+        plot_suite(out, figure_path(json_path))
+        wrote(json_path, figure_path(json_path))
     return out
 
 
-def _save(out: dict[str, Any], p: Path, plot: bool) -> None:
-    p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(out, indent=2))
-    tmp.replace(p)
-    if plot:
-        plot_suite(out, p.with_suffix(".png"))
-
-
 def plot_suite(out: dict[str, Any], path: Path) -> None:
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:  # pragma: no cover
-        return
+    plt = pyplot()
     groups = out["groups"]
     fig, axes = plt.subplots(2, len(groups), figsize=(5.5 * len(groups), 7), squeeze=False)
     for j, (g, res) in enumerate(groups.items()):
@@ -122,6 +108,4 @@ def plot_suite(out: dict[str, Any], path: Path) -> None:
         ax.bar(x, [res[k]["mean_return"] for k in labels], color=colors)
         ax.set_ylabel("mean return (sum of -distance, m)")
         ax.set_xticks(x, labels, rotation=20, ha="right")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)

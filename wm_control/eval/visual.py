@@ -16,14 +16,14 @@
 
 from __future__ import annotations
 
-import json
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from wm_control.report import figure_path, pyplot, save_figure, summary_line, write_json
 
 
 def _windows(lat: list[np.ndarray], T: int, stride: int) -> list[tuple[int, int]]:
@@ -56,7 +56,8 @@ def speed(vm, n: int = 200) -> dict[str, Any]:
     """ORT (CPU, 1 thread) timings of the graphs as the runtime calls them."""
     import torch
 
-    from wm_control.train.visual import _onnx, export_visual_graphs
+    from wm_control.train.onnx import export_onnx
+    from wm_control.train.visual import export_visual_graphs
     from wm_control.world.bundle import Session
     from wm_control.world.visual import ExportedStudentWindow, ExportedTeacher
 
@@ -65,10 +66,10 @@ def speed(vm, n: int = 200) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         graphs = export_visual_graphs(vm, tmp, len(vm.meta["joint_names"]))
-        _onnx(ExportedTeacher(vm.teacher, H), (torch.zeros(1, C, Dz), torch.zeros(1, C + H, Da)), tmp / "teacher.onnx",
-              ["context", "actions"], ["future"])
-        _onnx(ExportedStudentWindow(vm.student), (torch.zeros(1, W, Dz), torch.zeros(1, W, Da)),
-              tmp / "student_window.onnx", ["latents", "actions"], ["next_latent"])
+        export_onnx(ExportedTeacher(vm.teacher, H), (torch.zeros(1, C, Dz), torch.zeros(1, C + H, Da)),
+                    tmp / "teacher.onnx", ["context", "actions"], ["future"])
+        export_onnx(ExportedStudentWindow(vm.student), (torch.zeros(1, W, Dz), torch.zeros(1, W, Da)),
+                    tmp / "student_window.onnx", ["latents", "actions"], ["next_latent"])
         sess = {name: Session(p, spec, "cpu", warmup=5) for name, (p, spec) in graphs.items()}
         sess["teacher"] = Session(tmp / "teacher.onnx", {}, "cpu", warmup=5)
         sess["student_window"] = Session(tmp / "student_window.onnx", {}, "cpu", warmup=5)
@@ -156,9 +157,9 @@ def evaluate_visual(ckpt: str | Path = "runs/visual", json_path: str | Path | No
                          "actions": "latent actions the LAM reads off the held-out video"}
     ps, pt = res["prediction"]["student"], res["prediction"]["teacher"]
     res["prediction"]["student_vs_teacher_error_at_horizon"] = ps[f"latent_rmse_at_{H}"] / pt[f"latent_rmse_at_{H}"]
-    print(f"[eval visual] {len(idx)} held-out windows, {C} frames of context, {H} predicted; latent RMSE at {H}: "
-          f"teacher {pt[f'latent_rmse_at_{H}']:.3f}, student {ps[f'latent_rmse_at_{H}']:.3f}, "
-          f"no motion {res['prediction']['no_motion'][f'latent_rmse_at_{H}']:.3f}", file=sys.stderr)
+    summary_line(f"{len(idx)} held-out windows, {C} frames of context, {H} predicted; latent RMSE at {H}: "
+                 f"teacher {pt[f'latent_rmse_at_{H}']:.3f}, student {ps[f'latent_rmse_at_{H}']:.3f}, "
+                 f"no motion {res['prediction']['no_motion'][f'latent_rmse_at_{H}']:.3f}", tag="eval visual", err=True)
 
     # ---- latent vs real actions, all driven by the recorded commands -------------------------------
     out_root = Path(ckpt).parent
@@ -174,7 +175,7 @@ def evaluate_visual(ckpt: str | Path = "runs/visual", json_path: str | Path | No
             if not train_missing:
                 continue
             frac = "all" if name == "real_all" else "labelled"
-            print(f"[eval visual] training the {name} comparison model into {path}", file=sys.stderr)
+            summary_line(f"training the {name} comparison model into {path}", tag="eval visual", err=True)
             train_dynamics(ckpt, "real", frac, path)
         _, st, meta = load_dynamics(path)
         cn = meta["command_normalizer"]
@@ -191,11 +192,9 @@ def evaluate_visual(ckpt: str | Path = "runs/visual", json_path: str | Path | No
     res["speed"] = speed(vm, speed_iters)
     res["aims"] = _aims(res)
     if json_path:
-        p = Path(json_path)
-        p.parent.mkdir(parents=True, exist_ok=True)
-        p.write_text(json.dumps(res, indent=2))
-        plot(res, p.with_suffix(".png"))
-        strip_png(vm, Z, A, F, p.with_name(p.stem + "_frames.png"), decode)
+        write_json(json_path, res)
+        plot(res, figure_path(json_path))
+        strip_png(vm, Z, A, F, figure_path(json_path, "_frames"), decode)
     return res
 
 
@@ -214,11 +213,7 @@ def _aims(res: dict[str, Any]) -> dict[str, Any]:
 
 
 def plot(res: dict[str, Any], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     H = res["horizon"]
     h = np.arange(1, H + 1)
     fig, ax = plt.subplots(1, 4, figsize=(19, 4.2))
@@ -242,9 +237,7 @@ def plot(res: dict[str, Any], path: Path) -> None:
     for a in ax[:3]:
         a.grid(alpha=0.3)
         a.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def strip_png(vm, Z, A, F, path: Path, decode) -> None:

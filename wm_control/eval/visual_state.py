@@ -49,21 +49,27 @@ def ensemble_error(ckpt: Path, held: list, horizon: int, robot: str) -> dict[str
             "latent_dim": int(meta["spec"]["latent_dim"]), "train_seconds": meta["train_seconds"]}
 
 
+def _bc_observation(kind: str, q: np.ndarray, goal: np.ndarray | None, latent: np.ndarray | None) -> np.ndarray:
+    """(cos q, sin q) + the goal's x, y (``goal``) | the visual latent (``pixels``) | nothing (``none``),
+    float32, for a whole episode (T, .) or one step: the one builder for training and acting below.
+    Not :func:`wm_control.control.features.policy_observation`: no kind of it carries a latent or
+    withholds the goal (so :func:`wm_control.train.bc.train_bc` cannot train these)."""
+    parts = [np.cos(q), np.sin(q)]
+    if kind == "goal":
+        parts.append(goal[..., :2])
+    elif kind == "pixels":
+        parts.append(latent)
+    return np.concatenate(parts, axis=-1).astype(np.float32)
+
+
 def train_bc_variant(eps: list, kind: str, iterations: int, seed: int = 0):
-    """MLP on (cos q, sin q, extra) -> position change; kind: goal | pixels | none."""
+    """MLP on :func:`_bc_observation` -> position change (train/bc's network, std floor and the quick
+    preset's optimiser); kind: goal | pixels | none. Returns ``act(q, goal, latent) -> position target``."""
     import torch
 
     from wm_control.train.bc import make_mlp, safe_std
 
-    def obs(e):
-        parts = [np.cos(e.q), np.sin(e.q)]
-        if kind == "goal":
-            parts.append(e.goal[:, :2])
-        elif kind == "pixels":
-            parts.append(e.latent)
-        return np.concatenate(parts, 1).astype(np.float32)
-
-    X = np.concatenate([obs(e) for e in eps])
+    X = np.concatenate([_bc_observation(kind, e.q, e.goal, e.latent) for e in eps])
     Y = np.concatenate([(e.action - e.q).astype(np.float32) for e in eps])
     xm, xs, ym, ys = X.mean(0), safe_std(X), Y.mean(0), safe_std(Y)
     torch.manual_seed(seed)
@@ -82,12 +88,7 @@ def train_bc_variant(eps: list, kind: str, iterations: int, seed: int = 0):
     net.eval()
 
     def act(q: np.ndarray, goal: np.ndarray, latent: np.ndarray | None) -> np.ndarray:
-        parts = [np.cos(q), np.sin(q)]
-        if kind == "goal":
-            parts.append(goal[:2])
-        elif kind == "pixels":
-            parts.append(latent)
-        x = (np.concatenate(parts).astype(np.float32) - xm) / xs
+        x = (_bc_observation(kind, q, goal, latent) - xm) / xs
         with torch.no_grad():
             d = net(torch.from_numpy(x[None]))[0].numpy() * ys + ym
         return q + d

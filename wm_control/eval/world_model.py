@@ -14,7 +14,6 @@ Open-loop rollouts replay the logged actions; every member follows its own predi
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +21,7 @@ import numpy as np
 import torch
 
 from wm_control.data.dataset import DatasetConfig, load_episodes
+from wm_control.report import figure_path, pyplot, save_figure, summary_line, write_json, wrote
 from wm_control.train.ensemble import heldout_rollouts, load_ensemble
 from wm_control.world.ensemble import EnsembleDynamics, spearman
 
@@ -33,7 +33,7 @@ def ensure_bags(path: Path, policy: str, episodes: int, seed: int, noise: float 
         return path
     from wm_control.data.bags import CollectConfig, collect
 
-    print(f"[eval world-model] collecting {episodes} {policy} episodes into {path}", flush=True)
+    summary_line(f"collecting {episodes} {policy} episodes into {path}", tag="eval world-model")
     collect(CollectConfig(policy=policy, noise=noise if policy == "expert" else 0.0, episodes=episodes,
                           render=False, seed=seed), path)
     return path
@@ -111,24 +111,20 @@ def evaluate_world_model(teacher: str | None, self_forced: str, heldout: str = "
     res["summary"] = summary
     for name, m in res["models"].items():
         errs = "  ".join(f"h{k}: {v:.3f}" for k, v in m["relative_error"].items())
-        print(f"{name:>15}: relative error {errs}; Spearman(unc, err) {m['spearman_uncertainty_error']:.2f}; "
-              f"coverage 2std {m['coverage']['2std']:.2f}")
-    print(f"{'nothing changes':>15}: relative error 1.000 at every horizon (by definition)")
+        summary_line(f"{name:>15}: relative error {errs}; Spearman(unc, err) {m['spearman_uncertainty_error']:.2f}; "
+                     f"coverage 2std {m['coverage']['2std']:.2f}")
+    summary_line(f"{'nothing changes':>15}: relative error 1.000 at every horizon (by definition)")
     u = res["uncertainty_in_vs_out_of_distribution"]
-    print(f"uncertainty in-distribution {u['in_distribution_mean']:.3f} vs random-policy data "
-          f"{u['out_of_distribution_mean']:.3f} ({u['ratio']:.1f}x); Spearman on unseen-behaviour data "
-          f"{u['spearman_out_of_distribution']:.2f}, pooled {u['spearman_pooled_in_and_out']:.2f}")
-    plots = None
-    if json_path:
-        p = Path(json_path)
-        p.parent.mkdir(parents=True, exist_ok=True)
-        plots = _plot(res, p.with_suffix(".png"))
+    summary_line(f"uncertainty in-distribution {u['in_distribution_mean']:.3f} vs random-policy data "
+                 f"{u['out_of_distribution_mean']:.3f} ({u['ratio']:.1f}x); Spearman on unseen-behaviour data "
+                 f"{u['spearman_out_of_distribution']:.2f}, pooled {u['spearman_pooled_in_and_out']:.2f}")
+    plots = _plot(res, figure_path(json_path)) if json_path else None  # before the raw arrays go
     for m in list(res["models"].values()):
         m.pop("_unc", None)
         m.pop("_err", None)
     if json_path:
-        Path(json_path).write_text(json.dumps(res, indent=2))
-        print(f"wrote {json_path}" + (f" and {plots}" if plots else ""))
+        write_json(json_path, res)
+        wrote(json_path, plots)
     return res
 
 
@@ -139,14 +135,8 @@ def _auroc(pos: np.ndarray, neg: np.ndarray) -> float:
     return float((ranks[: len(pos)].sum() - len(pos) * (len(pos) + 1) / 2) / (len(pos) * len(neg)))
 
 
-def _plot(res: dict, path: Path) -> Path | None:
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:  # pragma: no cover
-        return None
+def _plot(res: dict, path: Path) -> Path:
+    plt = pyplot()
     fig, ax = plt.subplots(1, 3, figsize=(15, 4.2))
     for name, m in res["models"].items():
         hs = list(m["relative_error"])
@@ -175,7 +165,4 @@ def _plot(res: dict, path: Path) -> Path | None:
     ax[2].set_ylabel("mean uncertainty")
     ax[2].legend()
     ax[2].set_title(f"out of distribution: {u['ratio']:.1f}x higher")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)

@@ -1,4 +1,8 @@
-"""Training: behaviour cloning, the RWM-U ensemble, PPO inside it."""
+"""Training: behaviour cloning, the RWM-U ensemble, PPO inside it, the visual world model.
+
+Sizes by name for all of them: :mod:`wm_control.train.presets`; every ONNX graph they export:
+:mod:`wm_control.train.onnx`; what they write for people (JSON, logs, progress):
+:mod:`wm_control.report`."""
 
 from __future__ import annotations
 

@@ -11,9 +11,7 @@ no pickle anywhere.
 
 from __future__ import annotations
 
-import json
 import logging
-import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -24,7 +22,9 @@ import yaml
 
 from wm_control.control.features import observation_dim, policy_observation
 from wm_control.data.dataset import DatasetConfig, Episode, load_episodes
+from wm_control.report import JsonLines, progress, summary_line
 from wm_control.train import read_checkpoint
+from wm_control.train.onnx import export_onnx
 from wm_control.train.presets import BCConfig
 
 log = logging.getLogger("wm_control.train.bc")
@@ -82,23 +82,14 @@ class ExportedPolicy:
         return _P().eval()
 
 
-def _progress(total: int, desc: str) -> Any:
-    try:
-        from tqdm import tqdm
-
-        return tqdm(total=total, desc=desc, file=sys.stderr, mininterval=1.0)
-    except ImportError:  # pragma: no cover
-        return None
-
-
 def ensure_data(cfg: BCConfig, data_dir: Path) -> None:
     """Collect expert demonstrations into ``data_dir`` when it holds no bags."""
     if data_dir.exists() and any(data_dir.rglob("metadata.yaml")):
         return
     from wm_control.data.bags import CollectConfig, collect
 
-    print(f"[train bc] no bags in {data_dir}: collecting {cfg.episodes} expert episodes "
-          f"(noise {cfg.collect_noise})", file=sys.stderr)
+    summary_line(f"no bags in {data_dir}: collecting {cfg.episodes} expert episodes (noise {cfg.collect_noise})",
+                 tag="train bc", err=True)
     collect(CollectConfig(robot=cfg.robot, policy="expert", noise=cfg.collect_noise, episodes=cfg.episodes,
                           episode_s=cfg.episode_s, control_rate=cfg.control_rate, render=False, seed=cfg.seed),
             data_dir)
@@ -134,8 +125,8 @@ def train_bc(cfg: BCConfig, data_dir: str | Path, out_dir: str | Path) -> Path:
     x_va = to((va_o - norm["obs_mean"]) / norm["obs_std"]) if len(va_o) else None
     y_va = to((va_a - norm["act_mean"]) / norm["act_std"]) if len(va_a) else None
     out.mkdir(parents=True, exist_ok=True)
-    metrics_log = open(out / "metrics.jsonl", "w")
-    bar = _progress(cfg.iterations, "train bc")
+    metrics_log = JsonLines(out / "metrics.jsonl")
+    bar = progress(cfg.iterations, "train bc")
     t0 = time.monotonic()
     val_loss = float("nan")
     for it in range(1, cfg.iterations + 1):
@@ -151,14 +142,10 @@ def train_bc(cfg: BCConfig, data_dir: str | Path, out_dir: str | Path) -> Path:
                     val_loss = float(torch.nn.functional.mse_loss(net(x_va), y_va))
             rec = {"iteration": it, "train_loss": loss.item(), "val_loss": val_loss, "lr": sched.get_last_lr()[0],
                    "seconds": round(time.monotonic() - t0, 2)}
-            metrics_log.write(json.dumps(rec) + "\n")
-            metrics_log.flush()
-            if bar is not None:
-                bar.set_postfix(loss=f"{loss.item():.4f}", val=f"{val_loss:.4f}")
-        if bar is not None:
-            bar.update(1)
-    if bar is not None:
-        bar.close()
+            metrics_log.write(rec)
+            bar.set_postfix(loss=f"{loss.item():.4f}", val=f"{val_loss:.4f}")
+        bar.update(1)
+    bar.close()
     metrics_log.close()
     save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(out / "model.safetensors"))
     ckpt = {
@@ -206,12 +193,17 @@ def sim_position_limits(robot: str, joint_names: list[str]) -> list[list[float |
         arm.disconnect()
 
 
+def export_policy_onnx(policy: Any, obs_dim: int, path: Path) -> dict[str, Any]:
+    """The policy graph (raw ``obs`` (batch, obs_dim) -> ``action`` (batch, n)) of BC and PPO; its io spec."""
+    import torch
+
+    return export_onnx(policy, (torch.zeros(1, obs_dim),), path, ["obs"], ["action"],
+                       {"obs": {0: "batch"}, "action": {0: "batch"}})
+
+
 def export_bc(ckpt_dir: str | Path, bundle_dir: str | Path, max_step: float = 0.15) -> Path:
     """Write a bundle with ``policy.onnx`` (normaliser inside) from a BC checkpoint."""
     import tempfile
-    import warnings
-
-    import torch
 
     from wm_control.world.bundle import write_bundle
 
@@ -220,16 +212,11 @@ def export_bc(ckpt_dir: str | Path, bundle_dir: str | Path, max_step: float = 0.
     assert obs_dim == observation_dim(meta["observation"], len(meta["joint_names"]))
     with tempfile.TemporaryDirectory() as tmp:
         onnx_path = Path(tmp) / "policy.onnx"
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            torch.onnx.export(policy, (torch.zeros(1, obs_dim),), str(onnx_path), input_names=["obs"],
-                              output_names=["action"], dynamic_axes={"obs": {0: "batch"}, "action": {0: "batch"}},
-                              dynamo=False, opset_version=17)
+        io = export_policy_onnx(policy, obs_dim, onnx_path)
         cfg = meta["config"]
         limits = sim_position_limits(cfg["robot"], meta["joint_names"])
         spec = {
-            "inputs": {"obs": {"shape": [-1, obs_dim], "dtype": "float32"}},
-            "outputs": {"action": {"shape": [-1, meta["action_dim"]], "dtype": "float32"}},
+            **io,
             "observation": meta["observation"],
             "action": "delta_position",
             "description": "position target = q + action; normaliser folded in",

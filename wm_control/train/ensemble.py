@@ -13,11 +13,9 @@ is averaged across processes with DDP (gloo on CPU, nccl on GPU); only rank 0 wr
 
 from __future__ import annotations
 
-import json
 import os
-import sys
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +24,11 @@ import torch
 import yaml
 
 from wm_control.data.dataset import DatasetConfig, Episode, load_episodes
+from wm_control.report import JsonLines
+from wm_control.report import progress as progress_bar
 from wm_control.train import read_checkpoint
+from wm_control.train.onnx import export_onnx
+from wm_control.train.presets import preset
 from wm_control.world.ensemble import EnsembleDynamics, StateSpec, step_features
 
 
@@ -87,15 +89,7 @@ class EnsembleConfig:
 
 
 def ensemble_preset(name: str, **overrides: Any) -> EnsembleConfig:
-    base = {
-        "debug": EnsembleConfig(members=3, hidden=32, iterations=30, batch_size=64, horizon=4, episodes=6,
-                                calibration_horizon=8, reward_samples=200),
-        "quick": EnsembleConfig(),
-        "full": EnsembleConfig(hidden=256, layers=3, iterations=20000, batch_size=1024, horizon=32, episodes=2000),
-    }
-    if name not in base:
-        raise ValueError(f"unknown preset {name!r}; choose one of {sorted(base)}")
-    return replace(base[name], **{k: v for k, v in overrides.items() if v is not None})
+    return preset(EnsembleConfig, name, **overrides)
 
 
 # ------------------------------------------------------------------------------------------
@@ -303,19 +297,16 @@ def train_ensemble(cfg: EnsembleConfig, data_dir: str | Path, out_dir: str | Pat
     net: Any = model
     if world > 1:
         net = torch.nn.parallel.DistributedDataParallel(model)
-    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr, weight_decay=cfg.weight_decay)
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr,
+                            weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, cfg.iterations)
     gen = torch.Generator().manual_seed(cfg.seed + 1000 * rank)
     brng = np.random.default_rng(cfg.seed + 1 + rank)
-    bar = None
-    if progress and rank == 0:
-        from tqdm import tqdm
-
-        bar = tqdm(total=cfg.iterations, desc=f"train ensemble ({cfg.regime}-forcing, {cfg.arch})", file=sys.stderr,
-                   mininterval=1.0)
+    bar = progress_bar(cfg.iterations, f"train ensemble ({cfg.regime}-forcing, {cfg.arch})",
+                       enabled=progress and rank == 0)
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
-    log = open(out / "metrics.jsonl", "w") if rank == 0 else None
+    log = JsonLines(out / "metrics.jsonl") if rank == 0 else None
     t0 = time.monotonic()
     for it in range(1, cfg.iterations + 1):
         cols = brng.integers(0, boot.shape[1], size=(cfg.members, cfg.batch_size))
@@ -334,15 +325,12 @@ def train_ensemble(cfg: EnsembleConfig, data_dir: str | Path, out_dir: str | Pat
         opt.step()
         sched.step()
         if log is not None and (it % max(1, cfg.iterations // 25) == 0 or it == cfg.iterations):
-            log.write(json.dumps({"iteration": it, "state_loss": ls.item(), "reward_loss": lr_.item(),
-                                  "p_own": p_own, "seconds": round(time.monotonic() - t0, 1)}) + "\n")
-            log.flush()
-        if bar is not None:
-            bar.update(1)
-            if it % 50 == 0:
-                bar.set_postfix(state=f"{ls.item():.4f}", reward=f"{lr_.item():.4f}", p_own=f"{p_own:.2f}")
-    if bar is not None:
-        bar.close()
+            log.write(iteration=it, state_loss=ls.item(), reward_loss=lr_.item(), p_own=p_own,
+                      seconds=round(time.monotonic() - t0, 1))
+        bar.update(1)
+        if it % 50 == 0:
+            bar.set_postfix(state=f"{ls.item():.4f}", reward=f"{lr_.item():.4f}", p_own=f"{p_own:.2f}")
+    bar.close()
     if rank != 0:
         return out
     log.close()
@@ -402,25 +390,14 @@ def calibrate(model: EnsembleDynamics, episodes: list[Episode], cfg: EnsembleCon
 # ------------------------------------------------------------------------------------------
 def export_ensemble_onnx(model: EnsembleDynamics, path: str | Path) -> dict[str, Any]:
     """Write the graph; returns its io spec for the manifest (member axis fixed, batch dynamic)."""
-    import warnings
-
     from wm_control.world.ensemble import ExportedEnsemble
 
     M, H, ds, da = model.members, model.spec.history, model.spec.state_dim, model.spec.n
     args = (torch.zeros(M, 2, H, ds), torch.zeros(M, 2, H, da), torch.zeros(M, 2, 3))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(ExportedEnsemble(model).eval(), args, str(path), dynamo=False, opset_version=17,
-                          input_names=["state_window", "action_window", "goal"],
-                          output_names=["next_state", "reward"],
-                          dynamic_axes={"state_window": {1: "batch"}, "action_window": {1: "batch"},
-                                        "goal": {1: "batch"}, "next_state": {1: "batch"}, "reward": {1: "batch"}})
+    names = ["state_window", "action_window", "goal", "next_state", "reward"]
+    io = export_onnx(ExportedEnsemble(model), args, path, names[:3], names[3:], {k: {1: "batch"} for k in names})
     return {
-        "inputs": {"state_window": {"shape": [M, -1, H, ds], "dtype": "float32"},
-                   "action_window": {"shape": [M, -1, H, da], "dtype": "float32"},
-                   "goal": {"shape": [M, -1, 3], "dtype": "float32"}},
-        "outputs": {"next_state": {"shape": [M, -1, ds], "dtype": "float32"},
-                    "reward": {"shape": [M, -1], "dtype": "float32"}},
+        **io,
         "members": M, "history": H,
         "state": {"layout": ["q", "qd"] + (["latent"] if model.spec.latent_dim else []),
                   "latent_dim": model.spec.latent_dim},

@@ -22,9 +22,7 @@ A lambda sweep is ``--lam 0,0.3,1,3``: one policy per value, a summary JSON with
 
 from __future__ import annotations
 
-import json
 import logging
-import sys
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -37,9 +35,12 @@ import yaml
 
 from wm_control.control.features import OBSERVATION_KINDS
 from wm_control.data.dataset import DatasetConfig, load_episodes
+from wm_control.report import JsonLines, summary_line, write_json
+from wm_control.report import progress as progress_bar
 from wm_control.train import read_checkpoint
-from wm_control.train.bc import ExportedPolicy, _progress, make_mlp, sim_position_limits
+from wm_control.train.bc import ExportedPolicy, export_policy_onnx, make_mlp, sim_position_limits
 from wm_control.train.imagined import ImaginedConfig, ImaginedEnvs
+from wm_control.train.presets import preset
 
 log = logging.getLogger("wm_control.train.ppo")
 
@@ -96,15 +97,7 @@ class PPOConfig:
 
 
 def ppo_preset(name: str, **overrides: Any) -> PPOConfig:
-    base = {
-        "debug": PPOConfig(num_envs=32, rollout_steps=8, iterations=3, epochs=2, minibatch=128, hidden=[32, 32],
-                           max_steps=20),
-        "quick": PPOConfig(),
-        "full": PPOConfig(num_envs=4096, rollout_steps=64, iterations=1000, minibatch=16384, hidden=[256, 256]),
-    }
-    if name not in base:
-        raise ValueError(f"unknown preset {name!r}; choose one of {sorted(base)}")
-    return replace(base[name], **{k: v for k, v in overrides.items() if v is not None})
+    return preset(PPOConfig, name, **overrides)
 
 
 class RunningNorm:
@@ -260,8 +253,8 @@ def ppo_loop(cfg: PPOConfig, envs: Any, device: torch.device, terminal_value: fl
     opt = torch.optim.Adam(ac.parameters(), lr=cfg.lr, eps=1e-5)
     norm = RunningNorm(obs_dim, device)
     T = cfg.rollout_steps
-    metrics_log = open(metrics_path, "w") if metrics_path else None
-    bar = _progress(cfg.iterations, f"train policy (PPO, lambda {cfg.lam:g})") if progress else None
+    metrics_log = JsonLines(metrics_path) if metrics_path else None
+    bar = progress_bar(cfg.iterations, f"train policy (PPO, lambda {cfg.lam:g})", enabled=progress)
     ret_scale = None
     obs = envs.reset()
     B = obs.shape[0]
@@ -342,16 +335,14 @@ def ppo_loop(cfg: PPOConfig, envs: Any, device: torch.device, terminal_value: fl
                "approx_kl": float(np.mean(kls)), "clip_fraction": float(np.mean(clipfracs)), "kl_stop": stop,
                "action_std": float(ac.log_std.detach().exp().mean() * cfg.action_scale)}
         if metrics_log is not None:
-            metrics_log.write(json.dumps(rec) + "\n")
-            metrics_log.flush()
-        if bar is not None:
+            metrics_log.write(rec)
+        if not bar.disable:
             bar.set_postfix(ret=f"{rec['episode_task_return']:.2f}", unc=f"{rec['uncertainty']:.3f}",
                             term=f"{rec['terminated_fraction']:.2f}", kl=f"{rec['approx_kl']:.3f}")
             bar.update(1)
-        elif it % 10 == 0:
+        elif it % 10 == 0:  # no bar shown: the log says how it goes
             log.info("iteration %d: %s", it, rec)
-    if bar is not None:
-        bar.close()
+    bar.close()
     if metrics_log is not None:
         metrics_log.close()
     rec["train_seconds"] = round(time.monotonic() - t0, 1)
@@ -437,7 +428,6 @@ def export_ppo(ckpt_dir: str | Path, bundle_dir: str | Path, ensemble_dir: str |
     """A bundle with the PPO policy (``policy.onnx``, normaliser inside) and the ensemble it was trained
     in (``ensemble.onnx`` with its thresholds), so the policy node and the planner can both use it."""
     import tempfile
-    import warnings
 
     from wm_control.train.ensemble import export_ensemble
     from wm_control.world.bundle import write_bundle
@@ -446,14 +436,8 @@ def export_ppo(ckpt_dir: str | Path, bundle_dir: str | Path, ensemble_dir: str |
     cfg, obs_dim = meta["config"], meta["obs_dim"]
     with tempfile.TemporaryDirectory() as tmp:
         onnx_path = Path(tmp) / "policy.onnx"
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            torch.onnx.export(policy, (torch.zeros(1, obs_dim),), str(onnx_path), input_names=["obs"],
-                              output_names=["action"], dynamic_axes={"obs": {0: "batch"}, "action": {0: "batch"}},
-                              dynamo=False, opset_version=17)
         spec = {
-            "inputs": {"obs": {"shape": [-1, obs_dim], "dtype": "float32"}},
-            "outputs": {"action": {"shape": [-1, meta["action_dim"]], "dtype": "float32"}},
+            **export_policy_onnx(policy, obs_dim, onnx_path),
             "observation": meta["observation"], "action": "delta_position",
             "description": "PPO in the RWM-U ensemble; position target = q + action; normaliser folded in",
         }
@@ -502,13 +486,11 @@ def sweep(cfg: PPOConfig, lams: list[float], ensemble_dir: str | Path, out_dir: 
             b = Path(bundle_dir) if single else Path(f"{bundle_dir}_{lam_label(lam)}")
             run["bundle"] = str(export_ppo(ckpt, b))
         runs.append(run)
-        print(f"lambda {lam:g}: in-model task return {run['task_return']:.3f}, uncertainty "
-              f"{run['uncertainty_mean']:.4f} (p95 {run['uncertainty_p95']:.4f}), terminated "
-              f"{100 * run['terminated_fraction']:.1f}%, {run['train_seconds']:.0f} s", file=sys.stderr)
-    summary = {"ensemble": str(ensemble_dir), "config": asdict(cfg), "runs": runs}
+        summary_line(f"lambda {lam:g}: in-model task return {run['task_return']:.3f}, uncertainty "
+                     f"{run['uncertainty_mean']:.4f} (p95 {run['uncertainty_p95']:.4f}), terminated "
+                     f"{100 * run['terminated_fraction']:.1f}%, {run['train_seconds']:.0f} s", err=True)
+    result = {"ensemble": str(ensemble_dir), "config": asdict(cfg), "runs": runs}
     if json_path:
-        p = Path(json_path)
-        p.parent.mkdir(parents=True, exist_ok=True)
-        p.write_text(json.dumps(summary, indent=2))
-    return summary
+        write_json(json_path, result)
+    return result
 

@@ -1,12 +1,65 @@
 """Named sizes for everything that trains: ``debug`` (every stage in seconds: tests), ``quick``
-(a usable result on a 2-core CPU in minutes), ``full`` (a GPU)."""
+(a usable result on a 2-core CPU in minutes), ``full`` (a GPU).
+
+One factory, :func:`preset`, makes any training configuration at a named size from one table per
+configuration class (:data:`TABLES`: the fields each size sets; ``quick`` is the class's defaults),
+then applies the caller's overrides. ``bc_preset`` and the other ``*_preset`` functions are
+:func:`preset` for one class.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, TypeVar
 
 PRESETS = ("debug", "quick", "full")
+
+C = TypeVar("C")
+
+TABLES: dict[str, dict[str, dict[str, Any]]] = {
+    "BCConfig": {
+        "debug": dict(episodes=4, episode_s=0.6, hidden=[32, 32], iterations=40, batch_size=64),
+        "quick": {},
+        "full": dict(episodes=1000, hidden=[512, 512, 512], iterations=30000, batch_size=1024),
+    },
+    "EnsembleConfig": {
+        "debug": dict(members=3, hidden=32, iterations=30, batch_size=64, horizon=4, episodes=6,
+                      calibration_horizon=8, reward_samples=200),
+        "quick": {},
+        "full": dict(hidden=256, layers=3, iterations=20000, batch_size=1024, horizon=32, episodes=2000),
+    },
+    "PPOConfig": {
+        "debug": dict(num_envs=32, rollout_steps=8, iterations=3, epochs=2, minibatch=128, hidden=[32, 32],
+                      max_steps=20),
+        "quick": {},
+        "full": dict(num_envs=4096, rollout_steps=64, iterations=1000, minibatch=16384, hidden=[256, 256]),
+    },
+    "VisualConfig": {
+        "debug": dict(episodes=6, heldout_episodes=2, episode_s=1.2, latent_dim=8, enc_channels=(8, 8, 16, 16),
+                      jepa_steps=30, jepa_batch=16, ckpt_every=10, decoder_steps=20, decoder_batch=16,
+                      lam_steps=30, window=8, context=4, horizon=4, teacher_dim=32, teacher_layers=2,
+                      teacher_steps=20, student_dim=16, student_layers=1, student_steps_a=10,
+                      student_steps_b=10, dyn_batch=8, adapter_steps=30, align_steps=10,
+                      labelled_fraction=0.5),
+        "quick": {},
+        "full": dict(episodes=2000, heldout_episodes=100, jepa_steps=30000, jepa_batch=256,
+                     decoder_steps=10000, lam_steps=20000, teacher_dim=384, teacher_layers=8,
+                     teacher_steps=50000, student_dim=192, student_layers=4, student_steps_a=20000,
+                     student_steps_b=20000, dyn_batch=128, adapter_steps=10000, align_steps=5000),
+    },
+}
+"""Per configuration class (by name: the classes live with their trainers), the fields of each size."""
+
+
+def preset(kind: type[C], name: str, **overrides: Any) -> C:
+    """``kind`` (a config dataclass with a table in :data:`TABLES`) at size ``name``, then ``overrides``
+    (``None`` values are ignored: an option that was not given keeps the preset's value)."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; choose one of {PRESETS}")
+    table = TABLES.get(kind.__name__)
+    if table is None:
+        raise ValueError(f"no presets for {kind.__name__}; sizes are known for {sorted(TABLES)}")
+    return replace(kind(**table[name]), **{k: v for k, v in overrides.items() if v is not None})
 
 
 @dataclass
@@ -39,11 +92,4 @@ class BCConfig:
 
 
 def bc_preset(name: str, **overrides: Any) -> BCConfig:
-    if name not in PRESETS:
-        raise ValueError(f"unknown preset {name!r}; choose one of {PRESETS}")
-    base = {
-        "debug": BCConfig(episodes=4, episode_s=0.6, hidden=[32, 32], iterations=40, batch_size=64),
-        "quick": BCConfig(),
-        "full": BCConfig(episodes=1000, hidden=[512, 512, 512], iterations=30000, batch_size=1024),
-    }[name]
-    return replace(base, **{k: v for k, v in overrides.items() if v is not None})
+    return preset(BCConfig, name, **overrides)

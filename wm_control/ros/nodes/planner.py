@@ -2,10 +2,14 @@
 
 Inputs: ``/joint_states`` (by name, sensor-data QoS), ``/goal`` (PointStamped, latched) and the
 executed commands ``/forward_position_controller/commands`` (Float64MultiArray in ``joint_order``).
-From them it keeps the robot's history on the bundle's control grid, exactly as the training data
-were aligned (:mod:`wm_control.data.dataset`): the last ``H`` states (linearly interpolated between joint
-states; the earliest one repeated while the history is shorter) and the command in force over each
-step (the latest one received before the step's end; before any command, the measured position).
+From them it keeps the robot's history on the bundle's control grid with the aligner the training data
+were made with (:class:`wm_control.control.history.ControlHistory` over
+:func:`~wm_control.control.history.align_grid`, as :mod:`wm_control.data.dataset`): the last ``H`` states
+(linearly interpolated between joint states, late ones included in stamp order; the earliest one repeated
+while the history is shorter) and the command in force over each step (the latest one received before
+the step's end; before any command, the measured position). Missing joint velocities count as 0 after
+the alignment, as in training. A joint state older than the newest is counted (``late.joint_states``)
+and joins the history, but is not planned from.
 
 Output: ``wm_control/msg/Plan`` on ``/wm/plan``: ``header.stamp`` = the stamp of the state planned
 from, the bundle's joint names, ``dt`` (the control period), ``horizon``, the position targets
@@ -26,11 +30,11 @@ from __future__ import annotations
 
 import math
 import time
-from collections import deque
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from wm_control.control.history import ControlHistory
 from wm_control.control.planner import (
     STATUS_FAILED,
     STATUS_NAMES,
@@ -43,7 +47,10 @@ from wm_control.control.planner import (
 from wm_control.messages import convert as cv
 from wm_control.ros import qos
 from wm_control.ros.api import Diagnostics, Node
+from wm_control.ros.throttle import ThrottledLog
 from wm_control.world.bundle import load_bundle
+
+MAX_FUTURE_STAMP = 5.0  # s: as the policy node's default (a sim's clock may trail its states by a bag's gap)
 
 
 @dataclass
@@ -86,9 +93,7 @@ class PlannerNode:
         self.names = p.names
         self.order, self.from_order, _ = cv.command_order(cfg.joint_order, self.names)
         self.dt, self.H = p.dt, p.history
-        keep = int(math.ceil((self.H + 2) * max(1.0, 200.0 * self.dt))) + 8  # joint states up to 200 Hz
-        self.states: deque[tuple[float, np.ndarray, np.ndarray]] = deque(maxlen=keep)
-        self.cmds: deque[tuple[float, np.ndarray]] = deque(maxlen=keep)
+        self.history = ControlHistory(self.dt, self.H, p.n)
         self.goal: np.ndarray | None = None
         self.planned_stamp = -math.inf
         self.last_msg = None
@@ -102,6 +107,8 @@ class PlannerNode:
         node.create_subscription("geometry_msgs/msg/PointStamped", "/goal", self.on_goal, qos.LATCHED)
         node.create_subscription("sensor_msgs/msg/JointState", "/joint_states", self.on_joint_state, qos.SENSOR_DATA)
         self.diag = Diagnostics(node, hardware_id=f"bundle:{self.bundle.id}")
+        self.warn = ThrottledLog(node.logger, period=5.0)
+        node.create_timer(1.0, self.warn.flush)
         self.diag.set("providers", ",".join(p.providers))
         self.diag.set("threads", cfg.threads)
         self.diag.set("samples", cfg.samples)
@@ -124,8 +131,8 @@ class PlannerNode:
             return
         # the time from which the command is in force: its receive time; under sim time the instant it
         # answers (the newest state's), which does not depend on whether /clock was delivered first
-        t = self.states[-1][0] if self.sim_time and self.states else self.node.now()
-        self.cmds.append((t, values))
+        newest = self.history.newest_state
+        self.history.add_command(newest if self.sim_time and newest is not None else self.node.now(), values)
 
     def on_goal(self, msg) -> None:
         try:
@@ -139,27 +146,34 @@ class PlannerNode:
             q, qd, _ = cv.joint_state_to_arrays(msg, self.names)
         except cv.ConversionError as exc:
             self.diag.count("dropped.joint_states")
-            self.node.logger.warning("dropped joint state: %s", exc)
+            self.warn.log("joint_state", "dropped joint state: %s", exc)
             return
         stamp = cv.stamp_sec(msg.header.stamp)
-        if self.states and stamp <= self.states[-1][0]:
-            if stamp == self.states[-1][0]:  # a re-announced state (lock-step start): repeat its plan
+        now = self.node.now()
+        # a stamp far ahead of the clock would become "newest" and make every real state late: dropped
+        if not math.isfinite(stamp) or (now > 0 and stamp - now > MAX_FUTURE_STAMP):
+            self.diag.count("dropped.joint_states_future_stamp")
+            self.warn.log("future", "dropped joint state stamped %.3f s ahead of the clock", stamp - now)
+            return
+        newest = self.history.newest_state
+        self.history.add_state(stamp, q, qd)  # a late one too: the recording (and training) has it
+        if newest is not None and stamp <= newest:
+            if stamp == newest:  # a re-announced state (lock-step start): repeat its plan
                 if self.sim_time and self.last_msg is not None and stamp == self.planned_stamp:
                     self.pub.publish(self.last_msg)
                 return
-            self.diag.count("dropped.out_of_order")
+            self.diag.count("late.joint_states")  # in the history, never planned from
             return
-        self.states.append((stamp, q, np.nan_to_num(qd)))
         self.diag.tick("joint_states")
         if self.sim_time:
             self.plan_at(stamp)
 
     # ---- planning -----------------------------------------------------------------------------
     def tick(self) -> None:
-        if not self.states:
+        stamp = self.history.newest_state
+        if stamp is None:
             self.publish_no_input(self.node.now(), "no joint states yet")
             return
-        stamp = self.states[-1][0]
         if stamp <= self.planned_stamp:
             self.diag.count("skipped.no_new_state")
             return
@@ -170,25 +184,11 @@ class PlannerNode:
         self.plan_at(stamp)
 
     def window(self, t: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """The history ending at ``t`` on the control grid: states (H, 2n), commands (H-1, n) in force over
-        the steps between them, and the command in force at ``t``."""
-        n, H = len(self.names), self.H
-        st = np.fromiter((s[0] for s in self.states), float, len(self.states))
-        Q = np.stack([s[1] for s in self.states])
-        QD = np.stack([s[2] for s in self.states])
-        grid = t - self.dt * np.arange(H - 1, -1, -1)
-        q = np.stack([np.interp(grid, st, Q[:, j]) for j in range(n)], axis=1)
-        qd = np.stack([np.interp(grid, st, QD[:, j]) for j in range(n)], axis=1)
-        hold = np.clip(q, self.planner.lo, self.planner.hi)  # before any command: where the arm is
-
-        def in_force(before: float, fallback: np.ndarray) -> np.ndarray:
-            for tc, v in reversed(self.cmds):
-                if tc < before - 1e-6:
-                    return v
-            return fallback
-
-        acts = np.stack([in_force(grid[j + 1], hold[j]) for j in range(H - 1)]) if H > 1 else np.zeros((0, n))
-        return np.concatenate([q, qd], axis=1), acts, in_force(t, hold[-1])
+        """The history ending at ``t`` on the control grid (:meth:`ControlHistory.window`, before any
+        command the measured position within the limits): states (H, 2n), commands (H-1, n) in force over
+        the steps between them, and the command in force at ``t``. Missing velocities are 0 (as training's)."""
+        states, acts, prev = self.history.window(t, self.planner.lo, self.planner.hi)
+        return np.nan_to_num(states), acts, prev
 
     def plan_at(self, stamp: float) -> None:
         if self.goal is None:

@@ -15,9 +15,11 @@ plans stamped too far in the future (``max_future_stamp``) are dropped and count
 the reference that later good ones are ordered against. Output: Float64MultiArray on ``/forward_position_controller/commands``
 (in ``joint_order``) or a one-point JointTrajectory on ``/joint_trajectory_controller/joint_trajectory``.
 
-Every tick goes through :class:`wm_control.control.safety.SafetyLayer`: position limits (URDF, parameters or
-the bundle), rate limit, NaN guard, input watchdog, latched e-stop. Every hold has a reason on
-``/diagnostics``.
+The decisions are :mod:`wm_control.control.arbitration`'s (which source; whether the plan may be
+followed, and why not) and :class:`wm_control.control.policy.BundlePolicy`'s (the policy's target); this
+node feeds them and times the inference. Every tick goes through
+:class:`wm_control.control.safety.SafetyLayer`: position limits (URDF, parameters or the bundle), rate
+limit, NaN guard, input watchdog, latched e-stop. Every hold has a reason on ``/diagnostics``.
 """
 
 from __future__ import annotations
@@ -30,7 +32,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from wm_control.control.features import policy_observation
+from wm_control.control.arbitration import PlanView, choose_source, follow_plan
+from wm_control.control.policy import BundlePolicy
 from wm_control.control.safety import SafetyLayer
 from wm_control.messages import convert as cv
 from wm_control.ros import qos
@@ -40,7 +43,6 @@ from wm_control.world.bundle import Bundle, EffectiveLimits, effective_limits, l
 
 MODES = ("autonomous", "teleop", "hold")
 JOINT_STATES_QOS = qos.QoSProfile("best_effort", "volatile", 200)
-MIN_PLAN_DT = 1e-4  # s: a plan's step; shorter ones are malformed (no controller runs at 10 kHz)
 #: /wm/estop readers, all keep-all (every sample, in order): a transient-local one gets a latched
 #: publisher's last value on joining; a reliable volatile one matches every reliable publisher (ROS 2's
 #: default QoS); a best-effort volatile one matches any publisher at all. DDS cannot refuse a writer to
@@ -133,15 +135,14 @@ class PolicyNode:
         self.names = self.bundle.joint_names
         self.limits = self._limits()  # robot's and bundle's joints checked, the tighter limits, before any command
         self.order, _, self.out_index = cv.command_order(cfg.joint_order, self.names)
-        spec = self.bundle.graph("policy")
-        self.obs_kind = spec["observation"]
-        self.session = self.bundle.session("policy", cfg.device)  # warmed up here, not in the loop
+        self.policy = BundlePolicy(self.bundle, cfg.device)  # warmed up here, not in the loop
+        self.session = self.policy.session
         self.rate = self.limits.control_rate
         self.safety = SafetyLayer(self.limits.safety_config({"joint_states": cfg.max_joint_state_age}))
         self.mode = cfg.mode
         self.q = self.qd = None
         self.goal: np.ndarray | None = None
-        self.plan = None
+        self.plan: PlanView | None = None
         self.plan_stamp = -np.inf
         self.fallback: str | None = None  # why this tick did not follow the plan
         self.teleop: np.ndarray | None = None
@@ -268,7 +269,8 @@ class PolicyNode:
         if stamp < self.plan_stamp:
             self.diag.count("dropped.plan_out_of_order")
             return
-        self.plan, self.plan_stamp = msg, stamp
+        self.plan = PlanView.of(stamp, msg.dt, msg.horizon, msg.status, msg.joint_names, msg.actions, msg.uncertainty)
+        self.plan_stamp = stamp
         self.rx["plan"] = self.node.now()
         self.diag.tick("plans")
         self.ticker.poke()  # sim time: the tick of this instant may be waiting for it
@@ -328,58 +330,27 @@ class PolicyNode:
 
     # ---- the loop -----------------------------------------------------------------------------
     def propose(self, now: float) -> tuple[np.ndarray | None, str]:
-        """What the current mode wants, before safety (None: nothing to propose)."""
-        if self.mode == "hold" or self.q is None:
-            return None, self.mode
-        if self.mode == "teleop":
-            fresh = now - self.rx.get("teleop", -np.inf) <= self.cfg.max_teleop_age
-            return (self.teleop if fresh else None), "teleop"
-        if self.cfg.use_plan:
-            action, why = self.plan_action(now)
-            if action is not None:
-                return action, "plan"
-            self.fallback = why
+        """What the current mode wants, before safety (None: nothing to propose):
+        :func:`~wm_control.control.arbitration.choose_source`, then the policy where it is the source."""
+        follow = self.cfg.use_plan and self.mode == "autonomous" and self.q is not None
+        choice = choose_source(self.mode, self.q is not None, self.teleop, now - self.rx.get("teleop", -np.inf),
+                               self.cfg.max_teleop_age, self.plan_action(now) if follow else None)
+        if choice.fallback is not None:
+            self.fallback = choice.fallback
             self.diag.count("plan_fallbacks")
-            self.diag.count(f"plan_fallback.{why}")
-        if self.goal is None:
-            return None, "policy"
-        obs = policy_observation(self.obs_kind, self.q, self.qd, self.goal)[None]
+            self.diag.count(f"plan_fallback.{choice.fallback}")
+        if choice.source != "policy" or self.goal is None:
+            return choice.action, choice.source
         t0 = time.perf_counter()
-        delta = self.session.run(obs=obs)["action"][0]
+        target = self.policy.select_action(self.q, self.qd, self.goal)
         self.infer_ms.add(time.perf_counter() - t0)
-        return self.q + delta.astype(np.float64), "policy"
+        return target, "policy"
 
     def plan_action(self, now: float) -> tuple[np.ndarray | None, str]:
-        """The plan's action for ``now`` (index round((now - stamp) / dt): a plan made from an earlier state
-        still gives the action for the current time), or None and why it cannot be followed."""
-        if self.ticker.timed_out:
-            return None, "wait_timeout"
-        p = self.plan
-        if p is None:
-            return None, "no_plan"
-        if p.status != 0:
-            return None, {1: "uncertain_status", 2: "failed", 3: "no_input"}.get(int(p.status), "bad_status")
-        if list(p.joint_names) != self.names:
-            return None, "joint_names"
-        n, K, dt = len(self.names), int(p.horizon), float(p.dt)
-        acts = np.asarray(p.actions, dtype=np.float64)
-        unc = np.asarray(p.uncertainty, dtype=np.float64)
-        # every number is checked before arithmetic: a dt of 5e-324 would overflow round(age / dt)
-        if (K < 1 or not (math.isfinite(dt) and MIN_PLAN_DT <= dt <= self.cfg.max_plan_age)
-                or acts.size != K * n or unc.size != K or not np.all(np.isfinite(acts))):
-            return None, "malformed"
-        # under sim time the instant acted on (the first state may come before its /clock)
-        age = max(now, self.ticker.acted_at) - self.plan_stamp
-        if age > self.cfg.max_plan_age:
-            return None, "stale"
-        k = int(round(age / p.dt))
-        if k < 0:
-            return None, "future"
-        if k >= K:
-            return None, "stale"
-        if not unc[k] <= self.plan_threshold:
-            return None, "uncertain"
-        return acts.reshape(K, n)[k], "ok"
+        """The plan's action for ``now``, or None and why it cannot be followed
+        (:func:`~wm_control.control.arbitration.follow_plan`)."""
+        return follow_plan(self.plan, self.names, now, self.ticker.acted_at, self.cfg.max_plan_age,
+                           self.plan_threshold, self.ticker.timed_out)
 
     def act(self) -> None:
         now = self.node.now()
