@@ -7,6 +7,7 @@ from hypothesis import strategies as st
 
 from wm_control.messages import convert as cv
 from wm_control.messages import dds_type_name, registry, ros_type_name
+from wm_control.world.frames import image_msg_to_rgb
 
 make = registry().new
 
@@ -45,7 +46,7 @@ def test_image_encodings_to_rgb(enc):
         raw = rgb[..., :1]
         rgb = np.repeat(raw, 3, axis=2)
     msg = cv.make_image(make, 0.0, raw, encoding=enc)
-    assert np.array_equal(cv.image_to_rgb(msg), rgb)
+    assert np.array_equal(image_msg_to_rgb(msg), rgb)
 
 
 def test_image_with_row_padding():
@@ -53,7 +54,7 @@ def test_image_with_row_padding():
     padded = np.zeros((2, 12), np.uint8)
     padded[:, :9] = rgb.reshape(2, 9)
     msg = make("sensor_msgs/msg/Image", height=2, width=3, encoding="rgb8", step=12, data=padded.reshape(-1))
-    assert np.array_equal(cv.image_to_rgb(msg), rgb)
+    assert np.array_equal(image_msg_to_rgb(msg), rgb)
 
 
 @pytest.mark.parametrize("kw,err", [
@@ -66,26 +67,26 @@ def test_malformed_images_are_rejected(kw, err):
     base = dict(height=2, width=3, encoding="rgb8", step=9, data=np.zeros(18, np.uint8))
     base.update(kw)
     with pytest.raises(cv.ConversionError, match=err):
-        cv.image_to_rgb(make("sensor_msgs/msg/Image", **base))
+        image_msg_to_rgb(make("sensor_msgs/msg/Image", **base))
 
 
 @settings(max_examples=60, deadline=None)
 @given(h=st.integers(1, 6), w=st.integers(1, 6), extra=st.integers(0, 4), data_delta=st.integers(-3, 3))
 def test_image_validation_property(h, w, extra, data_delta):
     """Any (size, step, data length) either converts to exactly the rows given or is rejected, by the
-    codec here (``image_to_array``) and so by the decoder on it (``image_to_rgb``)."""
+    codec here (``image_to_array``) and so by the decoder on it (``frames.image_msg_to_rgb``)."""
     step = w * 3 + extra
     n = h * step + data_delta
     data = np.random.default_rng(h * 31 + w).integers(0, 256, max(n, 0), dtype=np.uint8)
     msg = make("sensor_msgs/msg/Image", height=h, width=w, encoding="rgb8", step=step, data=data)
     if data_delta != 0:
-        for decode in (cv.image_to_array, cv.image_to_rgb):
+        for decode in (cv.image_to_array, image_msg_to_rgb):
             with pytest.raises(cv.ConversionError):
                 decode(msg)
     else:
         want = data.reshape(h, step)[:, : w * 3].reshape(h, w, 3)
         assert np.array_equal(cv.image_to_array(msg), want)
-        out = cv.image_to_rgb(msg)
+        out = image_msg_to_rgb(msg)
         assert out.shape == (h, w, 3) and out.flags.c_contiguous
         assert np.array_equal(out, want)
 

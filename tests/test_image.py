@@ -144,26 +144,6 @@ def test_rclpy_style_data_containers():
     assert np.array_equal(im.compressed_to_rgb(msg), rgb)
 
 
-def test_one_image_decoder():
-    """``messages.convert.image_to_rgb`` is the frames decoder, not a second one with less coverage: the
-    same result for every encoding (mono16 and 4:2:2 included) and the same pixel limit."""
-    rgb = paired_rgb()
-    msgs = [image_msg(rgb, "rgb8"), image_msg(rgb[..., ::-1], "bgr8"), image_msg(rgb[..., 0], "mono8"),
-            image_msg(rgb[..., 0].astype("<u2") * 257, "mono16"),
-            image_msg(cv2.cvtColor(rgb, cv2.COLOR_RGB2YUV_UYVY), "yuv422"),
-            image_msg(cv2.cvtColor(rgb, cv2.COLOR_RGB2YUV_YUYV), "yuyv")]
-    assert {m.encoding for m in msgs} | {"rgba8", "bgra8", "uyvy", "yuv422_yuy2"} == set(im.SUPPORTED_ENCODINGS)
-    for m in msgs:
-        assert np.array_equal(cv.image_to_rgb(m), im.image_msg_to_rgb(m)), m.encoding
-    liar = make("sensor_msgs/msg/Image", height=100000, width=100000, encoding="rgb8", step=300000,
-                data=np.zeros(12, np.uint8))
-    with pytest.raises(im.ImageTooLarge):
-        cv.image_to_rgb(liar)
-
-
-# ------------------------------------------------------------------------------------------
-# sensor_msgs/CompressedImage
-# ------------------------------------------------------------------------------------------
 def smooth_rgb(h: int = 32, w: int = 48) -> np.ndarray:
     y, x = np.mgrid[0:h, 0:w]
     return np.stack([x * 255 // (w - 1), y * 255 // (h - 1), np.full_like(x, 100)], axis=2).astype(np.uint8)

@@ -21,6 +21,7 @@ from wm_control import teleop as tp
 from wm_control.messages import convert as cv
 from wm_control.ros import qos
 from wm_control.ros.api import ConfigError, config_from_params
+from wm_control.world.frames import image_msg_to_rgb
 
 RED, BLUE = (220, 30, 30), (30, 30, 220)
 
@@ -305,7 +306,7 @@ def test_view_on_a_topic():
             prev.publish(cv.make_image(rig.msg, rig.now(), solid(64, 128, BLUE)))
             if not views:
                 return False
-            v = cv.image_to_rgb(views[-1])
+            v = image_msg_to_rgb(views[-1])
             return np.all(v[tp.BAR_H + 10, 10] == RED) and np.all(v[tp.BAR_H + 10, -10] == BLUE)
 
         assert spin([node, rig], 10.0, got_both), f"{len(views)} views, none with camera and preview"

@@ -21,10 +21,26 @@ import yaml
 from wm_control.messages import convert as cv
 from wm_control.ros import qos
 from wm_control.ros.harness import GraphRun
+from wm_control.world.frames import image_msg_to_rgb
 
 
 def _params(graph: dict, node: str) -> dict:
     return (graph.get(node) or {}).get("ros__parameters") or {}
+
+
+def _usable(bundle: str) -> bool:
+    """Is there a bundle here that a node would accept? One that fails verification (e.g. made before
+    bundles had an id) is rebuilt rather than refused by the nodes later."""
+    if not (Path(bundle) / "manifest.yaml").exists():
+        return False
+    from wm_control.world.bundle import BundleError, load_bundle
+
+    try:
+        load_bundle(bundle)
+    except BundleError as exc:
+        print(f"[demo] the bundle at {bundle} fails verification ({exc}): rebuilding it", flush=True)
+        return False
+    return True
 
 
 def ensure_bundle(config: str, preset: str = "quick") -> None:
@@ -33,14 +49,14 @@ def ensure_bundle(config: str, preset: str = "quick") -> None:
     that policy inside."""
     graph = yaml.safe_load(Path(config).read_text()) or {}
     visual = _params(graph, "world_model").get("bundle")
-    if visual and not (Path(visual) / "manifest.yaml").exists():
+    if visual and not _usable(visual):
         from wm_control.train.visual import export_visual, train_visual, visual_preset
 
         print(f"[demo] no bundle at {visual}: training the visual world model (preset {preset}: JEPA encoder, "
               f"decoder, latent actions, teacher, student, adapter; about 12 minutes here)", flush=True)
         export_visual(train_visual(visual_preset(preset), "data/reacher_video", "runs/visual", resume=True), visual)
     wanted = {_params(graph, "policy").get("bundle"), _params(graph, "planner").get("bundle")} - {None, ""}
-    missing = [b for b in wanted if not (Path(b) / "manifest.yaml").exists()]
+    missing = [b for b in wanted if not _usable(b)]
     if not missing:
         return
     from wm_control.train.bc import export_bc, train_bc
@@ -48,7 +64,7 @@ def ensure_bundle(config: str, preset: str = "quick") -> None:
 
     planned = "planner" in graph
     bc_bundle = "bundles/bc" if planned else missing[0]
-    if not (Path(bc_bundle) / "manifest.yaml").exists():
+    if bc_bundle in missing or not _usable(bc_bundle):
         print(f"[demo] no bundle at {bc_bundle}: training the BC policy first (preset {preset}, about a minute)",
               flush=True)
         export_bc(train_bc(bc_preset(preset), "data/reacher_expert", "runs/bc"), bc_bundle)
@@ -108,7 +124,7 @@ def run_graph(config: str, duration: float, json_path: str | None, backend: str 
 
     def on_img(m) -> None:
         try:
-            rgb = cv.image_to_rgb(m)
+            rgb = image_msg_to_rgb(m)
             img_shape[:] = [rgb.shape]
             seen["images"] += 1
             t_img.append(time.monotonic())

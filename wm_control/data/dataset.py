@@ -28,6 +28,7 @@ import numpy as np
 from wm_control.control.history import align_grid, sort_stream
 from wm_control.messages import convert as cv
 from wm_control.messages import registry
+from wm_control.world.frames import image_msg_to_rgb
 
 
 class DatasetError(RuntimeError):
@@ -161,7 +162,7 @@ def read_streams(path: str | Path, cfg: DatasetConfig) -> tuple[_Streams, list[s
                     s.cmd.append(value)
                 elif topic == cfg.image_topic:
                     s.img_t.append(_stamp_or(msg, t_bag))
-                    s.img.append(cv.image_to_rgb(msg))
+                    s.img.append(image_msg_to_rgb(msg))
                 elif topic == cfg.goal_topic:
                     s.goal_t.append(_stamp_or(msg, t_bag))
                     s.goal.append(cv.point_to_array(msg))

@@ -177,17 +177,6 @@ def image_to_array(msg: Any) -> np.ndarray:
     return arr.reshape(h, w, ch)
 
 
-def image_to_rgb(msg: Any) -> np.ndarray:
-    """An Image as a contiguous (H, W, 3) uint8 RGB array: a thin call of the one decoder,
-    :func:`wm_control.world.frames.image_msg_to_rgb` (every encoding it supports, its pixel limit).
-
-    Kept for the callers of this name; new code calls ``frames.image_msg_to_rgb`` directly.
-    """
-    from wm_control.world.frames import image_msg_to_rgb  # frames builds on this module: imported late
-
-    return image_msg_to_rgb(msg)
-
-
 def make_image(make: Make, t: float, rgb: np.ndarray, frame_id: str = "camera", encoding: str = "rgb8") -> Any:
     rgb = np.ascontiguousarray(rgb, dtype=np.uint8)
     if rgb.ndim == 2:

@@ -498,7 +498,7 @@ def yuv422_to_rgb(msg: Any) -> np.ndarray:
 def image_msg_to_rgb(msg: Any, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """A ``sensor_msgs/Image`` in any :data:`SUPPORTED_ENCODINGS` as contiguous (H, W, 3) uint8 RGB.
 
-    The one ``Image`` decoder (``messages.convert.image_to_rgb`` calls it). Over ``max_pixels``
+    The one ``Image`` decoder. Over ``max_pixels``
     (width * height; None: no limit) it raises :class:`ImageTooLarge` before touching the data;
     sizes, step and data length are checked against each other (:func:`~wm_control.messages.convert.image_to_array`,
     :func:`yuv422_to_rgb`).

@@ -103,6 +103,7 @@ def read_video_only(bag: Path, dcfg: DatasetConfig, spec: FrameSpec) -> list[tup
 
     from wm_control.messages import convert as cv
     from wm_control.messages import registry
+    from wm_control.world.frames import image_msg_to_rgb
 
     stamps, frames = [], []
     with AnyReader([bag], default_typestore=registry().store) as r:
@@ -113,7 +114,7 @@ def read_video_only(bag: Path, dcfg: DatasetConfig, spec: FrameSpec) -> list[tup
             msg = r.deserialize(raw, conn.msgtype)
             st = cv.stamp_sec(msg.header.stamp)
             stamps.append(st if st > 0 else t_ns * 1e-9)
-            frames.append(prepare_frame(cv.image_to_rgb(msg), spec))
+            frames.append(prepare_frame(image_msg_to_rgb(msg), spec))
     if not stamps:
         return []
     order = np.argsort(stamps, kind="stable")
