@@ -440,6 +440,21 @@ class Diagnostics:
 # The node of a program that watches or drives a graph from outside (demo, eval, replay, record,
 # benchmarks): built here, on the backend the graph runs on, never from a backend's class
 # ------------------------------------------------------------------------------------------
+def spin_until(spin_once: Callable[[float], None], stopped: Callable[[], bool],
+               until: Callable[[], bool] | None = None, timeout: float | None = None) -> bool:
+    """Spin (``spin_once(seconds)``) until ``stopped()``, ``until()`` is true, or ``timeout`` s pass;
+    returns ``until()``. The one spin loop of both backends."""
+    end = None if timeout is None else time.monotonic() + timeout
+    while not stopped():
+        if until is not None and until():
+            return True
+        left = None if end is None else end - time.monotonic()
+        if left is not None and left <= 0:
+            break
+        spin_once(0.1 if left is None else min(0.1, left))
+    return bool(until and until())
+
+
 def make_node(name: str, backend: str | None = None, *, namespace: str = "/", use_sim_time: bool = False) -> Any:
     """A node for a program on ``backend``: ``dds``, ``rclpy``, or ``auto``/None (``WM_BACKEND``, else
     rclpy when ROS 2 is sourced), chosen as ``wm-control run`` chooses it
@@ -505,15 +520,7 @@ def _rclpy_program_node(name: str, namespace: str, use_sim_time: bool) -> Any:
             self.executor.spin_once(timeout_sec=0.1 if timeout is None else timeout)
 
         def spin(self, until: Callable[[], bool] | None = None, timeout: float | None = None) -> bool:
-            end = None if timeout is None else time.monotonic() + timeout
-            while not self._stop:
-                if until is not None and until():
-                    return True
-                left = None if end is None else end - time.monotonic()
-                if left is not None and left <= 0:
-                    break
-                self.spin_once(0.1 if left is None else min(0.1, left))
-            return bool(until and until())
+            return spin_until(self.spin_once, lambda: self._stop, until, timeout)
 
         def shutdown(self) -> None:  # this node stops spinning; rclpy (and other nodes) go on
             self._stop = True

@@ -37,6 +37,7 @@ from wm_control.messages import MessageRegistry, registry
 from wm_control.messages import convert as cv
 from wm_control.messages.convert import sec_nsec as sec_to_sec_nsec
 from wm_control.ros import qos as qosmod
+from wm_control.ros.api import spin_until
 from wm_control.ros.args import resolve_topic
 
 _ANY = SampleState.Any | ViewState.Any | InstanceState.Any
@@ -422,15 +423,7 @@ class DdsNode:
 
     def spin(self, until: Callable[[], bool] | None = None, timeout: float | None = None) -> bool:
         """Run callbacks until shutdown, ``until()`` is true, or ``timeout`` s pass. Returns until()."""
-        end = None if timeout is None else time.monotonic() + timeout
-        while not self._shutdown:
-            if until is not None and until():
-                return True
-            left = None if end is None else end - time.monotonic()
-            if left is not None and left <= 0:
-                break
-            self.spin_once(0.1 if left is None else min(0.1, left))
-        return bool(until and until())
+        return spin_until(self.spin_once, lambda: self._shutdown, until, timeout)
 
     def shutdown(self) -> None:
         """Stop spinning (safe from signal handlers and other threads)."""
