@@ -127,7 +127,7 @@ class PlannerNode:
             values = cv.multiarray_to_command(msg, len(self.names))[self.from_order]
         except cv.ConversionError as exc:
             self.diag.count("dropped.commands")
-            self.node.logger.warning("dropped command: %s", exc)
+            self.warn.log("command", "dropped command: %s", exc)
             return
         # the time from which the command is in force: its receive time; under sim time the instant it
         # answers (the newest state's), which does not depend on whether /clock was delivered first
@@ -139,7 +139,7 @@ class PlannerNode:
             self.goal = cv.point_to_array(msg)
         except cv.ConversionError as exc:
             self.diag.count("dropped.goal")
-            self.node.logger.warning("dropped goal: %s", exc)
+            self.warn.log("goal", "dropped goal: %s", exc)
 
     def on_joint_state(self, msg) -> None:
         try:
@@ -205,7 +205,7 @@ class PlannerNode:
         self.diag.count(f"status.{plan.status_name}")
         if plan.status == STATUS_FAILED:
             self.diag.status(Diagnostics.ERROR, f"plan failed: {plan.message}")
-            self.node.logger.warning("plan at %.3f failed: %s", stamp, plan.message)
+            self.warn.log("plan_failed", "plan at %.3f failed: %s", stamp, plan.message)
             return
         self.diag.set("expected_return", plan.expected_return)
         self.diag.set("first_step_uncertainty", float(plan.uncertainty[0]))

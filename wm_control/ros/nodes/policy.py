@@ -324,7 +324,7 @@ class PolicyNode:
     def on_estop_reset(self, _msg) -> None:
         if not self.safety.reset_estop():
             holding = self.safety.active_estop_sources()
-            self.node.logger.warning("e-stop reset refused: still held by %s", ", ".join(holding))
+            self.warn.log("reset_refused", "e-stop reset refused: still held by %s", ", ".join(holding))
             return
         self.node.logger.info("e-stop reset")
 

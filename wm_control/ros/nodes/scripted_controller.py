@@ -16,6 +16,7 @@ import numpy as np
 from wm_control.messages import convert as cv
 from wm_control.ros import qos
 from wm_control.ros.api import ControlTick, Diagnostics, Node
+from wm_control.ros.throttle import ThrottledLog
 
 
 @dataclass
@@ -72,6 +73,8 @@ class ScriptedControllerNode:
         node.create_subscription("sensor_msgs/msg/JointState", "/joint_states", self.on_joint_state, qos.SENSOR_DATA)
         node.create_subscription("geometry_msgs/msg/PointStamped", "/goal", self.on_goal, qos.LATCHED)
         self.diag = Diagnostics(node, hardware_id="scripted")
+        self.warn = ThrottledLog(node.logger, period=5.0)  # bad input: once, then a count
+        node.create_timer(1.0, self.warn.flush)
         self.ticker = ControlTick(node, cfg.rate, self.act)
 
     def on_joint_state(self, msg) -> None:
@@ -79,7 +82,7 @@ class ScriptedControllerNode:
             q, qd, _ = cv.joint_state_to_arrays(msg, self.names)
         except cv.ConversionError as exc:
             self.diag.count("joint_states_dropped")
-            self.node.logger.warning("dropped joint state: %s", exc)
+            self.warn.log("joint_state", "dropped joint state: %s", exc)
             return
         self.state = (time.monotonic(), q, np.nan_to_num(qd))
         self.diag.tick("joint_states")
@@ -90,7 +93,7 @@ class ScriptedControllerNode:
             new = cv.point_to_array(msg)
         except cv.ConversionError as exc:
             self.diag.count("goals_dropped")
-            self.node.logger.warning("dropped goal: %s", exc)
+            self.warn.log("goal", "dropped goal: %s", exc)
             return
         if self.goal is None or not np.allclose(new, self.goal):
             self.policy.reset(self.rng)

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from wm_control.messages import convert as cv
 from wm_control.ros import qos
 from wm_control.ros.api import Diagnostics, Node
+from wm_control.ros.throttle import ThrottledLog
 
 
 @dataclass
@@ -98,6 +99,8 @@ class SimRobotNode:
         node.create_subscription("trajectory_msgs/msg/JointTrajectory", "/joint_trajectory_controller/joint_trajectory",
                                  self.on_trajectory, qos.DEFAULT)
         self.diag = Diagnostics(node, hardware_id=f"mujoco:{cfg.robot}")
+        self.warn = ThrottledLog(node.logger, period=5.0)  # bad input: once, then a count
+        node.create_timer(1.0, self.warn.flush)
         self.diag.set("joints", ",".join(self.names))
         self.next_camera = self.stamp()
         self.publish_goal()
@@ -126,7 +129,7 @@ class SimRobotNode:
             values = cv.multiarray_to_command(msg, len(self.names))
         except cv.ConversionError as exc:
             self.diag.count("commands_dropped")
-            self.node.logger.warning("dropped command: %s", exc)
+            self.warn.log("command", "dropped command: %s", exc)
             return
         self.arm.set_position_target(values[self.cmd_index])
         self.diag.tick("commands")
@@ -137,7 +140,7 @@ class SimRobotNode:
             times, positions = cv.trajectory_to_arrays(msg, self.names)
         except cv.ConversionError as exc:
             self.diag.count("trajectories_dropped")
-            self.node.logger.warning("dropped trajectory: %s", exc)
+            self.warn.log("trajectory", "dropped trajectory: %s", exc)
             return
         self.arm.set_trajectory(times, positions)
         self.diag.tick("trajectories")

@@ -36,6 +36,7 @@ import numpy as np
 from wm_control.messages import convert as cv
 from wm_control.ros import qos
 from wm_control.ros.api import Diagnostics, Node, Window
+from wm_control.ros.throttle import ThrottledLog
 from wm_control.world.bundle import load_bundle
 from wm_control.world.frames import image_msg_to_rgb
 from wm_control.world.stream import StreamingWorldModel, strip
@@ -97,7 +98,6 @@ class WorldModelNode:
         self.last_stamp: float | None = None
         self.pending_pred: np.ndarray | None = None
         self.frames = 0
-        self.warned: dict[str, float] = {}
         self.lat_pub = node.create_publisher("wm_control/msg/LatentState", "/wm/latent", qos.DEFAULT)
         self.prev_pub = node.create_publisher("sensor_msgs/msg/Image", "/wm/preview", qos.SENSOR_DATA)
         node.create_subscription("std_msgs/msg/Float64MultiArray", cfg.command_topic, self.on_command, qos.DEFAULT)
@@ -106,6 +106,8 @@ class WorldModelNode:
         node.create_subscription("std_msgs/msg/String", "/wm/mode", self.on_mode, qos.LATCHED)
         node.create_subscription("sensor_msgs/msg/Image", cfg.frame_topic, self.on_frame, qos.SENSOR_DATA)
         self.diag = Diagnostics(node, hardware_id=f"bundle:{self.bundle.id}")
+        self.warn = ThrottledLog(node.logger, period=WARN_PERIOD)
+        node.create_timer(1.0, self.warn.flush)
         self.surprise = Window(300)
         self.diag.set("providers", ",".join(self.wm.providers))
         self.diag.set("window", self.wm.window)
@@ -116,10 +118,7 @@ class WorldModelNode:
 
     # ---- inputs -------------------------------------------------------------------------------
     def _warn(self, key: str, text: str, *args) -> None:
-        now = time.monotonic()
-        if now - self.warned.get(key, -np.inf) > WARN_PERIOD:
-            self.warned[key] = now
-            self.node.logger.warning(text, *args)
+        self.warn.log(key, text, *args)  # once, then a count every few seconds
 
     def on_command(self, msg) -> None:
         try:
