@@ -107,11 +107,13 @@ def save_figure(fig: Any, path: str | Path, dpi: int = 110) -> Path:
 
 def progress(total: int, desc: str, enabled: bool = True, leave: bool = True, unit: str = "it",
              mininterval: float = 1.0) -> Any:
-    """A tqdm bar on stderr; disabled (every call a no-op) when ``enabled`` is False or stderr is no TTY."""
+    """A tqdm bar on stderr; disabled (every call a no-op) when ``enabled`` is False. Where stderr is no
+    TTY (a log file, CI) it still shows progress, a line at most every 30 s, so long work is never silent."""
     from tqdm import tqdm
 
-    return tqdm(total=total, desc=desc, file=sys.stderr, unit=unit, leave=leave, mininterval=mininterval,
-                disable=None if enabled else True)
+    tty = hasattr(sys.stderr, "isatty") and sys.stderr.isatty()
+    return tqdm(total=total, desc=desc, file=sys.stderr, unit=unit, leave=leave,
+                mininterval=mininterval if tty else max(mininterval, 30.0), disable=not enabled)
 
 
 def summary_line(text: str, tag: str | None = None, err: bool = False) -> None:
