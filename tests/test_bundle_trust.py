@@ -112,7 +112,7 @@ def test_manifest_reformatted_without_edits_is_accepted(bundle):
 def test_bundle_from_before_bundle_ids_is_refused_with_a_reexport_hint(bundle):
     m = read(bundle)
     m.pop("bundle_id", None)
-    m["format"] = "wm_control.world.bundle/1"
+    m["format"] = "wm_control.bundle/1"
     write(bundle, m)
     msg = refused(bundle, "bundle_id")
     assert "re-export" in msg and "wm-control export" in msg

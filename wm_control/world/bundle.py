@@ -58,17 +58,17 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import yaml
 
-FORMAT = "wm_control.world.bundle/2"
-OLD_FORMATS = ("wm_control.world.bundle/1",)
+FORMAT = "wm_control.bundle/2"
+OLD_FORMATS = ("wm_control.bundle/1",)
 """Formats of bundles written before bundle ids: refused, with a hint to re-export."""
 ID_FIELD = "bundle_id"
 SIG_FILE = "bundle.sig"
-SIG_FORMAT = "wm_control.world.bundle-sig/1"
+SIG_FORMAT = "wm_control.bundle-sig/1"
 TRT_CACHE = ".trt_cache"
 DEFAULT_MAX_STEP = 0.1
 """rad per tick when neither the bundle nor the robot gives one (as before)."""
-_ID_DOMAIN = b"wm_control.world.bundle-id/1\n"
-_SIG_DOMAIN = b"wm_control.world.bundle-sig/1\n"
+_ID_DOMAIN = b"wm_control.bundle-id/1\n"
+_SIG_DOMAIN = b"wm_control.bundle-sig/1\n"
 _RESERVED = ("manifest.yaml", SIG_FILE)
 REEXPORT = ("re-export it (`wm-control export CHECKPOINT --out BUNDLE`, or the `wm-control train ... --bundle OUT` "
             "that made it)")
