@@ -46,3 +46,21 @@ class NodeProcess:
 
     def __exit__(self, *exc):
         self.stop()
+
+
+def start_in_parallel(node_type: str, args: dict, *common: str) -> dict:
+    """Start one ``node_type`` process per entry of ``args`` (key -> ros args) at once (their start-ups
+    overlap); if one fails, stop those that started and raise."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(len(args)) as pool:
+        futures = {k: pool.submit(NodeProcess, node_type, *a, *common) for k, a in args.items()}
+        started = {}
+        try:
+            for k, f in futures.items():
+                started[k] = f.result()
+        finally:
+            if len(started) < len(futures):
+                for p in started.values():
+                    p.stop()
+    return started

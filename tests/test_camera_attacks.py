@@ -8,13 +8,12 @@ import re
 import struct
 import time
 import zlib
-from concurrent.futures import ThreadPoolExecutor
 
 import cv2
 import numpy as np
 import pytest
 
-from tests.helpers import NodeProcess
+from tests.helpers import start_in_parallel
 from wm_control.messages import convert as cv
 from wm_control.messages import registry
 from wm_control.ros import qos
@@ -89,16 +88,7 @@ def procs():
                  f"input_topic:={NS}/image_raw/compressed", "-p", f"output_topic:={NS}/jpeg_frame", "-p",
                  "width:=16", "-p", "height:=12", "-p", "max_age:=0.5"),
     }
-    with ThreadPoolExecutor(len(args)) as pool:
-        futures = {k: pool.submit(NodeProcess, "camera_ingest", *a) for k, a in args.items()}
-        started = {}
-        try:
-            for k, f in futures.items():
-                started[k] = f.result()
-        finally:
-            if len(started) < len(futures):
-                for p in started.values():
-                    p.stop()
+    started = start_in_parallel("camera_ingest", args)
     yield started
     for p in started.values():
         p.stop()

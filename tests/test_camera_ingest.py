@@ -5,13 +5,12 @@ import itertools
 import subprocess
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
 
 import cv2
 import numpy as np
 import pytest
 
-from tests.helpers import NodeProcess
+from tests.helpers import start_in_parallel
 from wm_control.messages import convert as cv
 from wm_control.messages import registry
 from wm_control.ros import qos
@@ -54,16 +53,7 @@ def procs(video):
         "video": ("-r", "__node:=ingest_video", "-p", "source:=opencv", "-p", f"device:={video}", "-p",
                   "opencv_fps:=30.0", "-p", f"output_topic:={NS}/video_frame", "-p", "width:=16", "-p", "height:=12"),
     }
-    with ThreadPoolExecutor(len(args)) as pool:
-        futures = {k: pool.submit(NodeProcess, "camera_ingest", *a, *common) for k, a in args.items()}
-        started = {}
-        try:
-            for k, f in futures.items():
-                started[k] = f.result()
-        finally:
-            if len(started) < len(futures):
-                for p in started.values():
-                    p.stop()
+    started = start_in_parallel("camera_ingest", args, *common)
     yield started
     for p in started.values():
         p.stop()
