@@ -108,13 +108,27 @@ def alive(pid):
 
 
 def node_children(pid):
-    """{node type: pid} of the `wm_control run NODE` processes whose parent is pid."""
+    """{node type: pid} of the `wm_control run NODE` processes whose parent is pid.
+
+    Read from /proc rather than `ps`, whose columns are cut to the terminal width (80 without one),
+    which loses the node name behind a long interpreter path."""
     out = {}
-    ps = subprocess.run(["ps", "-eo", "pid=,ppid=,args="], capture_output=True, text=True).stdout
-    for line in ps.splitlines():
-        parts = line.split(None, 2)
-        if len(parts) == 3 and parts[1] == str(pid) and "wm_control run " in parts[2]:
-            out[parts[2].split("wm_control run ", 1)[1].split()[0]] = int(parts[0])
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                argv = f.read().decode(errors="replace").split("\0")
+        except (OSError, ValueError, IndexError):
+            continue
+        if ppid != pid:
+            continue
+        for i in range(len(argv) - 2):
+            if argv[i].endswith("wm_control") and argv[i + 1] == "run":
+                out[argv[i + 2]] = int(entry)
+                break
     return out
 
 
