@@ -38,6 +38,7 @@ setup(
         "onnx>=1.15",  # bundle verification (graph inputs/outputs against the manifest)
         "cryptography>=42,<51",  # bundle signatures (ed25519)
         "matplotlib",  # eval and bench plots
+        "tyro>=0.9",  # the CLI: flags generated from the config dataclasses and their docstrings
     ],
     extras_require={
         # inference: CPU build everywhere; GPU machines take onnxruntime-gpu (CUDA + TensorRT EPs)

@@ -195,8 +195,9 @@ def test_stale_out_of_order_and_malformed_frames_are_counted_drops(procs, client
     assert counts() == ("1", "1", "3")
     d = client.state["diag"]["ingest_raw"]
     assert d["dropped.crop"] == "0"
-    assert "input.rate_hz" in d and "output.rate_hz" in d
-    assert 0 <= float(d["frame_age.p50_ms"]) < 500 and float(d["frame_age.p99_ms"]) >= float(d["frame_age.p50_ms"])
+    assert float(d["input.rate_hz"]) > 0 and float(d["output.rate_hz"]) > 0  # frames in, frames out
+    assert 0 <= float(d["frame_age.p50_ms"]) < 500  # the ages of fresh frames, on the node's clock
+    assert float(d["frame_age.p99_ms"]) > 500  # the 1 s old frame is in the age statistics, though dropped
     assert procs["raw"].p.poll() is None
     out = procs["raw"].output()
     assert "dropped frame (stale)" in out and "dropped frame (malformed)" in out and "dropped frame (out_of_order)" in out

@@ -4,6 +4,9 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import replace
+
+import pytest
 
 
 def wm(*args, timeout=120, env=None):
@@ -95,10 +98,50 @@ def test_errors_are_one_line_that_says_what_to_fix(tmp_path, debug_bc):
 def test_backend_flag_reaches_every_node_a_tool_starts(monkeypatch):
     """`wm-control --backend X VERB`: the tool's own nodes and the nodes it launches use X (WM_BACKEND)."""
     import wm_control.cli as cli
+    import wm_control.cli.run
 
     seen = {}
     monkeypatch.setenv("WM_BACKEND", "auto")  # recorded: the test's own setting is undone after it
-    monkeypatch.setattr(cli, "cmd_run", lambda argv: seen.setdefault("env", os.environ.get("WM_BACKEND")) and 0)
+    monkeypatch.setattr(wm_control.cli.run, "cmd_run", lambda argv: seen.setdefault("env", os.environ.get("WM_BACKEND")) and 0)
     assert cli.main(["--backend", "dds", "run", "policy"]) == 0 and seen["env"] == "dds"
     assert cli.main(["--backend=rclpy", "-v", "run", "policy"]) == 0 and os.environ["WM_BACKEND"] == "rclpy"
     assert cli.main(["--backend", "nope", "run", "policy"]) == 2
+
+
+def test_flags_come_from_the_config_dataclasses_and_their_presets(capsys):
+    """`train STAGE`: every field of the stage's configuration is a flag, its docstring the help, the
+    preset's value the default; what the configuration's own check refuses is one line."""
+    from wm_control.cli.flags import parse
+    from wm_control.cli.train import BCOptions, EnsembleOptions, _stage
+    from wm_control.errors import UserError
+    from wm_control.train.ensemble import EnsembleConfig
+    from wm_control.train.presets import BCConfig, bc_preset
+
+    o, cfg = _stage("bc", ["--preset", "debug", "--data", "d", "--hidden", "8", "8", "--lr", "0.01"], BCOptions, BCConfig)
+    assert o.preset == "debug" and o.data == "d"
+    assert cfg == replace(bc_preset("debug"), hidden=[8, 8], lr=0.01)  # the rest: the debug preset's values
+    _, cfg = _stage("bc", [], BCOptions, BCConfig)
+    assert cfg == bc_preset("quick")
+    e, cfg = _stage("ensemble", ["--regime", "both", "--arch", "gru", "--members", "2"], EnsembleOptions,
+                    EnsembleConfig)
+    assert e.regime == "both" and cfg.regime == "self" and cfg.arch == "gru" and cfg.members == 2
+    with pytest.raises(UserError, match="arch") as err:
+        _stage("ensemble", ["--arch", "transformer"], EnsembleOptions, EnsembleConfig)
+    assert "\n" not in str(err.value)
+    with pytest.raises(UserError, match="Unrecognized options: --nope"):
+        parse("wm-control train bc", ["--nope", "1"], BCOptions, bc_preset("quick"))
+    with pytest.raises(SystemExit) as ex:
+        parse("wm-control train ensemble", ["--help"], EnsembleOptions, EnsembleConfig())
+    assert ex.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "--prior-scale" in text and "--calibration-horizon" in text and "--policy-bundle" in text
+    assert "Randomised prior functions" in " ".join(text.replace("│", " ").split())  # EnsembleConfig's docstring
+
+
+def test_a_bad_flag_is_one_line():
+    r = wm("collect", "--out", "x", "--policy", "telepathy")
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert r.returncode == 2 and len(lines) == 1, r.stderr
+    assert lines[0].startswith("wm-control collect: ") and "--policy" in lines[0] and "expert" in lines[0]
+    r = wm("train", "teleport")
+    assert r.returncode == 2 and "choose one of: bc, ensemble, policy, visual" in r.stderr

@@ -9,7 +9,8 @@ CORE = ["wm_control.control", "wm_control.data.dataset", "wm_control.data.bags",
         "wm_control.control.planner", "wm_control.control.features", "wm_control.control.kinematics",
         "wm_control.control.urdf", "wm_control.world.bundle", "wm_control.world.ensemble", "wm_control.world.stream",
         "wm_control.world.visual", "wm_control.world.frames", "wm_control.train.bc", "wm_control.train.ensemble",
-        "wm_control.train.imagined", "wm_control.train.ppo", "wm_control.train.visual"]
+        "wm_control.train.imagined", "wm_control.train.ppo", "wm_control.train.visual", "wm_control.teleop.session",
+        "wm_control.teleop.keys", "wm_control.teleop.joy", "wm_control.teleop.target", "wm_control.cameras"]
 
 
 def test_the_core_never_imports_the_ros_layer_or_rclpy():

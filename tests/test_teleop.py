@@ -17,10 +17,14 @@ import numpy as np
 import pytest
 
 from tests.helpers import NodeProcess
-from wm_control import teleop as tp
 from wm_control.messages import convert as cv
 from wm_control.ros import qos
 from wm_control.ros.api import ConfigError, config_from_params
+from wm_control.teleop.joy import JoyMapping, apply_deadzone
+from wm_control.teleop.keys import ESC, KeyAction, KeyMap, key_action, split_keys, window_key
+from wm_control.teleop.mjpeg import MjpegServer
+from wm_control.teleop.target import TargetIntegrator
+from wm_control.teleop.view import BAR_H, GAP, GAP_COLOUR, compose_view, encode_jpeg, preview_frames
 from wm_control.world.frames import image_msg_to_rgb
 
 RED, BLUE = (220, 30, 30), (30, 30, 220)
@@ -30,73 +34,73 @@ RED, BLUE = (220, 30, 30), (30, 30, 220)
 # Keys
 # ------------------------------------------------------------------------------------------
 def test_key_mapping():
-    km = tp.KeyMap()
-    assert tp.key_action("q", km, 2) == tp.KeyAction("joint", 0, +1)
-    assert tp.key_action("a", km, 2) == tp.KeyAction("joint", 0, -1)
-    assert tp.key_action("W", km, 2) == tp.KeyAction("joint", 1, +1)  # case-insensitive
-    assert tp.key_action("s", km, 2) == tp.KeyAction("joint", 1, -1)
-    assert tp.key_action("e", km, 2) is None  # joint 2 does not exist on a 2-joint arm
-    assert tp.key_action("e", km, 7) == tp.KeyAction("joint", 2, +1)
-    assert tp.key_action("j", km, 7) == tp.KeyAction("joint", 6, -1)
-    assert tp.key_action(" ", km, 2).kind == "estop"
-    assert tp.key_action("c", km, 2).kind == "reset"
-    assert tp.key_action("m", km, 2).kind == "mode"
-    assert tp.key_action(tp.ESC, km, 2).kind == "quit"
-    assert tp.key_action("+", km, 2).factor > 1 and tp.key_action("-", km, 2).factor < 1
-    assert tp.key_action("z", km, 2) is None and tp.key_action("", km, 2) is None
+    km = KeyMap()
+    assert key_action("q", km, 2) == KeyAction("joint", 0, +1)
+    assert key_action("a", km, 2) == KeyAction("joint", 0, -1)
+    assert key_action("W", km, 2) == KeyAction("joint", 1, +1)  # case-insensitive
+    assert key_action("s", km, 2) == KeyAction("joint", 1, -1)
+    assert key_action("e", km, 2) is None  # joint 2 does not exist on a 2-joint arm
+    assert key_action("e", km, 7) == KeyAction("joint", 2, +1)
+    assert key_action("j", km, 7) == KeyAction("joint", 6, -1)
+    assert key_action(" ", km, 2).kind == "estop"
+    assert key_action("c", km, 2).kind == "reset"
+    assert key_action("m", km, 2).kind == "mode"
+    assert key_action(ESC, km, 2).kind == "quit"
+    assert key_action("+", km, 2).factor > 1 and key_action("-", km, 2).factor < 1
+    assert key_action("z", km, 2) is None and key_action("", km, 2) is None
     with pytest.raises(ValueError, match="bound twice"):
-        tp.KeyMap(plus="qm", minus="as")  # m is the mode key
+        KeyMap(plus="qm", minus="as")  # m is the mode key
     with pytest.raises(ValueError, match="same length"):
-        tp.KeyMap(plus="qw", minus="a")
+        KeyMap(plus="qw", minus="a")
     assert "joint0: q (+) / a (-)" in km.help(2, ["joint0", "joint1"])
 
 
 def test_terminal_input_is_split_into_keys():
-    assert tp.split_keys("q\x1b[Aw") == ["q", "w"]  # an arrow key's escape sequence is dropped
-    assert tp.split_keys("\x1b[1;5Ca\x1bOPs") == ["a", "s"]  # CSI with parameters, SS3 (F1)
-    assert tp.split_keys("a\x1b") == ["a", tp.ESC]  # a lone Esc is the Esc key
-    assert tp.window_key(-1) is None and tp.window_key(ord("q")) == "q" and tp.window_key(27) == tp.ESC
+    assert split_keys("q\x1b[Aw") == ["q", "w"]  # an arrow key's escape sequence is dropped
+    assert split_keys("\x1b[1;5Ca\x1bOPs") == ["a", "s"]  # CSI with parameters, SS3 (F1)
+    assert split_keys("a\x1b") == ["a", ESC]  # a lone Esc is the Esc key
+    assert window_key(-1) is None and window_key(ord("q")) == "q" and window_key(27) == ESC
 
 
 # ------------------------------------------------------------------------------------------
 # Joy
 # ------------------------------------------------------------------------------------------
 def test_deadzone_is_zero_inside_and_rescaled_outside():
-    dz = tp.apply_deadzone(np.array([0.0, 0.05, -0.1, 0.55, -1.0, 1.0, 2.0]), 0.1)
+    dz = apply_deadzone(np.array([0.0, 0.05, -0.1, 0.55, -1.0, 1.0, 2.0]), 0.1)
     assert np.allclose(dz, [0, 0, 0, 0.5, -1.0, 1.0, 1.0])
     x = np.linspace(-1, 1, 2001)
-    y = tp.apply_deadzone(x, 0.2)
+    y = apply_deadzone(x, 0.2)
     assert np.all(np.diff(y) >= 0) and np.max(np.abs(np.diff(y))) < 0.01  # monotone, continuous
-    assert np.allclose(tp.apply_deadzone(x, 0.0), x)
+    assert np.allclose(apply_deadzone(x, 0.0), x)
 
 
 def test_joy_axes_to_joint_velocities():
-    joy = tp.JoyMapping(3, axes=[0, -1, 3], scale=[1.0, 2.0, -0.5], deadzone=0.1)
+    joy = JoyMapping(3, axes=[0, -1, 3], scale=[1.0, 2.0, -0.5], deadzone=0.1)
     axes = [0.55, 0.9, 0.0, 1.0, 0.3]
     assert np.allclose(joy.velocity(axes), [0.5, 0.0, -0.5])  # joint 1 unmapped; joint 2 flipped
     assert np.allclose(joy.velocity([0.05, 0, 0, -0.08]), 0.0)  # all inside the deadzone
-    one = tp.JoyMapping(2, axes=[1, 0], scale=[0.5], deadzone=0.0)
+    one = JoyMapping(2, axes=[1, 0], scale=[0.5], deadzone=0.0)
     assert np.allclose(one.velocity([0.2, -1.0]), [-0.5, 0.1])  # one scale for all joints, axes swapped
     with pytest.raises(ValueError, match="has 2 axes"):
         joy.velocity([0.0, 0.0])
     with pytest.raises(ValueError, match="non-finite"):
         joy.velocity([np.nan, 0, 0, 0])
     with pytest.raises(ValueError, match="scale"):
-        tp.JoyMapping(3, scale=[1.0, 2.0])
+        JoyMapping(3, scale=[1.0, 2.0])
     with pytest.raises(ValueError, match="maps no axis"):
-        tp.JoyMapping(2, axes=[-1, -1])
+        JoyMapping(2, axes=[-1, -1])
     with pytest.raises(ValueError, match="deadman"):
-        tp.JoyMapping(2, enable_button=-1)
+        JoyMapping(2, enable_button=-1)
 
 
 def test_deadman_button():
-    joy = tp.JoyMapping(2, enable_button=4)
+    joy = JoyMapping(2, enable_button=4)
     assert not joy.enabled([0, 0, 0, 0, 0, 0])
     assert joy.enabled([0, 0, 0, 0, 1, 0])
     assert not joy.enabled([1, 1, 1, 1])  # a pad with fewer buttons never enables
     assert not joy.enabled([])
-    assert tp.JoyMapping(2, enable_button=-1, require_enable=False).enabled([])
-    stop = tp.JoyMapping(2, estop_button=1, reset_button=7)
+    assert JoyMapping(2, enable_button=-1, require_enable=False).enabled([])
+    stop = JoyMapping(2, estop_button=1, reset_button=7)
     assert stop.estop_pressed([0, 1]) and not stop.reset_pressed([0, 1])
 
 
@@ -104,7 +108,7 @@ def test_deadman_button():
 # The target
 # ------------------------------------------------------------------------------------------
 def test_integrator_starts_from_measured_and_integrates():
-    it = tp.TargetIntegrator(2)
+    it = TargetIntegrator(2)
     with pytest.raises(ValueError, match="no measured"):
         it.reset()
     it.measure(np.array([0.3, -0.2]))
@@ -120,12 +124,12 @@ def test_integrator_starts_from_measured_and_integrates():
 
 
 def test_integrator_clamps_to_limits_and_lead():
-    it = tp.TargetIntegrator(2, lower=[-1.0, -0.5], upper=[1.0, 0.5])
+    it = TargetIntegrator(2, lower=[-1.0, -0.5], upper=[1.0, 0.5])
     it.reset(np.array([0.9, 0.0]))
     for _ in range(100):
         it.step(np.array([1.0, -1.0]), 0.02)
     assert np.allclose(it.target, [1.0, -0.5])  # the limits, not 2.9 / -2.0
-    lead = tp.TargetIntegrator(1, max_lead=0.2)
+    lead = TargetIntegrator(1, max_lead=0.2)
     lead.reset(np.array([0.0]))
     for _ in range(10):
         lead.nudge(0, 0.05)
@@ -134,9 +138,9 @@ def test_integrator_clamps_to_limits_and_lead():
     lead.step(np.array([1.0]), 0.5)  # 0.2 + 0.5, bounded to 0.15 + 0.2
     assert np.isclose(lead.target[0], 0.35)
     with pytest.raises(ValueError, match="<="):
-        tp.TargetIntegrator(1, lower=[1.0], upper=[0.0])
+        TargetIntegrator(1, lower=[1.0], upper=[0.0])
     with pytest.raises(ValueError, match="2 values"):
-        tp.TargetIntegrator(2, lower=[0.0], upper=[1.0])
+        TargetIntegrator(2, lower=[0.0], upper=[1.0])
 
 
 # ------------------------------------------------------------------------------------------
@@ -151,28 +155,28 @@ def solid(h, w, colour):
 def test_view_composition_camera_left_preview_right():
     cam = solid(64, 64, RED)
     strip = solid(64, 3 * 64, BLUE)  # k = 3 predicted frames
-    assert tp.preview_frames(strip) == 3 and tp.preview_frames(solid(64, 100, BLUE)) == 1
-    v = tp.compose_view(cam, strip, height=128, status="TELEOP")
-    assert v.shape == (tp.BAR_H + 128 + tp.BAR_H, 128 + tp.GAP + 3 * 128, 3) and v.dtype == np.uint8
-    body = v[tp.BAR_H: tp.BAR_H + 128]
+    assert preview_frames(strip) == 3 and preview_frames(solid(64, 100, BLUE)) == 1
+    v = compose_view(cam, strip, height=128, status="TELEOP")
+    assert v.shape == (BAR_H + 128 + BAR_H, 128 + GAP + 3 * 128, 3) and v.dtype == np.uint8
+    body = v[BAR_H: BAR_H + 128]
     assert np.all(body[:, :128] == RED)  # the camera is the left part, scaled x2 exactly
-    assert np.all(body[:, 128 + tp.GAP:] == BLUE)  # the preview strip the right
-    assert np.all(body[:, 128: 128 + tp.GAP] == tp.GAP_COLOUR)
-    assert v[: tp.BAR_H].std() > 0 and v[-tp.BAR_H:].std() > 0  # labels and status are drawn
+    assert np.all(body[:, 128 + GAP:] == BLUE)  # the preview strip the right
+    assert np.all(body[:, 128: 128 + GAP] == GAP_COLOUR)
+    assert v[: BAR_H].std() > 0 and v[-BAR_H:].std() > 0  # labels and status are drawn
     # nearest neighbour: a one-pixel detail becomes a sharp 2x2 block
     cam[10, 20] = (0, 255, 0)
-    body = tp.compose_view(cam, strip, height=128)[tp.BAR_H:]
+    body = compose_view(cam, strip, height=128)[BAR_H:]
     assert np.all(body[20:22, 40:42] == (0, 255, 0)) and np.all(body[19, 40] == RED) and np.all(body[22, 40] == RED)
     # different resolutions are brought to one height; missing images are placeholders
-    v = tp.compose_view(solid(96, 128, RED), None, height=48)
-    assert v.shape == (tp.BAR_H + 48, 64 + tp.GAP + 48, 3)
-    assert np.all(v[tp.BAR_H:, :64] == RED)
+    v = compose_view(solid(96, 128, RED), None, height=48)
+    assert v.shape == (BAR_H + 48, 64 + GAP + 48, 3)
+    assert np.all(v[BAR_H:, :64] == RED)
     with pytest.raises(ValueError):
-        tp.compose_view(np.zeros((8, 8), np.uint8), None)
+        compose_view(np.zeros((8, 8), np.uint8), None)
     # a long preview (8 frames) is made lower to stay within max_width, at a whole multiple of 64 px
-    v = tp.compose_view(solid(64, 64, RED), solid(64, 8 * 64, BLUE), height=256, max_width=1600)
-    assert v.shape == (tp.BAR_H + 128, 128 + tp.GAP + 8 * 128, 3)
-    assert tp.compose_view(solid(64, 64, RED), solid(64, 8 * 64, BLUE), height=256).shape[1] == 256 + tp.GAP + 2048
+    v = compose_view(solid(64, 64, RED), solid(64, 8 * 64, BLUE), height=256, max_width=1600)
+    assert v.shape == (BAR_H + 128, 128 + GAP + 8 * 128, 3)
+    assert compose_view(solid(64, 64, RED), solid(64, 8 * 64, BLUE), height=256).shape[1] == 256 + GAP + 2048
 
 
 def get(url, timeout=3.0):
@@ -197,14 +201,14 @@ def read_stream_frame(url, timeout=5.0):
 
 
 def test_mjpeg_server_serves_frames():
-    srv = tp.MjpegServer("127.0.0.1", 0)
+    srv = MjpegServer("127.0.0.1", 0)
     try:
         assert get(srv.url)[0] == 200
         with pytest.raises(urllib.error.HTTPError) as e:
             get(srv.url + "nothing")
         assert e.value.code == 404
-        frame = tp.compose_view(solid(32, 32, RED), solid(32, 64, BLUE), height=64)
-        srv.update(tp.encode_jpeg(frame))
+        frame = compose_view(solid(32, 32, RED), solid(32, 64, BLUE), height=64)
+        srv.update(encode_jpeg(frame))
         status, ctype, data = get(srv.url + "frame.jpg")
         assert status == 200 and ctype == "image/jpeg"
         assert cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR).shape == frame.shape
@@ -212,7 +216,7 @@ def test_mjpeg_server_serves_frames():
         assert ctype.startswith("multipart/x-mixed-replace")
         assert cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR).shape == frame.shape
         with pytest.raises(RuntimeError, match="another mjpeg_port"):
-            tp.MjpegServer("127.0.0.1", srv.port)  # the port is taken
+            MjpegServer("127.0.0.1", srv.port)  # the port is taken
     finally:
         srv.close()
 
@@ -307,12 +311,12 @@ def test_view_on_a_topic():
             if not views:
                 return False
             v = image_msg_to_rgb(views[-1])
-            return np.all(v[tp.BAR_H + 10, 10] == RED) and np.all(v[tp.BAR_H + 10, -10] == BLUE)
+            return np.all(v[BAR_H + 10, 10] == RED) and np.all(v[BAR_H + 10, -10] == BLUE)
 
         assert spin([node, rig], 10.0, got_both), f"{len(views)} views, none with camera and preview"
         v = views[-1]
         assert v.encoding == "rgb8"
-        assert (v.height, v.width) == (tp.BAR_H + 96 + tp.BAR_H, 96 + tp.GAP + 192)
+        assert (v.height, v.width) == (BAR_H + 96 + BAR_H, 96 + GAP + 192)
     finally:
         teleop.close()
         node.destroy()
@@ -482,14 +486,14 @@ def test_cli_teleop_serves_mjpeg():
             except (urllib.error.URLError, ConnectionError, OSError):
                 continue
             img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)[..., ::-1]  # -> RGB
-            y = tp.BAR_H + 64
+            y = BAR_H + 64
             if np.abs(img[y, 64].astype(int) - RED).max() < 40 and np.abs(img[y, -64].astype(int) - BLUE).max() < 40:
                 break
         out = "\n".join(lines)
         assert img is not None, f"no MJPEG frame from {url}stream:\n{out}"
         assert ctype.startswith("multipart/x-mixed-replace")
-        assert img.shape == (tp.BAR_H + 128 + tp.BAR_H, 128 + tp.GAP + 256, 3), out
-        y = tp.BAR_H + 64
+        assert img.shape == (BAR_H + 128 + BAR_H, 128 + GAP + 256, 3), out
+        y = BAR_H + 64
         assert np.abs(img[y, 64].astype(int) - RED).max() < 40, "the camera is not on the left"
         assert np.abs(img[y, -64].astype(int) - BLUE).max() < 40, "the preview is not on the right"
         assert f"view mjpeg at {url}" in out and "no keyboard input" not in out  # input joy: no keyboard wanted
@@ -609,9 +613,9 @@ def _raw_get(port: int, path: str, host: str | None, extra: str = "") -> int:
 
 
 def test_mjpeg_refuses_a_foreign_host_header_dns_rebinding():
-    srv = tp.MjpegServer("127.0.0.1", 0)
+    srv = MjpegServer("127.0.0.1", 0)
     try:
-        srv.update(tp.encode_jpeg(solid(16, 16, RED)))
+        srv.update(encode_jpeg(solid(16, 16, RED)))
         assert _raw_get(srv.port, "/frame.jpg", f"127.0.0.1:{srv.port}") == 200
         assert _raw_get(srv.port, "/frame.jpg", f"localhost:{srv.port}") == 200
         assert _raw_get(srv.port, "/frame.jpg", f"evil.example:{srv.port}") == 403  # a rebinding page
@@ -622,9 +626,9 @@ def test_mjpeg_refuses_a_foreign_host_header_dns_rebinding():
 
 
 def test_mjpeg_token_is_required_when_set():
-    srv = tp.MjpegServer("127.0.0.1", 0, token="s3cret")
+    srv = MjpegServer("127.0.0.1", 0, token="s3cret")
     try:
-        srv.update(tp.encode_jpeg(solid(16, 16, RED)))
+        srv.update(encode_jpeg(solid(16, 16, RED)))
         host = f"127.0.0.1:{srv.port}"
         assert _raw_get(srv.port, "/frame.jpg", host) == 401
         assert _raw_get(srv.port, "/frame.jpg?token=wrong", host) == 401

@@ -13,11 +13,14 @@ import json
 import os
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import yaml
 
+from wm_control.cli.flags import config_path, parse
 from wm_control.messages import convert as cv
 from wm_control.ros import qos
 from wm_control.ros.harness import GraphRun
@@ -208,3 +211,25 @@ def run_graph(config: str, duration: float, json_path: str | None, backend: str 
         print("[demo] the graph produced no joint states or no commands: something is wrong", file=sys.stderr)
         code = code or 1
     return code
+
+
+@dataclass
+class DemoOptions:
+    """The main job: the stack on the simulated robot (trained first if its bundles are missing), a
+    live run with a summary, then the closed-loop evaluation."""
+
+    config: str = "demo.yaml"
+    """The graph: a path, or the name of a file in config/."""
+    duration: float = 20.0
+    """Seconds of the live graph."""
+    episodes: int = 50
+    """Closed-loop evaluation episodes (0: none)."""
+    preset: Literal["debug", "quick", "full"] = "quick"
+    """Training preset when a bundle has to be trained first."""
+    json: str = "runs/demo/summary.json"
+    """The summary (the evaluation writes eval.json beside it)."""
+
+
+def cmd_demo(argv: list[str]) -> int:
+    o, _ = parse("wm-control demo", argv, DemoOptions)
+    return run_demo(config_path(o.config), o.duration, o.json, episodes=o.episodes, preset=o.preset)

@@ -27,7 +27,7 @@ import time
 import zlib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, NamedTuple
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Literal, NamedTuple
 
 from wm_control.errors import UserError
 
@@ -1009,8 +1009,10 @@ def repair_bag(src: str | Path, dst: str | Path, overwrite: bool = False) -> dic
 @dataclass
 class CollectConfig:
     robot: str = "reacher"
-    policy: str = "expert"  # 'expert' | 'random'
+    policy: Literal["expert", "random"] = "expert"
+    """The behaviour: the scripted expert (through the IK solution) or uniform random targets."""
     noise: float = 0.0
+    """Gaussian noise (rad) on each target (DART-style demonstrations)."""
     gain: float = 1.0
     """Expert: fraction of the way to the IK solution per step (< 1: a slow, low-quality expert)."""
     episodes: int = 10
@@ -1022,8 +1024,9 @@ class CollectConfig:
     image_height: int = 96
     render: bool = True
     seed: int = 0
-    goal_region: str = "full"  # 'full' | 'half' (goals with y >= 0 only: a narrow data set)
-    episode_reset: str = "goal"
+    goal_region: Literal["full", "half"] = "full"
+    """'half': goals with y >= 0 only (a narrow data set)."""
+    episode_reset: Literal["goal", "full"] = "goal"
     """'goal': each episode is a new goal from where the arm is (continuous operation, as on a real
     robot and as sim_robot runs); 'full': re-randomise the arm too (Gymnasium-style)."""
 
@@ -1255,7 +1258,7 @@ def subscription_qos(topic: str, typename: str, offered: Iterable[Publication] =
                                durability="transient_local" if latched else "volatile")
 
 
-class _StopSignals:
+class StopSignals:
     """SIGINT and SIGTERM set a flag (and wake the node) instead of raising, for the ``with`` block.
 
     The previous handlers come back on exit. Outside the main thread no handlers can be installed:
@@ -1266,14 +1269,19 @@ class _StopSignals:
         self.signum: int | None = None
         self.node: Any = None
         self._previous: dict[int, Any] = {}
+        self._depth = 0  # re-entrant: the CLI enters it before its slow imports, record() again
 
-    def __enter__(self) -> "_StopSignals":
-        if threading.current_thread() is threading.main_thread():
+    def __enter__(self) -> "StopSignals":
+        self._depth += 1
+        if self._depth == 1 and threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGINT, signal.SIGTERM):
                 self._previous[sig] = signal.signal(sig, self._handle)
         return self
 
     def __exit__(self, *exc: Any) -> None:
+        self._depth -= 1
+        if self._depth:
+            return
         for sig, prev in self._previous.items():
             signal.signal(sig, prev if prev is not None else signal.SIG_DFL)
         self._previous.clear()
@@ -1383,7 +1391,7 @@ class _Recorder:
 
 def record(out: str | Path, topics: list[str] | None, duration: float | None = None,
            discover_s: float = 1.5, overwrite: bool = False, poll_s: float = 0.1,
-           warn_s: float = 5.0, flush_s: float = 1.0) -> dict:
+           warn_s: float = 5.0, flush_s: float = 1.0, stop: StopSignals | None = None) -> dict:
     """Record topics to an MCAP bag until Ctrl-C, SIGTERM or ``duration`` s, like ``ros2 bag record``.
 
     ``topics`` are ``TOPIC`` or ``TOPIC:TYPE``; empty: every topic (but ``/rosout``), including ones
@@ -1405,7 +1413,7 @@ def record(out: str | Path, topics: list[str] | None, duration: float | None = N
     for spec in topics or []:
         topic, _, typ = spec.partition(":")
         wanted[topic] = typ or wanted.get(topic)
-    with _StopSignals() as stop:
+    with (stop or StopSignals()) as stop:
         bag = BagWriter(out, overwrite=overwrite, flush_s=flush_s)
         node = None
         try:

@@ -17,7 +17,7 @@ import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -35,10 +35,10 @@ from wm_control.world.ensemble import EnsembleDynamics, StateSpec, step_features
 @dataclass
 class EnsembleConfig:
     robot: str = "reacher"
-    regime: str = "self"
+    regime: Literal["self", "teacher"] = "self"
     """'self' (self-forcing rollouts) or 'teacher' (one-step, true inputs)."""
     members: int = 5
-    arch: str = "mlp"
+    arch: Literal["mlp", "gru"] = "mlp"
     """'mlp' over the flattened window or 'gru' over its steps."""
     hidden: int = 96
     """96 wide: the planner's query (5 members x 256 candidates) in < 1 ms on one CPU core; 128 measured
@@ -67,7 +67,7 @@ class EnsembleConfig:
     val_fraction: float = 0.1
     calibration_horizon: int = 16
     control_rate: float = 50.0
-    bootstrap: str = "episode"
+    bootstrap: Literal["episode", "window"] = "episode"
     """'episode': each member trains on its own resample of whole episodes (windows inside one episode
     are strongly correlated, so resampling windows barely changes what a member sees); 'window'."""
     prior_scale: float = 0.0

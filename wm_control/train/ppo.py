@@ -26,7 +26,7 @@ import logging
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -77,7 +77,7 @@ class PPOConfig:
     reward: str = "kinematic"
     """kinematic: minus the fingertip distance from the robot's kinematic chain (the task reward, right
     everywhere); head: the ensemble's learned reward head (only right where the logs went)."""
-    device: str = "auto"
+    device: Literal["auto", "cpu", "cuda"] = "auto"
     """auto (CUDA when there is one) | cpu | cuda."""
     seed: int = 0
 

@@ -6,11 +6,11 @@ Sources (``source``):
   yuv422 / uyvy, yuv422_yuy2 / yuyv);
 * ``compressed``: ``sensor_msgs/CompressedImage`` (JPEG / PNG, as image_transport's compressed plugin
   publishes it) on ``input_topic`` (default ``/camera/image_raw/compressed``);
-* ``opencv``: ``cv2.VideoCapture`` on ``device`` (a camera index like ``"0"``, a ``/dev/videoN``
-  path or a video file, which is replayed at ``opencv_fps`` and loops when ``loop``). A capture
-  thread stamps each frame with the node's ROS time when it is read and leaves the newest one in a
-  one-slot buffer that a timer on the executor thread takes; a frame replaced before it was taken is
-  counted (``dropped.superseded``).
+* ``opencv``: a :class:`wm_control.cameras.OpenCVCamera` on ``device`` (a camera index like ``"0"``, a
+  ``/dev/videoN`` path or a video file, which is replayed at ``opencv_fps`` and loops when ``loop``). Its
+  reader thread stamps each frame with the node's ROS time when it is read and keeps the newest, which a
+  timer on the executor thread takes; a frame replaced before it was taken is counted
+  (``dropped.superseded``).
 
 For every frame, before anything else: a message whose data is over ``max_input_bytes`` is dropped
 (``dropped.too_large``). Then the capture stamp is held against the node's ROS time (``/clock`` under
@@ -46,9 +46,6 @@ its own ``spec`` to :class:`CameraIngestNode`.
 from __future__ import annotations
 
 import math
-import os
-import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -56,16 +53,16 @@ from typing import Any
 import cv2
 import numpy as np
 
+from wm_control.cameras import OpenCVCamera, OpenCVCameraConfig
 from wm_control.messages import convert as cv
 from wm_control.messages.convert import ConversionError
-from wm_control.messages.convert import sec_nsec as sec_to_sec_nsec
-from wm_control.ros import qos
+from wm_control.ros import topics
 from wm_control.ros.api import Diagnostics, Node
 from wm_control.ros.throttle import ThrottledLog
 from wm_control.world import frames as im
 
 SOURCES = ("topic", "compressed", "opencv")
-DEFAULT_TOPIC = "/camera/image_raw"
+DEFAULT_TOPIC = topics.CAMERA.name
 DROP_REASONS = ("too_large", "future", "stale", "out_of_order", "malformed", "crop", "superseded")
 WARN_PERIOD = 5.0  # s between two log lines of one drop reason (the first in full, then counts)
 
@@ -88,7 +85,7 @@ class CameraIngestConfig:
     height: int = 64
     crop: list[int] = field(default_factory=list)
     """[x, y, w, h] in source pixels, applied before the resize; [] for the whole image."""
-    output_topic: str = "/wm/frame"
+    output_topic: str = topics.FRAME.name
     max_age: float = 0.1
     """Seconds; frames whose capture stamp is older than this on arrival are dropped. 0 disables."""
     max_future_stamp: float = 0.5
@@ -110,7 +107,7 @@ class CameraIngestConfig:
         if self.source not in SOURCES:
             raise ValueError(f"source must be one of {', '.join(SOURCES)}, not {self.source!r}")
         if self.source == "compressed" and self.input_topic == DEFAULT_TOPIC:
-            self.input_topic = DEFAULT_TOPIC + "/compressed"  # image_transport's compressed sub-topic
+            self.input_topic = topics.CAMERA_COMPRESSED.name  # image_transport's compressed sub-topic
         if self.source != "opencv" and not self.input_topic:
             raise ValueError("input_topic must not be empty")
         if self.source == "opencv" and not self.device.strip():
@@ -167,14 +164,9 @@ class CameraIngestNode:
                                  summary="dropped {count} more frames ({key}) in the last {seconds:.1f} s; "
                                          "the latest: {message}")
         self.notes = ThrottledLog(node.logger, WARN_PERIOD)  # the node's other repeatable lines
-        self._cap: Any = None
-        self._thread: threading.Thread | None = None
-        self._stop = threading.Event()
-        self._slot: tuple[int, np.ndarray] | None = None  # newest (capture stamp ns, BGR frame)
-        self._slot_lock = threading.Lock()
-        self._superseded = 0
+        self.camera: OpenCVCamera | None = None
 
-        self.pub = node.create_publisher("sensor_msgs/msg/Image", cfg.output_topic, qos.SENSOR_DATA)
+        self.pub = topics.FRAME.publisher(node, cfg.output_topic)
         self.diag = Diagnostics(node, hardware_id=self._hardware_id())
         for reason in DROP_REASONS:
             self.diag.count(f"dropped.{reason}", 0)
@@ -183,17 +175,16 @@ class CameraIngestNode:
         self.diag.status(Diagnostics.WARN, "no frame yet")
 
         if cfg.source == "opencv":
-            self._open_capture()  # raises (node fails to start) when the device cannot be read
+            self.camera = OpenCVCamera(OpenCVCameraConfig(cfg.device, fps=cfg.opencv_fps, loop=cfg.loop),
+                                       clock=node.now, logger=node.logger, on_read_failure=self._read_failed)
+            self.camera.connect()  # raises (node fails to start) when the device cannot be read
+            self.diag.set("device", self.camera.device)
             node.create_timer(max(0.002, min(0.01, 0.25 / cfg.opencv_fps)), self._poll_capture)
         elif cfg.source == "compressed":
-            node.create_subscription("sensor_msgs/msg/CompressedImage", cfg.input_topic, self.on_compressed,
-                                     qos.SENSOR_DATA)
+            topics.CAMERA_COMPRESSED.subscribe(node, self.on_compressed, cfg.input_topic)
         else:
-            node.create_subscription("sensor_msgs/msg/Image", cfg.input_topic, self.on_image, qos.SENSOR_DATA)
+            topics.CAMERA.subscribe(node, self.on_image, cfg.input_topic)
         node.create_timer(1.0, self._update_status)
-        if cfg.source == "opencv":
-            self._thread = threading.Thread(target=self._capture_loop, name="camera_ingest.capture", daemon=True)
-            self._thread.start()
         src = cfg.device if cfg.source == "opencv" else node.resolve(cfg.input_topic)
         crop = f", crop {list(self.spec.crop)}" if self.spec.crop else ""
         node.logger.info("camera_ingest: %s %s -> %s %dx%d %s%s, max_age %.3g s, max_future_stamp %.3g s, "
@@ -293,83 +284,18 @@ class CameraIngestNode:
             self.diag.status(Diagnostics.WARN, f"input frames are all dropped (mostly {worst})")
 
     # ---- opencv source ------------------------------------------------------------------------
-    def _open_capture(self) -> None:
-        dev = self.cfg.device.strip()
-        self._is_file = not (dev.isdigit() or dev.startswith("/dev/"))
-        if self._is_file and not os.path.isfile(dev):
-            raise ValueError(f"opencv device {dev!r} is neither a camera index, a /dev/video path nor an "
-                             "existing video file")
-        cap = cv2.VideoCapture(int(dev) if dev.isdigit() else dev)
-        if not cap.isOpened():
-            cap.release()
-            raise RuntimeError(f"cannot open opencv device {dev!r} (cv2.VideoCapture failed)")
-        if not self._is_file:
-            cap.set(cv2.CAP_PROP_FPS, self.cfg.opencv_fps)
-        ok, bgr = cap.read()
-        if not ok or bgr is None:
-            cap.release()
-            raise RuntimeError(f"opened opencv device {dev!r} but could not read a frame from it")
-        self._cap = cap
-        self._first: np.ndarray | None = bgr
-        self.diag.set("device", dev)
-
-    def _capture_loop(self) -> None:
-        """Capture thread: read frames, stamp them with the node's time, keep only the newest."""
-        cap, cfg, log = self._cap, self.cfg, self.node.logger
-        period = 1.0 / cfg.opencv_fps
-        deadline = time.monotonic()
-        frames, failures, loops = 0, 0, 0
-        while not self._stop.is_set():
-            if self._first is not None:
-                ok, bgr, self._first = True, self._first, None
-            else:
-                ok, bgr = cap.read()
-            if not ok or bgr is None:
-                if self._is_file:
-                    if frames == 0:
-                        log.error("video file %s gives no frames; capture stopped", cfg.device)
-                        return
-                    if not cfg.loop:
-                        log.info("end of video file %s after %d frames; no more frames", cfg.device, frames)
-                        return
-                    loops += 1
-                    if loops == 1:
-                        log.info("end of video file %s after %d frames; looping", cfg.device, frames)
-                    cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
-                    continue
-                failures += 1
-                self.notes.warning("read_failed", "opencv device %s: read failed (%d in a row)", cfg.device, failures)
-                self._stop.wait(0.05)
-                continue
-            failures = 0
-            if self._is_file:  # replay at opencv_fps on absolute deadlines
-                deadline += period
-                wait = deadline - time.monotonic()
-                if wait > 0:
-                    self._stop.wait(wait)
-                elif wait < -period:
-                    deadline = time.monotonic()  # fell behind (slow machine): re-phase, do not burst
-            sec, nsec = sec_to_sec_nsec(self.node.now())
-            stamp_ns = sec * 1_000_000_000 + nsec
-            frames += 1
-            with self._slot_lock:
-                if self._slot is not None:
-                    self._superseded += 1  # folded into the diagnostics on the executor thread
-                self._slot = (stamp_ns, bgr)
+    def _read_failed(self, n: int) -> None:  # on the camera's reader thread
+        self.notes.warning("read_failed", "opencv device %s: read failed (%d in a row)", self.cfg.device, n)
 
     def _poll_capture(self) -> None:
-        with self._slot_lock:
-            item, self._slot = self._slot, None
-            superseded, self._superseded = self._superseded, 0
-        if superseded:
-            self.diag.count("dropped.superseded", superseded)
-        if item is None:
+        frame = self.camera.read_latest()
+        if frame is None:
             return
-        stamp_ns, bgr = item
+        if frame.skipped:
+            self.diag.count("dropped.superseded", frame.skipped)
         header = self.node.msg("std_msgs/msg/Header", frame_id=self.cfg.frame_id or "camera",
-                               stamp=self.node.msg("builtin_interfaces/msg/Time",
-                                                   **cv.ns_fields(stamp_ns)))
-        self.process(header, lambda: self._bgr_to_rgb(bgr))
+                               stamp=self.node.msg("builtin_interfaces/msg/Time", **cv.time_fields(frame.stamp)))
+        self.process(header, lambda: self._bgr_to_rgb(frame.image))
 
     @staticmethod
     def _bgr_to_rgb(bgr: np.ndarray) -> np.ndarray:
@@ -380,14 +306,7 @@ class CameraIngestNode:
         return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB if bgr.shape[2] == 3 else cv2.COLOR_BGRA2RGB)
 
     def close(self) -> None:
-        self._stop.set()
+        if self.camera is not None:
+            self.camera.close()  # stops the reader; a reader stuck in a read leaves the device open (logged)
         self.warn.flush(force=True)
         self.notes.flush(force=True)
-        if self._thread is not None:
-            self._thread.join(timeout=2.0)
-            if self._thread.is_alive():  # stuck in a blocking read: releasing under it could crash
-                self.node.logger.warning("capture thread did not stop; device left open")
-                return
-        if self._cap is not None:
-            self._cap.release()
-            self._cap = None

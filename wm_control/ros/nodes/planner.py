@@ -45,7 +45,7 @@ from wm_control.control.planner import (
     PlannerConfig,
 )
 from wm_control.messages import convert as cv
-from wm_control.ros import qos
+from wm_control.ros import topics
 from wm_control.ros.api import Diagnostics, Node
 from wm_control.ros.throttle import ThrottledLog
 from wm_control.world.bundle import load_bundle
@@ -99,13 +99,12 @@ class PlannerNode:
         self.last_msg = None
         self.sim_time = bool(getattr(node, "use_sim_time", False))
 
-        self.pub = node.create_publisher("wm_control/msg/Plan", "/wm/plan", qos.DEFAULT)
+        self.pub = topics.PLAN.publisher(node)
         # created in this order on purpose: data taken in one executor pass is handled commands -> goal -> state,
         # so the command answering the previous state is in the history before the next state is planned from
-        node.create_subscription("std_msgs/msg/Float64MultiArray", "/forward_position_controller/commands",
-                                 self.on_command, qos.DEFAULT)
-        node.create_subscription("geometry_msgs/msg/PointStamped", "/goal", self.on_goal, qos.LATCHED)
-        node.create_subscription("sensor_msgs/msg/JointState", "/joint_states", self.on_joint_state, qos.SENSOR_DATA)
+        topics.POSITION_COMMANDS.subscribe(node, self.on_command)
+        topics.GOAL.subscribe(node, self.on_goal)
+        topics.JOINT_STATES.subscribe(node, self.on_joint_state)
         self.diag = Diagnostics(node, hardware_id=f"bundle:{self.bundle.id}")
         self.warn = ThrottledLog(node.logger, period=5.0)
         node.create_timer(1.0, self.warn.flush)

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from wm_control.messages import convert as cv
-from wm_control.ros import qos
+from wm_control.ros import topics
 from wm_control.ros.api import ControlTick, Diagnostics, Node
 from wm_control.ros.throttle import ThrottledLog
 
@@ -66,12 +66,10 @@ class ScriptedControllerNode:
         self.state: tuple[float, np.ndarray, np.ndarray] | None = None  # (monotonic rx time, q, qd)
         self.goal: np.ndarray | None = None
         self.goal_rx = 0.0
-        self.pub_cmd = (node.create_publisher("std_msgs/msg/Float64MultiArray", "/forward_position_controller/commands")
-                        if cfg.command_interface == "position" else
-                        node.create_publisher("trajectory_msgs/msg/JointTrajectory",
-                                              "/joint_trajectory_controller/joint_trajectory"))
-        node.create_subscription("sensor_msgs/msg/JointState", "/joint_states", self.on_joint_state, qos.SENSOR_DATA)
-        node.create_subscription("geometry_msgs/msg/PointStamped", "/goal", self.on_goal, qos.LATCHED)
+        cmd = topics.POSITION_COMMANDS if cfg.command_interface == "position" else topics.TRAJECTORY
+        self.pub_cmd = cmd.publisher(node)
+        topics.JOINT_STATES.subscribe(node, self.on_joint_state)
+        topics.GOAL.subscribe(node, self.on_goal)
         self.diag = Diagnostics(node, hardware_id="scripted")
         self.warn = ThrottledLog(node.logger, period=5.0)  # bad input: once, then a count
         node.create_timer(1.0, self.warn.flush)

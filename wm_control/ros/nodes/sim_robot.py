@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass, field
 
 from wm_control.messages import convert as cv
-from wm_control.ros import qos
+from wm_control.ros import topics
 from wm_control.ros.api import Diagnostics, Node
 from wm_control.ros.throttle import ThrottledLog
 
@@ -87,17 +87,13 @@ class SimRobotNode:
 
         make = node.msg
         self.make = make
-        self.pub_js = node.create_publisher("sensor_msgs/msg/JointState", "/joint_states", qos.SENSOR_DATA)
-        self.pub_img = node.create_publisher("sensor_msgs/msg/Image", "/camera/image_raw", qos.SENSOR_DATA)
-        self.pub_goal = node.create_publisher("geometry_msgs/msg/PointStamped", "/goal", qos.LATCHED)
-        # one DiagnosticStatus per finished episode (what `wm-control eval` scores)
-        self.pub_episode = node.create_publisher("diagnostic_msgs/msg/DiagnosticStatus", "~/episode",
-                                                 qos.QoSProfile("reliable", "volatile", 100))
-        self.pub_clock = node.create_publisher("rosgraph_msgs/msg/Clock", "/clock", qos.CLOCK) if self.lockstep else None
-        node.create_subscription("std_msgs/msg/Float64MultiArray", "/forward_position_controller/commands",
-                                 self.on_command, qos.DEFAULT)
-        node.create_subscription("trajectory_msgs/msg/JointTrajectory", "/joint_trajectory_controller/joint_trajectory",
-                                 self.on_trajectory, qos.DEFAULT)
+        self.pub_js = topics.JOINT_STATES.publisher(node)
+        self.pub_img = topics.CAMERA.publisher(node)
+        self.pub_goal = topics.GOAL.publisher(node)
+        self.pub_episode = topics.EPISODE.publisher(node)  # one DiagnosticStatus per episode (`wm-control eval`)
+        self.pub_clock = topics.CLOCK.publisher(node) if self.lockstep else None
+        topics.POSITION_COMMANDS.subscribe(node, self.on_command)
+        topics.TRAJECTORY.subscribe(node, self.on_trajectory)
         self.diag = Diagnostics(node, hardware_id=f"mujoco:{cfg.robot}")
         self.warn = ThrottledLog(node.logger, period=5.0)  # bad input: once, then a count
         node.create_timer(1.0, self.warn.flush)

@@ -31,28 +31,36 @@ has a GUI, else ``topic``); ``topic``: an rgb8 ``sensor_msgs/Image`` on ``view_t
 on ``mjpeg_host:mjpeg_port`` (``/`` a page, ``/stream`` multipart MJPEG, ``/frame.jpg`` one frame).
 
 ``/diagnostics``: ``commands.rate_hz``, the ages of ``joy``, ``keys``, ``joint_states``, ``camera``,
-``preview``, the mode, e-stop, speed, deadman, keyboard source, dropped messages.
+``preview``, the mode, e-stop, speed, deadman, keyboard source, dropped messages. The state machine:
+:class:`wm_control.teleop.session.TeleopSession`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
+import cv2
 import numpy as np
 
-from wm_control import teleop as tp
 from wm_control.messages import convert as cv
 from wm_control.ros import qos
 from wm_control.ros.api import Diagnostics, Node
+from wm_control.ros.throttle import ThrottledLog
+from wm_control.teleop.joy import JoyMapping
+from wm_control.teleop.keys import KeyMap, window_key
+from wm_control.teleop.mjpeg import MjpegServer
+from wm_control.teleop.session import Effect, TeleopSession
+from wm_control.teleop.target import TargetIntegrator
+from wm_control.teleop.terminal import TerminalKeys, terminal_usable
+from wm_control.teleop.view import compose_view, encode_jpeg, gui_available, preview_frames
 from wm_control.world import frames as im
 
 INPUTS = ("keyboard", "joy", "both")
 VIEWS = ("auto", "window", "topic", "mjpeg", "none")
-MODES = ("autonomous", "teleop", "hold")
-RESET_DELAY = 0.2  # s between /wm/estop false and /wm/estop_reset (different topics: keep them in order)
 WARN_PERIOD = 5.0
 
 
@@ -123,14 +131,10 @@ class TeleopConfig:
                 raise ValueError(f"{name} must be > 0, got {v}")
         if not 0 <= self.deadzone < 1:
             raise ValueError(f"deadzone must be in [0, 1), got {self.deadzone}")
-        if not self.max_lead >= 0:
-            raise ValueError(f"max_lead must be >= 0, got {self.max_lead}")
-        if len(self.position_lower) != len(self.position_upper):
-            raise ValueError("position_lower and position_upper must have the same length")
         if len(set(self.joint_names)) != len(self.joint_names) or any(not n for n in self.joint_names):
             raise ValueError(f"joint_names must be distinct and non-empty, got {self.joint_names}")
-        if self.joint_names and self.position_lower and len(self.position_lower) != len(self.joint_names):
-            raise ValueError(f"position_lower/upper need one value per joint ({len(self.joint_names)})")
+        TargetIntegrator(len(self.joint_names) or len(self.position_lower), self.position_lower, self.position_upper,
+                         self.max_lead)  # raises on bad limits or max_lead
         if not 8 <= self.view_height <= 4096:
             raise ValueError(f"view_height must be in 8..4096 px, got {self.view_height}")
         if self.view_max_width != 0 and self.view_max_width < 64:
@@ -139,18 +143,13 @@ class TeleopConfig:
             raise ValueError(f"mjpeg_port must be in 0..65535, got {self.mjpeg_port}")
         if not 1 <= self.jpeg_quality <= 100:
             raise ValueError(f"jpeg_quality must be in 1..100, got {self.jpeg_quality}")
-        if self.input != "keyboard":
-            if self.require_enable and self.enable_button < 0:
-                raise ValueError("require_enable needs an enable_button >= 0 (the deadman button)")
-        tp.KeyMap(plus=self.keys_plus, minus=self.keys_minus)  # raises on clashing keys
+        if self.uses_joy and self.require_enable and self.enable_button < 0:
+            raise ValueError("require_enable needs an enable_button >= 0 (the deadman button)")
+        KeyMap(plus=self.keys_plus, minus=self.keys_minus)  # raises on clashing keys
 
     @property
     def uses_joy(self) -> bool:
         return self.input in ("joy", "both")
-
-    @property
-    def uses_keyboard(self) -> bool:
-        return self.input in ("keyboard", "both")
 
 
 class TeleopNode:
@@ -160,26 +159,15 @@ class TeleopNode:
     def __init__(self, node: Node, cfg: TeleopConfig):
         self.node, self.cfg = node, cfg
         self.log = node.logger
-        self.keymap = tp.KeyMap(plus=cfg.keys_plus, minus=cfg.keys_minus)
+        self.session = TeleopSession(KeyMap(plus=cfg.keys_plus, minus=cfg.keys_minus), cfg.key_step, cfg.rate,
+                                     cfg.joy_timeout)
         self.names: list[str] = []
-        self.integrator: tp.TargetIntegrator | None = None
-        self.joy_map: tp.JoyMapping | None = None
-        self.speed = 1.0
-        self.mode = "teleop"  # what /wm/mode says (ours or someone else's)
-        self.estop = False  # /wm/estop as last seen (latched)
-        self.reset_at: float | None = None  # monotonic time to send /wm/estop_reset
-        self.joy: Any = None  # the last Joy message
-        self.joy_rx = -math.inf  # monotonic receive time
-        self.joy_was_enabled = False
-        self.joy_buttons_prev: list[int] = []
-        self.resync = True  # start the target again from the measured positions
-        self.camera: Any = None
-        self.preview: Any = None
+        self.camera = self.preview = None  # the last Image messages
         self.window: str | None = None
-        self.terminal: tp.TerminalKeys | None = None
-        self.mjpeg: tp.MjpegServer | None = None
+        self.terminal: TerminalKeys | None = None
+        self.mjpeg: MjpegServer | None = None
         self.view_pub = None
-        self._warned: dict[str, float] = {}
+        self.warn = ThrottledLog(node.logger, WARN_PERIOD)
         self._closed = False
 
         self.view_kind = self._choose_view()
@@ -189,28 +177,30 @@ class TeleopNode:
         self.pub_estop = node.create_publisher("std_msgs/msg/Bool", "/wm/estop", qos.LATCHED)
         self.pub_reset = node.create_publisher("std_msgs/msg/Empty", "/wm/estop_reset", qos.DEFAULT)
         node.create_subscription("sensor_msgs/msg/JointState", "/joint_states", self.on_joint_state, qos.SENSOR_DATA)
-        node.create_subscription("std_msgs/msg/String", "/wm/mode", self.on_mode, qos.LATCHED)
-        node.create_subscription("std_msgs/msg/Bool", "/wm/estop", self.on_estop, qos.LATCHED)
+        node.create_subscription("std_msgs/msg/String", "/wm/mode", lambda m: self._apply(self.session.on_mode(m.data)),
+                                 qos.LATCHED)
+        node.create_subscription("std_msgs/msg/Bool", "/wm/estop", lambda m: self.session.on_estop(bool(m.data)),
+                                 qos.LATCHED)
         if cfg.uses_joy:
             node.create_subscription("sensor_msgs/msg/Joy", cfg.joy_topic, self.on_joy, qos.SENSOR_DATA)
-        if self.view_kind != "none":
-            node.create_subscription("sensor_msgs/msg/Image", cfg.camera_topic, self.on_camera, qos.SENSOR_DATA)
-            node.create_subscription("sensor_msgs/msg/Image", cfg.preview_topic, self.on_preview, qos.SENSOR_DATA)
+        for what in ("camera", "preview") if self.view_kind != "none" else ():
+            node.create_subscription("sensor_msgs/msg/Image", getattr(cfg, f"{what}_topic"),
+                                     lambda m, w=what: self.on_image(w, m), qos.SENSOR_DATA)
         if cfg.joint_names:
             self._configure_joints(list(cfg.joint_names))  # bad axis_map / scale / limits fail the start
 
         self._open_view()
         self.key_source = self._open_keyboard()
+        self.session.keyboard = self.key_source != "none"
         if self.names:
             self._announce()
-        self.diag.set("input", cfg.input)
-        self.diag.set("view", self.view_kind)
-        self.diag.set("keyboard", self.key_source)
-        self.diag.set("speed", self.speed)
-        self.diag.status(Diagnostics.WARN, "waiting for /joint_states")
+        for k, v in (("input", cfg.input), ("view", self.view_kind), ("keyboard", self.key_source)):
+            self.diag.set(k, v)
+        self._status()
         if cfg.set_mode:
-            self.set_mode("teleop")
+            self._apply(self.session.set_mode("teleop"))
         node.create_timer(1.0 / cfg.rate, self.tick)
+        node.create_timer(1.0, self.warn.flush)
         if self.view_kind != "none":
             node.create_timer(1.0 / cfg.view_rate, self.view_tick)
         self.log.info("teleop: input %s (keyboard: %s), view %s%s, %.0f Hz on %s", cfg.input, self.key_source,
@@ -220,20 +210,16 @@ class TeleopNode:
     # ---- configuration --------------------------------------------------------------------
     def _choose_view(self) -> str:
         v = self.cfg.view
-        if v in ("auto", "window"):
-            ok, why = tp.gui_available()
-            if ok:
-                return "window"
-            if v == "window":
-                raise ValueError(f"view 'window' is not possible: {why}; use view:=topic or view:=mjpeg")
-            return "topic"
-        return v
+        if v not in ("auto", "window"):
+            return v
+        ok, why = gui_available()
+        if not ok and v == "window":
+            raise ValueError(f"view 'window' is not possible: {why}; use view:=topic or view:=mjpeg")
+        return "window" if ok else "topic"
 
     def _open_view(self) -> None:
         cfg = self.cfg
         if self.view_kind == "window":
-            import cv2
-
             self.window = "wm_control teleop"
             try:
                 cv2.namedWindow(self.window, cv2.WINDOW_AUTOSIZE)
@@ -246,41 +232,34 @@ class TeleopNode:
         if self.view_kind == "topic":
             self.view_pub = self.node.create_publisher("sensor_msgs/msg/Image", cfg.view_topic, qos.SENSOR_DATA)
         elif self.view_kind == "mjpeg":
-            self.mjpeg = tp.MjpegServer(cfg.mjpeg_host, cfg.mjpeg_port, log=self.log.debug, token=cfg.mjpeg_token,
-                                        allowed_hosts=cfg.mjpeg_allowed_hosts)
+            self.mjpeg = MjpegServer(cfg.mjpeg_host, cfg.mjpeg_port, log=self.log.debug, token=cfg.mjpeg_token,
+                                     allowed_hosts=cfg.mjpeg_allowed_hosts)
             self.diag.set("mjpeg_url", self.mjpeg.url)
 
     def _open_keyboard(self) -> str:
-        if not self.cfg.uses_keyboard:
+        if self.cfg.input == "joy":
             return "none"
         if self.window is not None:
-            source = "window"
-        else:
-            ok, why = tp.terminal_usable(0)
-            if not ok:
-                self.log.warning("no keyboard input: %s and there is no window (run `wm-control teleop` in a "
-                                 "terminal, or use a display, or input:=joy)", why)
-                return "none"
-            try:
-                self.terminal = tp.TerminalKeys(0)
-            except Exception as exc:  # noqa: BLE001  (termios can refuse: report, run without keys)
-                self.log.warning("no keyboard input: cannot put the terminal in cbreak mode (%s)", exc)
-                return "none"
-            source = "terminal"
-        return source
+            return "window"
+        ok, why = terminal_usable(0)
+        if not ok:
+            self.log.warning("no keyboard input: %s and there is no window (run `wm-control teleop` in a "
+                             "terminal, or use a display, or input:=joy)", why)
+            return "none"
+        try:
+            self.terminal = TerminalKeys(0)
+        except Exception as exc:  # noqa: BLE001  (termios can refuse: report, run without keys)
+            self.log.warning("no keyboard input: cannot put the terminal in cbreak mode (%s)", exc)
+            return "none"
+        return "terminal"
 
     def _configure_joints(self, names: list[str]) -> None:
-        cfg = self.cfg
-        n = len(names)
-        if cfg.position_lower and len(cfg.position_lower) != n:
-            raise ValueError(f"position_lower/upper have {len(cfg.position_lower)} values for {n} joints {names}")
-        integ = tp.TargetIntegrator(n, cfg.position_lower or None, cfg.position_upper or None, cfg.max_lead)
-        joy = None
-        if cfg.uses_joy:
-            joy = tp.JoyMapping(n, axes=list(cfg.axis_map), scale=list(cfg.scale), deadzone=cfg.deadzone,
-                                enable_button=cfg.enable_button, require_enable=cfg.require_enable,
-                                estop_button=cfg.estop_button, reset_button=cfg.estop_reset_button)
-        self.names, self.integrator, self.joy_map = names, integ, joy
+        cfg, n = self.cfg, len(names)
+        integ = TargetIntegrator(n, cfg.position_lower or None, cfg.position_upper or None, cfg.max_lead)
+        joy = JoyMapping(n, axes=list(cfg.axis_map), scale=list(cfg.scale), deadzone=cfg.deadzone,
+                         enable_button=cfg.enable_button, require_enable=cfg.require_enable,
+                         estop_button=cfg.estop_button, reset_button=cfg.estop_reset_button) if cfg.uses_joy else None
+        self.names, self.session.integrator, self.session.joy_map = names, integ, joy
         self.diag.set("joints", ",".join(names))
 
     def _announce(self) -> None:
@@ -288,16 +267,16 @@ class TeleopNode:
         cfg, names = self.cfg, self.names
         lines = [f"teleop joints {names}"]
         if self.key_source != "none":
-            lines.append(f"keys ({self.key_source}):\n" + self.keymap.help(len(names), names))
-        if self.joy_map is not None:
-            axes = ", ".join(f"{nm} <- axis {a}" for nm, a in zip(names, self.joy_map.joint_axes) if a >= 0)
+            lines.append(f"keys ({self.key_source}):\n" + self.session.keymap.help(len(names), names))
+        if self.session.joy_map is not None:
+            axes = ", ".join(f"{nm} <- axis {a}" for nm, a in zip(names, self.session.joy_map.joint_axes) if a >= 0)
             dead = f"while button {cfg.enable_button} is held" if cfg.require_enable else "no deadman button!"
             lines.append(f"joy ({cfg.joy_topic}): {axes}, up to {cfg.scale} rad/s; {dead}")
         self.log.info("%s", "\n".join(lines))
 
     # ---- inputs -------------------------------------------------------------------------------
     def on_joint_state(self, msg: Any) -> None:
-        if self.integrator is None:
+        if self.session.integrator is None:
             names = list(msg.name)
             try:
                 self._configure_joints(names)
@@ -308,168 +287,63 @@ class TeleopNode:
         try:
             q = cv.joint_state_to_arrays(msg, self.names)[0]
         except cv.ConversionError as exc:
-            self.diag.count("dropped.joint_states")
-            self._warn("joint_states", f"dropped joint state: {exc}")
+            self._drop("joint_states", f"dropped joint state: {exc}")
             return
-        self.integrator.measure(q)
+        self.session.integrator.measure(q)
         self.diag.tick("joint_states")
 
     def on_joy(self, msg: Any) -> None:
-        self.joy, self.joy_rx = msg, time.monotonic()
         self.diag.tick("joy")
-        if self.joy_map is None:
-            return
-        buttons = list(msg.buttons)
-        prev = self.joy_buttons_prev
-        pressed = lambda i: tp.button(buttons, i) and not tp.button(prev, i)  # noqa: E731
-        if self.joy_map.estop_button >= 0 and pressed(self.joy_map.estop_button):
-            self.trigger_estop("joy button")
-        if self.joy_map.reset_button >= 0 and pressed(self.joy_map.reset_button):
-            self.clear_estop("joy button")
-        self.joy_buttons_prev = buttons
+        self._apply(self.session.on_joy(msg.axes, msg.buttons, time.monotonic()))
 
-    def on_mode(self, msg: Any) -> None:
-        mode = str(msg.data).strip().lower()
-        if mode in MODES and mode != self.mode:
-            self.log.info("mode is now %s", mode)
-            self.mode = mode
-            self.resync = True
-        self.diag.set("mode", self.mode)
+    def on_image(self, what: str, msg: Any) -> None:
+        setattr(self, what, msg)  # the camera or the preview
+        self.diag.tick(what)
 
-    def on_estop(self, msg: Any) -> None:
-        active = bool(msg.data)
-        if active != self.estop:
-            self.resync = True
-        self.estop = active
-        self.diag.set("estop", active)
+    # ---- the session's effects --------------------------------------------------------------
+    def _apply(self, effects: list[Effect]) -> None:
+        """Carry out what the session asks for, in its order."""
+        n = self.node
+        for kind, value in effects:
+            if kind == "command":
+                self.pub_cmd.publish(cv.make_joint_state(n.msg, n.now(), self.names, value))
+                self.diag.tick("commands")
+            elif kind == "mode":
+                self.pub_mode.publish(n.msg("std_msgs/msg/String", data=value))
+            elif kind == "estop":
+                self.pub_estop.publish(n.msg("std_msgs/msg/Bool", data=value))
+            elif kind == "reset":
+                self.pub_reset.publish(n.msg("std_msgs/msg/Empty"))
+            elif kind == "dropped":
+                self._drop(*value)
+            elif kind == "quit":
+                self._quit()
+            else:
+                getattr(self.log, kind)("%s", value)
 
-    def on_camera(self, msg: Any) -> None:
-        self.camera = msg
-        self.diag.tick("camera")
-
-    def on_preview(self, msg: Any) -> None:
-        self.preview = msg
-        self.diag.tick("preview")
-
-    # ---- operator actions ------------------------------------------------------------------
-    def set_mode(self, mode: str) -> None:
-        self.pub_mode.publish(self.node.msg("std_msgs/msg/String", data=mode))
-        if mode != self.mode:
-            self.log.info("mode -> %s", mode)
-        self.mode = mode
-        self.resync = True
-        self.diag.set("mode", mode)
-
-    def trigger_estop(self, why: str) -> None:
-        self.pub_estop.publish(self.node.msg("std_msgs/msg/Bool", data=True))
-        self.estop, self.reset_at, self.resync = True, None, True
-        self.diag.set("estop", True)
-        self.log.error("E-STOP (%s): the policy node holds until it is cleared", why)
-
-    def clear_estop(self, why: str) -> None:
-        self.pub_estop.publish(self.node.msg("std_msgs/msg/Bool", data=False))
-        self.reset_at = time.monotonic() + RESET_DELAY
-        self.log.info("clearing the e-stop (%s)", why)
-
-    def on_key(self, key: str) -> None:
-        self.diag.tick("keys")
-        act = tp.key_action(key, self.keymap, len(self.names))
-        if act is None:
-            return
-        if act.kind == "quit":
-            self.log.info("quit key: stopping")
-            self._quit()
-        elif act.kind == "estop":
-            self.trigger_estop("key")
-        elif act.kind == "reset":
-            self.clear_estop("key")
-        elif act.kind == "mode":
-            self.set_mode("hold" if self.mode == "teleop" else "teleop")
-        elif act.kind == "speed":
-            self.speed = float(np.clip(self.speed * act.factor, 1 / 16, 16))
-            self.diag.set("speed", self.speed)
-            self.log.info("speed x%.2f (key step %.3f rad, joy up to %s rad/s)", self.speed,
-                          self.cfg.key_step * self.speed,
-                          np.round(np.abs(self.joy_map.joint_scales) * self.speed, 3).tolist() if self.joy_map else "-")
-        elif act.kind == "joint" and self.cfg.uses_keyboard and self._can_move():
-            if self.resync:
-                self.integrator.reset()
-                self.resync = False
-            self.integrator.nudge(act.joint, act.sign * self.cfg.key_step * self.speed)
+    def _drop(self, what: str, text: str) -> None:
+        self.diag.count(f"dropped.{what}")
+        self.warn.log(what, "%s", text)
 
     def _quit(self) -> None:
-        shutdown = getattr(self.node, "shutdown", None)
-        if shutdown is not None:
-            shutdown()
+        getattr(self.node, "shutdown", lambda: None)()
 
     # ---- the loop -----------------------------------------------------------------------------
-    def _can_move(self) -> bool:
-        return (self.integrator is not None and self.integrator.measured is not None
-                and self.mode == "teleop" and not self.estop)
-
-    def joy_enabled(self) -> bool:
-        """Joy is driving now: a fresh message with the deadman held."""
-        return (self.joy_map is not None and self.joy is not None
-                and time.monotonic() - self.joy_rx <= self.cfg.joy_timeout and self.joy_map.enabled(self.joy.buttons))
-
     def tick(self) -> None:
-        if self.reset_at is not None and time.monotonic() >= self.reset_at:
-            self.pub_reset.publish(self.node.msg("std_msgs/msg/Empty"))
-            self.reset_at, self.resync = None, True
-        if self.terminal is not None:
-            for k in self.terminal.read():
-                self.on_key(k)
-        enabled = self.joy_enabled()
-        self.diag.set("deadman", enabled)
-        if not self._can_move():
-            self.joy_was_enabled = False
-            self.resync = True
-            self._status()
-            return
-        if enabled and not self.joy_was_enabled:
-            self.resync = True  # a new press starts from where the robot is
-        self.joy_was_enabled = enabled
-        if self.resync:
-            self.integrator.reset()
-            self.resync = False
-        publish = self.key_source != "none"  # the keyboard's held target
-        if enabled:
-            try:
-                v = self.joy_map.velocity(self.joy.axes) * self.speed
-            except ValueError as exc:
-                self.diag.count("dropped.joy")
-                self._warn("joy", f"ignored Joy message: {exc}")
-                v = np.zeros(len(self.names))
-            self.integrator.step(v, 1.0 / self.cfg.rate)
-            publish = True
-        else:
-            self.integrator.step(np.zeros(len(self.names)), 0.0)  # re-clamp around the measured position
-        if publish:
-            n = self.node
-            self.pub_cmd.publish(cv.make_joint_state(n.msg, n.now(), self.names, self.integrator.target))
-            self.diag.tick("commands")
+        keys = self.terminal.read() if self.terminal is not None else []
+        for _ in keys:
+            self.diag.tick("keys")
+        now = time.monotonic()
+        self._apply(self.session.tick(now, keys))
+        self.diag.set("deadman", self.session.joy_enabled(now))
         self._status()
 
     def _status(self) -> None:
-        d = self.diag
-        if self.integrator is None or self.integrator.measured is None:
-            d.status(Diagnostics.WARN, "waiting for /joint_states")
-        elif self.estop:
-            d.status(Diagnostics.WARN, "e-stop latched")
-        elif self.mode != "teleop":
-            d.status(Diagnostics.OK, f"mode {self.mode}: not commanding")
-        else:
-            src = "joy" if self.joy_was_enabled else ("keyboard" if self.key_source != "none" else "idle")
-            d.status(Diagnostics.OK, f"teleop ({src})")
-
-    def status_line(self) -> str:
-        parts = [self.mode.upper()]
-        if self.estop:
-            parts.append("E-STOP")
-        parts.append(f"speed x{self.speed:.2f}")
-        if self.joy_map is not None:
-            parts.append("joy ON" if self.joy_enabled() else "joy off")
-        return "  ".join(parts)
+        s = self.session
+        for k, v in (("mode", s.mode), ("estop", s.estop), ("speed", s.speed)):
+            self.diag.set(k, v)
+        warn, text = s.status()
+        self.diag.status(Diagnostics.WARN if warn else Diagnostics.OK, text)
 
     # ---- the view -------------------------------------------------------------------------------
     def _image(self, msg: Any, what: str) -> np.ndarray | None:
@@ -478,41 +352,37 @@ class TeleopNode:
         try:
             return im.image_msg_to_rgb(msg)
         except (cv.ConversionError, ValueError) as exc:
-            self.diag.count(f"dropped.{what}")
-            self._warn(what, f"cannot show {what} image: {exc}")
+            self._drop(what, f"cannot show {what} image: {exc}")
             return None
 
     def compose(self) -> np.ndarray:
-        cam = self._image(self.camera, "camera")
-        prev = self._image(self.preview, "preview")
+        cam, prev = self._image(self.camera, "camera"), self._image(self.preview, "preview")
         cam_label = "camera" if cam is None else f"camera {cam.shape[1]}x{cam.shape[0]}"
         prev_label = "preview (world model)"
         if prev is not None:
-            k = tp.preview_frames(prev)
+            k = preview_frames(prev)
             age = self.node.now() - cv.stamp_sec(self.preview.header.stamp)
             prev_label = f"preview: {k} frame{'s' if k != 1 else ''}, from {1e3 * age:.0f} ms ago"
-        return tp.compose_view(cam, prev, self.cfg.view_height, cam_label, prev_label, self.status_line(),
-                               max_width=self.cfg.view_max_width)
+        return compose_view(cam, prev, self.cfg.view_height, cam_label, prev_label,
+                            self.session.status_line(time.monotonic()), max_width=self.cfg.view_max_width)
 
     def view_tick(self) -> None:
         if self._closed:
             return
-        rgb = self.compose() if self.view_kind != "none" else None
-        if self.view_pub is not None and rgb is not None:
-            n = self.node
-            self.view_pub.publish(cv.make_image(n.msg, n.now(), rgb, frame_id="teleop_view"))
-        elif self.mjpeg is not None and rgb is not None:
-            self.mjpeg.update(tp.encode_jpeg(rgb, self.cfg.jpeg_quality))
+        rgb = self.compose()  # (this timer runs only with a view)
+        if self.view_pub is not None:
+            self.view_pub.publish(cv.make_image(self.node.msg, self.node.now(), rgb, frame_id="teleop_view"))
+        elif self.mjpeg is not None:
+            self.mjpeg.update(encode_jpeg(rgb, self.cfg.jpeg_quality))
             self.diag.set("mjpeg_clients", self.mjpeg.clients)
         elif self.window is not None:
-            import cv2
-
             cv2.imshow(self.window, rgb[..., ::-1])
             for _ in range(16):
-                key = tp.window_key(cv2.waitKey(1))
+                key = window_key(cv2.waitKey(1))
                 if key is None:
                     break
-                self.on_key(key)
+                self.diag.tick("keys")
+                self._apply(self.session.key(key, time.monotonic()))
             try:
                 closed = cv2.getWindowProperty(self.window, cv2.WND_PROP_VISIBLE) < 1
             except cv2.error:
@@ -522,17 +392,12 @@ class TeleopNode:
                 self._quit()
         self.diag.tick("view")
 
-    def _warn(self, what: str, text: str) -> None:
-        t = time.monotonic()
-        if t - self._warned.get(what, -math.inf) >= WARN_PERIOD:
-            self._warned[what] = t
-            self.log.warning("%s", text)
-
     # ---- shutdown -------------------------------------------------------------------------------
     def close(self) -> None:
         if self._closed:
             return
         self._closed = True
+        self.warn.flush(force=True)
         if self.terminal is not None:
             self.terminal.close()
         if self.cfg.set_mode:
@@ -545,12 +410,8 @@ class TeleopNode:
         if self.mjpeg is not None:
             self.mjpeg.close()
         if self.window is not None:
-            import cv2
-
-            try:
+            with contextlib.suppress(cv2.error):
                 cv2.destroyWindow(self.window)
-            except cv2.error:
-                pass
 
 
 def _wait_delivered(pub: Any, timeout: float = 1.0) -> None:

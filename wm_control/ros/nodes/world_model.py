@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from wm_control.messages import convert as cv
-from wm_control.ros import qos
+from wm_control.ros import topics
 from wm_control.ros.api import Diagnostics, Node, Window
 from wm_control.ros.throttle import ThrottledLog
 from wm_control.world.bundle import load_bundle
@@ -60,8 +60,8 @@ class WorldModelConfig:
     """Frame periods; a longer gap between two frames' stamps empties the KV cache."""
     joint_order: list[str] = field(default_factory=list)
     """Order of the command topic's Float64MultiArray values; default: the bundle's joint names."""
-    frame_topic: str = "/wm/frame"
-    command_topic: str = "/forward_position_controller/commands"
+    frame_topic: str = topics.FRAME.name
+    command_topic: str = topics.POSITION_COMMANDS.name
     max_command_age: float = 0.5
     """Seconds; an older executed command is not used for the preview (the measured position is held)."""
 
@@ -98,13 +98,13 @@ class WorldModelNode:
         self.last_stamp: float | None = None
         self.pending_pred: np.ndarray | None = None
         self.frames = 0
-        self.lat_pub = node.create_publisher("wm_control/msg/LatentState", "/wm/latent", qos.DEFAULT)
-        self.prev_pub = node.create_publisher("sensor_msgs/msg/Image", "/wm/preview", qos.SENSOR_DATA)
-        node.create_subscription("std_msgs/msg/Float64MultiArray", cfg.command_topic, self.on_command, qos.DEFAULT)
-        node.create_subscription("sensor_msgs/msg/JointState", "/joint_states", self.on_joint_state, qos.SENSOR_DATA)
-        node.create_subscription("sensor_msgs/msg/JointState", "/teleop/command", self.on_teleop, qos.DEFAULT)
-        node.create_subscription("std_msgs/msg/String", "/wm/mode", self.on_mode, qos.LATCHED)
-        node.create_subscription("sensor_msgs/msg/Image", cfg.frame_topic, self.on_frame, qos.SENSOR_DATA)
+        self.lat_pub = topics.LATENT.publisher(node)
+        self.prev_pub = topics.PREVIEW.publisher(node)
+        topics.POSITION_COMMANDS.subscribe(node, self.on_command, cfg.command_topic)
+        topics.JOINT_STATES.subscribe(node, self.on_joint_state)
+        topics.TELEOP_COMMAND.subscribe(node, self.on_teleop)
+        topics.MODE.subscribe(node, self.on_mode)
+        topics.FRAME.subscribe(node, self.on_frame, cfg.frame_topic)
         self.diag = Diagnostics(node, hardware_id=f"bundle:{self.bundle.id}")
         self.warn = ThrottledLog(node.logger, period=WARN_PERIOD)
         node.create_timer(1.0, self.warn.flush)
