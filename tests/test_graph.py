@@ -140,5 +140,5 @@ def test_node_is_visible_to_ros2_node_list(sim):
         time.sleep(0.05)
     assert ("/", "sim_robot") in seen, seen
     readers, writers = seen[("/", "sim_robot")]
-    assert readers == 2  # commands, trajectory
-    assert writers == 6  # joint_states, camera, goal, episode results, diagnostics, rosout
+    assert readers == 8  # commands, trajectory + the 6 parameter services' request readers
+    assert writers == 12  # joint_states, camera, goal, episode results, diagnostics, rosout + 6 reply writers

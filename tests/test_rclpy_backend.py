@@ -3,7 +3,9 @@ modules that keep the rules of the real ones this backend depends on (rosidl set
 for ``sequence<T>`` fields; rclpy infers a parameter's static type from its default, an empty list as a
 byte array, and refuses an override of another type), then the backend on them: message construction,
 the QoS mapping, parameter declaration (names, defaults, types, the config's field docstrings as
-descriptions), the size-limited subscription, and the runner's rclpy branch (discovery range)."""
+descriptions, read-only unless the node class has an ``on_parameters`` hook, and the on-set callback that
+lets the config and the hook refuse a value), the size-limited subscription, services and clients (a thin
+pass-through; a client's blocking call spins the executor), and the runner's rclpy branch (discovery range)."""
 
 from __future__ import annotations
 
@@ -170,6 +172,70 @@ class ParameterDescriptor:
         self.dynamic_typing, self.read_only = dynamic_typing, read_only
 
 
+class SetParametersResult:
+    def __init__(self, successful=False, reason=""):
+        self.successful, self.reason = successful, reason
+
+
+def get_service(srv_type):
+    """rosidl_runtime_py.utilities.get_service: the generated service class (here: one per name)."""
+    return _SERVICES.setdefault(srv_type, type(srv_type.rsplit("/", 1)[1], (), {"TYPENAME": srv_type}))
+
+
+_SERVICES: dict[str, type] = {}
+
+
+class FakeFuture:
+    def __init__(self):
+        self._result, self._done = None, False
+
+    def set_result(self, result):
+        self._result, self._done = result, True
+
+    def done(self):
+        return self._done
+
+    def result(self):
+        return self._result
+
+
+class FakeClient:
+    """rclpy's Client: ``respond(request) -> response`` stands for a server (None: it never answers)."""
+
+    def __init__(self, srv_type, srv_name):
+        self.srv_type, self.srv_name = srv_type, srv_name
+        self.available, self.respond = True, None
+        self.requests, self.removed, self.waits = [], [], []
+
+    def wait_for_service(self, timeout_sec=None):
+        self.waits.append(timeout_sec)
+        return self.available
+
+    def call_async(self, request):
+        f = FakeFuture()
+        f.client, f.request = self, request
+        self.requests.append(request)
+        return f
+
+    def remove_pending_request(self, future):
+        self.removed.append(future)
+
+
+def spin_until_future_complete(future, timeout_sec=None, spun=None):
+    """What spinning does for a pending call: the server (if any) answers it."""
+    spun.append(timeout_sec)
+    if future.client.respond is not None:
+        future.set_result(future.client.respond(future.request))
+
+
+class FakeExecutor:
+    def __init__(self):
+        self.spun = []
+
+    def spin_until_future_complete(self, future, timeout_sec=None):
+        spin_until_future_complete(future, timeout_sec, self.spun)
+
+
 class InvalidParameterTypeException(Exception):
     pass
 
@@ -253,6 +319,8 @@ class FakeRosNode:
         self.logger = FakeRLogger()
         self.clock = FakeRosClock()
         self.publishers, self.subscriptions, self.timers = [], [], []
+        self.services, self.clients, self.on_set = [], [], []
+        self.executor = None
         self.destroyed = False
 
     def get_name(self):
@@ -313,6 +381,19 @@ class FakeRosNode:
         self.timers.append(t)
         return t
 
+    def create_service(self, srv_type, name, callback):
+        srv = FakeEndpoint(srv_type=srv_type, name=name, callback=callback)
+        self.services.append(srv)
+        return srv
+
+    def create_client(self, srv_type, name):
+        cli = FakeClient(srv_type, self.resolve_topic_name(name))
+        self.clients.append(cli)
+        return cli
+
+    def add_on_set_parameters_callback(self, callback):
+        self.on_set.append(callback)
+
     def destroy_node(self):
         self.destroyed = True
 
@@ -324,6 +405,7 @@ class FakeRclpy:
         self.args: list[str] | None = None
         self.nodes: list[FakeRosNode] = []
         self.spun = 0
+        self.spun_futures: list = []  # timeout_sec of each spin_until_future_complete on the global executor
         self.shutdowns = 0
         self.env_at_init: dict[str, str | None] = {}
 
@@ -344,6 +426,9 @@ class FakeRclpy:
     def spin(self, node):
         self.spun += 1
 
+    def spin_until_future_complete(self, node, future, timeout_sec=None):
+        spin_until_future_complete(future, timeout_sec, self.spun_futures)
+
     def try_shutdown(self):
         self.shutdowns += 1
 
@@ -363,15 +448,17 @@ def fake_ros(monkeypatch):
         return m
 
     rclpy = module("rclpy", init=state.init, create_node=state.create_node, spin=state.spin,
-                   try_shutdown=state.try_shutdown)
+                   try_shutdown=state.try_shutdown, spin_until_future_complete=state.spin_until_future_complete)
     rclpy.node = module("rclpy.node", Node=FakeRosNode)
     rclpy.qos = module("rclpy.qos", QoSProfile=QoSProfile, ReliabilityPolicy=ReliabilityPolicy,
                        DurabilityPolicy=DurabilityPolicy, HistoryPolicy=HistoryPolicy)
     rclpy.clock = module("rclpy.clock", Clock=Clock, ClockType=ClockType)
     rclpy.serialization = module("rclpy.serialization", deserialize_message=deserialize_message)
     rclpy.parameter = module("rclpy.parameter", Parameter=Parameter)
-    module("rcl_interfaces").msg = module("rcl_interfaces.msg", ParameterDescriptor=ParameterDescriptor)
-    module("rosidl_runtime_py").utilities = module("rosidl_runtime_py.utilities", get_message=get_message)
+    module("rcl_interfaces").msg = module("rcl_interfaces.msg", ParameterDescriptor=ParameterDescriptor,
+                                          SetParametersResult=SetParametersResult)
+    module("rosidl_runtime_py").utilities = module("rosidl_runtime_py.utilities", get_message=get_message,
+                                                   get_service=get_service)
     sys.modules.pop("wm_control.ros.rclpy_backend", None)
     backend = importlib.import_module("wm_control.ros.rclpy_backend")
     try:
@@ -599,6 +686,77 @@ def test_real_node_configs_declare_their_docstrings(fake_ros):
     assert d["rate"][2] == "Plans per second in real time (under sim time: one per joint state instant)."
 
 
+def test_read_only_parameters_are_declared_read_only(fake_ros):
+    ros, _ = adapted(fake_ros)
+    config_from_params(TalkerConfig, {}, declare=fake_ros.backend._declare(ros, {"rate", "label"}))
+    assert {n for n, (_, d) in ros.parameters.items() if d.read_only} == {"rate", "label"}
+
+
+def test_on_set_callback_lets_the_config_and_the_hook_refuse(fake_ros):
+    from wm_control.ros.params import Parameters
+
+    got = []
+
+    def hook(cfg):
+        if cfg.count == 13:
+            raise ValueError("13 is an unlucky count")
+        got.append(cfg)
+
+    params = Parameters(TalkerConfig(), hook)
+    callback = fake_ros.backend.on_set_parameters(params)
+    r = callback([Parameter("rate", 2.5), Parameter("gains", array.array("d", [3.0])), Parameter("use_sim_time", True)])
+    assert (r.successful, r.reason) == (True, "")
+    assert got == [TalkerConfig(rate=2.5, gains=[3.0])] and params.config == got[0] and type(got[0].gains) is list
+    r = callback([Parameter("rate", -1.0)])  # the right type (rclpy checked it), refused by __post_init__
+    assert (r.successful, r.reason) == (False, "rate must be > 0")
+    r = callback([Parameter("count", 13)])
+    assert (r.successful, r.reason) == (False, "13 is an unlucky count")
+    assert params.config.rate == 2.5 and len(got) == 1  # refused sets change nothing
+    assert callback([Parameter("use_sim_time", True)]).successful  # not a config field: rclpy's own
+
+
+# ------------------------------------------------------------------------------------------
+# Services and clients
+# ------------------------------------------------------------------------------------------
+def test_create_service_passes_through_to_rclpy(fake_ros):
+    ros, node = adapted(fake_ros)
+
+    def on_reset(request, response):
+        return response
+
+    node.create_service("std_srvs/srv/Trigger", "~/reset", on_reset)
+    (srv,) = ros.services
+    assert srv.srv_type is get_service("std_srvs/srv/Trigger") and srv.name == "~/reset" and srv.callback is on_reset
+
+
+def test_client_call_spins_until_the_reply(fake_ros):
+    ros, node = adapted(fake_ros)
+    client = node.create_client("std_srvs/srv/SetBool", "enable")
+    (cli,) = ros.clients
+    assert cli.srv_type is get_service("std_srvs/srv/SetBool") and cli.srv_name == "/enable"
+    cli.respond = lambda rq: ("reply to", rq)
+    assert client.call("request", timeout=2.0) == ("reply to", "request")
+    assert cli.waits == [2.0] and len(fake_ros.rclpy.spun_futures) == 1 and 0 < fake_ros.rclpy.spun_futures[0] <= 2.0
+    ros.executor = FakeExecutor()  # a node spun by an executor of its own: that one is spun
+    assert client.call("again") == ("reply to", "again")
+    assert len(ros.executor.spun) == 1 and len(fake_ros.rclpy.spun_futures) == 1
+
+
+def test_client_call_times_out(fake_ros):
+    ros, node = adapted(fake_ros)
+    client = node.create_client("std_srvs/srv/Trigger", "/robot/reset")
+    (cli,) = ros.clients
+    cli.available = False
+    with pytest.raises(TimeoutError, match="service /robot/reset is not available"):
+        client.call("request", timeout=0.1)
+    assert cli.requests == []
+    cli.available = True  # a server that never answers: the pending request is given up
+    with pytest.raises(TimeoutError, match="no reply from service /robot/reset within 0.1 s"):
+        client.call("request", timeout=0.1)
+    assert len(cli.removed) == 1 and cli.removed[0].request == "request"
+    assert client.wait_for_service(0.5) and cli.waits[-1] == 0.5
+
+
 # ------------------------------------------------------------------------------------------
 # The runner's rclpy branch
 # ------------------------------------------------------------------------------------------
@@ -629,6 +787,26 @@ def test_rclpy_branch_runs_the_node_with_localhost_discovery(rclpy_runner, fake_
     assert ros.publishers[0].topic_name == "/chatter" and ros.timers[0].period_arg == 0.25
     assert ("info", "ready") in ros.logger.lines
 
+
+
+class HookedTalker(Talker):
+    def on_parameters(self, cfg):
+        Talker.seen.append(("on_parameters", cfg))
+
+
+def test_rclpy_branch_declares_read_only_without_a_hook(rclpy_runner, fake_ros, monkeypatch):
+    assert rclpy_runner.run_node("talker", [], backend="rclpy") == 0
+    (ros,) = fake_ros.rclpy.nodes
+    assert all(d.read_only for _, d in ros.parameters.values())  # nothing could take a change
+    monkeypatch.setitem(rclpy_runner.NODE_TYPES, "hooked", f"{__name__}:HookedTalker")
+    assert rclpy_runner.run_node("hooked", [], backend="rclpy") == 0
+    ros = fake_ros.rclpy.nodes[-1]
+    assert not any(d.read_only for _, d in ros.parameters.values())
+    (callback,) = ros.on_set  # no parameter services of ours: rclpy has them; the config and hook get a say
+    assert not callback([Parameter("rate", 0.0)]).successful
+    assert callback([Parameter("count", 7)]).successful
+    assert Talker.seen[-1] == ("on_parameters", TalkerConfig(count=7, names=[], gains=[1.0, 2.0]))
+    assert ros.services == []
 
 @pytest.mark.parametrize("env,want", [({"ROS_AUTOMATIC_DISCOVERY_RANGE": "SUBNET"}, ("SUBNET", None)),
                                       ({"ROS_LOCALHOST_ONLY": "1"}, (None, "1")),

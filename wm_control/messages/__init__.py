@@ -1,8 +1,10 @@
-"""Message definitions: one source of truth, the ``.msg`` text.
+"""Message definitions: one source of truth, the ``.msg`` / ``.srv`` text.
 
-Standard ROS 2 types come from the ``rosbags`` typestores (Humble or Jazzy definitions); our own
-types are parsed from the ``.msg`` files in ``msg/`` at run time, so adding a file there is all it
-takes. From the same definitions this module derives
+Standard ROS 2 message types come from the ``rosbags`` typestores (Humble or Jazzy definitions); our
+own types are parsed from the ``.msg`` files in ``msg/`` at run time, so adding a file there is all it
+takes. The typestores hold no services: the standard ``.srv`` texts we use are shipped in
+``interfaces/<pkg>/srv/`` and each registers its two halves as the message types ROS 2 generates,
+``pkg/srv/Name_Request`` and ``pkg/srv/Name_Response``. From the same definitions this module derives
 
 * message classes (``rosbags`` dataclasses; primitive arrays are numpy arrays, so an Image's
   ``uint8[] data`` is one ``np.ndarray``, never a list of ints),
@@ -62,6 +64,39 @@ def load_package_msgs(package: str = PACKAGE) -> dict[str, Any]:
     return typs
 
 
+def srv_dir() -> Path:
+    """The standard ``.srv`` texts we ship: ``interfaces/<pkg>/srv/<Name>.srv``."""
+    return Path(__file__).resolve().parent / "interfaces"
+
+
+def get_types_from_srv(text: str, srv_type: str) -> dict[str, Any]:
+    """The two message types of a ``.srv`` text (request, then ``---``, then response), named as ROS 2
+    names them: ``pkg/srv/Name_Request`` and ``pkg/srv/Name_Response``."""
+    lines = text.splitlines()
+    try:
+        cut = next(i for i, line in enumerate(lines) if line.strip() == "---")
+    except StopIteration:
+        raise ValueError(f"{srv_type}: a .srv text needs a '---' line between request and response") from None
+    pkg, _, name = srv_type.split("/")
+    typs: dict[str, Any] = {}
+    for half, part in (("Request", lines[:cut]), ("Response", lines[cut + 1:])):
+        # parsed as pkg/msg/X so that relative names resolve in pkg, then named pkg/srv/X
+        parsed = get_types_from_msg("\n".join(part) + "\n", f"{pkg}/msg/{name}_{half}")
+        typs[f"{pkg}/srv/{name}_{half}"] = next(iter(parsed.values()))
+    return typs
+
+
+def load_srvs() -> tuple[dict[str, Any], set[str]]:
+    """Every shipped ``.srv``: (message types of both halves, service type names)."""
+    typs: dict[str, Any] = {}
+    names: set[str] = set()
+    for f in sorted(srv_dir().glob("*/srv/*.srv")):
+        srv_type = f"{f.parent.parent.name}/srv/{f.stem}"
+        typs.update(get_types_from_srv(f.read_text(), srv_type))
+        names.add(srv_type)
+    return typs, names
+
+
 def dds_type_name(typename: str) -> str:
     """``sensor_msgs/msg/Image`` -> ``sensor_msgs::msg::dds_::Image_`` (the ROS 2 DDS mangling)."""
     pkg, kind, name = typename.split("/")
@@ -86,6 +121,8 @@ class MessageRegistry:
         self.distro = distro
         self.store = get_typestore(SUPPORTED_DISTROS[distro])
         self.store.register(load_package_msgs())
+        srv_types, self.services = load_srvs()
+        self.store.register(srv_types)
 
     # ---- classes and construction -------------------------------------------------------
     def has(self, typename: str) -> bool:
@@ -95,6 +132,13 @@ class MessageRegistry:
         if typename not in self.store.fielddefs:
             raise KeyError(f"unknown message type {typename!r} (ROS {self.distro}); "
                            f"is it a .msg file in msg/ or a standard type?")
+
+    def srv(self, srv_type: str) -> tuple[str, str]:
+        """``pkg/srv/Name`` -> its request and response message types."""
+        if srv_type not in self.services:
+            raise KeyError(f"unknown service type {srv_type!r}; known: {', '.join(sorted(self.services))} "
+                           f"(a .srv file in {srv_dir()}/<pkg>/srv/)")
+        return f"{srv_type}_Request", f"{srv_type}_Response"
 
     def cls(self, typename: str) -> type:
         self._check(typename)
@@ -153,8 +197,11 @@ class MessageRegistry:
         return self.store.generate_msgdef(typename, ros_version=2)[0]
 
     @functools.lru_cache(maxsize=None)  # noqa: B019 - registry lives as long as the process
-    def dds_struct(self, typename: str) -> type:
-        """A Cyclone DDS IdlStruct with the type's DDS name and members (for discovery/type info)."""
+    def dds_struct(self, typename: str, request_header: bool = False) -> type:
+        """A Cyclone DDS IdlStruct with the type's DDS name and members (for discovery/type info).
+
+        ``request_header``: a service request or reply as rmw_cyclonedds puts it on the wire, the
+        members of its ``cdds_request_header_t`` (``uint64 guid``, ``int64 seq``) first."""
         import cyclonedds.idl.types as t
         from cyclonedds.idl import IdlStruct
 
@@ -181,8 +228,11 @@ class MessageRegistry:
 
         self._check(typename)
         _, defs = self.store.fielddefs[typename]
-        annotations = {name: idl(desc) for name, desc in defs}
-        pyname = typename.replace("/", "__")
+        annotations = {"guid": t.uint64, "seq": t.int64} if request_header else {}
+        if set(annotations) & {name for name, _ in defs}:
+            raise TypeError(f"{typename} has a field named guid or seq: it cannot carry a request header")
+        annotations.update((name, idl(desc)) for name, desc in defs)
+        pyname = typename.replace("/", "__") + ("__with_request_header" if request_header else "")
 
         def body(ns: dict) -> None:
             ns["__annotations__"] = annotations

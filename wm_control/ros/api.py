@@ -8,11 +8,14 @@ A node class is plain Python that *holds* a :class:`Node` handle (never inherits
 
         def __init__(self, node: Node, cfg: TalkerConfig): ...
         def close(self): ...             # optional
+        def on_parameters(self, cfg): ...  # optional: take a parameter set at run time (ValueError: refuse)
 
 Backends (``dds`` over Cyclone DDS, ``rclpy`` over ROS 2) implement :class:`Node`. Parameters are
 declared from the ``Config`` dataclass fields (types, defaults and descriptions in one place: the
 description is the string literal written after a field), overridden by the params file and ``-p``,
-and validated by the dataclass's ``__post_init__``. ``wm-control run NODE --help`` lists them.
+and validated by the dataclass's ``__post_init__``. ``wm-control run NODE --help`` lists them. At run
+time they are the node's ROS parameters (``ros2 param list/get/set/describe``): a node class without
+``on_parameters`` has them all read-only (:mod:`wm_control.ros.params`).
 """
 
 from __future__ import annotations
@@ -55,6 +58,14 @@ class Timer(Protocol):
     def cancel(self) -> None: ...
 
 
+class Client(Protocol):
+    def wait_for_service(self, timeout: float = ...) -> bool: ...
+    def call(self, request: Any, timeout: float = ...) -> Any:
+        """The response (``pkg/srv/Name_Response``) to a request (``node.msg("pkg/srv/Name_Request", ...)``);
+        TimeoutError when no server answers within ``timeout`` s."""
+        ...
+
+
 class Node(Protocol):
     name: str
     namespace: str
@@ -64,6 +75,11 @@ class Node(Protocol):
     def create_publisher(self, typename: str, topic: str, qos: QoSProfile | str | int = ...) -> Publisher: ...
     def create_subscription(self, typename: str, topic: str, callback: Callable[[Any], None],
                             qos: QoSProfile | str | int = ...) -> Any: ...
+    def create_service(self, srv_type: str, name: str, callback: Callable[[Any, Any], Any]) -> Any:
+        """Serve ``name`` (``~/x``: private to the node) of type ``pkg/srv/Name``:
+        ``callback(request, response) -> response``, as in rclpy."""
+        ...
+    def create_client(self, srv_type: str, name: str) -> Client: ...
     def create_timer(self, period: float, callback: Callable[[], None]) -> Timer: ...
     def create_steady_timer(self, period: float, callback: Callable[[], None]) -> Timer:
         """A timer on the monotonic (steady) clock, even under sim time: wall-clock timeouts."""
@@ -283,7 +299,7 @@ def config_help(config_cls: type, width: int = 100) -> str:
     return "\n".join(lines)
 
 
-def _coerce(name: str, value: Any, typ: Any, default: Any) -> Any:
+def coerce(name: str, value: Any, typ: Any, default: Any) -> Any:
     """Check/convert a parameter value against the field type, the way ROS 2 types parameters."""
     origin = typing.get_origin(typ)
     args = typing.get_args(typ)
@@ -292,7 +308,7 @@ def _coerce(name: str, value: Any, typ: Any, default: Any) -> Any:
         if value is None or value == "":
             if type(None) in args:
                 return None
-        return _coerce(name, value, non_none[0], default)
+        return coerce(name, value, non_none[0], default)
     if typ is bool:
         if isinstance(value, bool):
             return value
@@ -315,7 +331,7 @@ def _coerce(name: str, value: Any, typ: Any, default: Any) -> Any:
         inner = args[0] if args else Any
         if inner is Any:
             return list(value)
-        return [_coerce(f"{name}[{i}]", v, inner, None) for i, v in enumerate(value)]
+        return [coerce(f"{name}[{i}]", v, inner, None) for i, v in enumerate(value)]
     return value
 
 
@@ -332,7 +348,7 @@ def config_from_params(config_cls: type, overrides: dict[str, Any],
             value = declare(name, default, typ, desc)
         else:
             value = overrides.get(name, default)
-        values[name] = _coerce(name, value, typ, default) if value is not default else default
+        values[name] = coerce(name, value, typ, default) if value is not default else default
     try:
         return config_cls(**values)
     except (TypeError, ValueError) as exc:

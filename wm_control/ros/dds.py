@@ -8,7 +8,14 @@ What makes a ROS 2 node on the same domain see us (and us see it), as ``rmw_cycl
   exactly ``rosbags``' serialisation (this module serialises with it, so they cannot differ);
 * QoS: reliability, durability, history/depth mapped from the ROS profiles; data representation
   XCDR1 only;
-* participant user data ``enclave=/;``; on Jazzy, endpoint user data ``typehash=RIHS01_...;``.
+* participant user data ``enclave=/;``; on Jazzy, endpoint user data ``typehash=RIHS01_...;``;
+* service ``/x/y`` of type ``pkg/srv/Name`` is a request topic ``rq/x/yRequest`` of type
+  ``pkg::srv::dds_::Name_Request_`` and a reply topic ``rr/x/yReply`` of type
+  ``pkg::srv::dds_::Name_Response_`` (QoS: reliable, volatile, keep last 10); every sample starts with
+  rmw_cyclonedds' ``cdds_request_header_t`` (``uint64 guid``: the client's request writer's instance
+  handle; ``int64 seq``), then the message's fields; a reply carries its request's header. Client and
+  server endpoints carry ``clientid=...;`` / ``serviceid=...;`` in their user data, and a server holds
+  a reply until the client's reply reader has matched, as rmw_cyclonedds does.
 
 One :class:`DdsContext` (a participant) per process; any number of nodes on it. Each node has a
 single-threaded executor: a WaitSet over its readers plus timers with absolute deadlines on the
@@ -20,8 +27,10 @@ from __future__ import annotations
 import logging
 import math
 import os
+import struct
 import threading
 import time
+import traceback
 from typing import Any, Callable
 
 from cyclonedds._clayer import ddspy_take, ddspy_write
@@ -39,8 +48,13 @@ from wm_control.messages.convert import sec_nsec as sec_to_sec_nsec
 from wm_control.ros import qos as qosmod
 from wm_control.ros.api import spin_until
 from wm_control.ros.args import resolve_topic
+from wm_control.ros.throttle import ThrottledLog
 
 _ANY = SampleState.Any | ViewState.Any | InstanceState.Any
+#: rmw_qos_profile_services_default
+SERVICES_QOS = qosmod.QoSProfile("reliable", "volatile", 10)
+#: how long a server holds a reply for a client whose reply reader has not matched yet
+REPLY_WAIT = 1.0
 
 LOOPBACK_CONFIG = (
     "<CycloneDDS><Domain Id=\"any\"><General><Interfaces>"
@@ -98,6 +112,34 @@ def pad_cdr(data: bytes) -> bytes:
     return data[:3] + bytes([data[3] | pad]) + data[4:] + b"\0" * pad
 
 
+def join_request(cdr: bytes, guid: int, seq: int) -> bytes:
+    """A service request or reply as rmw_cyclonedds writes it: the message's CDR (with encapsulation
+    header) with its ``cdds_request_header_t {uint64 guid; int64 seq;}`` before the fields. The header
+    is 16 bytes, so the fields after it keep the alignment they have in the message alone."""
+    order = "<" if cdr[1] & 1 else ">"
+    return cdr[:4] + struct.pack(order + "Qq", guid & 0xFFFF_FFFF_FFFF_FFFF, seq) + cdr[4:]
+
+
+def split_request(data: bytes | memoryview) -> tuple[int, int, bytes]:
+    """(guid, seq, the message's CDR) of a service request or reply sample."""
+    data = bytes(data)
+    if len(data) < 20:
+        raise ValueError(f"a {len(data)}-byte sample is too short for a request header")
+    guid, seq = struct.unpack_from(("<" if data[1] & 1 else ">") + "Qq", data, 4)
+    return guid, seq, data[:4] + data[20:]
+
+
+def user_data_key(qos: Qos | None, key: str) -> str | None:
+    """A ``key=value;`` entry of an endpoint's user data (rmw_cyclonedds' get_user_data_key)."""
+    for policy in qos or ():
+        if isinstance(policy, Policy.Userdata):
+            for item in policy.data.decode(errors="replace").split(";"):
+                k, sep, v = item.partition("=")
+                if sep and k == key:
+                    return v
+    return None
+
+
 def unpad_cdr(data: bytes) -> bytes:
     """Strip the XTypes padding (and its count in the options), giving the plain CDR serialisation."""
     pad = data[3] & 0x3 if len(data) >= 4 else 0
@@ -124,6 +166,7 @@ class DdsContext:
         self._tlock = threading.Lock()
         self._graph: dict[str, dict] = {}  # node fqn -> {ns, name, readers, writers}
         self._graph_writer: DataWriter | None = None
+        self._csid = 0
 
     @classmethod
     def get(cls, domain_id: int | None = None) -> "DdsContext":
@@ -165,7 +208,15 @@ class DdsContext:
             msg = reg.new(typ, gid=gid(self.participant.guid.bytes), node_entities_info_seq=nodes)
             ddspy_write(self._graph_writer._ref, pad_cdr(reg.serialize(msg, typ)))
 
-    def topic(self, dds_name: str, typename: str, reg: MessageRegistry) -> Topic:
+    def client_service_id(self) -> str:
+        """A new id for a client's or service's endpoint pair, as rmw_cyclonedds makes them: the
+        participant's GUID prefix and a big-endian counter, in its hex-and-dots notation."""
+        with self._tlock:
+            self._csid += 1
+            raw = self.participant.guid.bytes[:12] + self._csid.to_bytes(4, "big")
+        return f"{raw[0]:2x}" + "".join(f".{b:x}" for b in raw[1:])
+
+    def topic(self, dds_name: str, typename: str, reg: MessageRegistry, request_header: bool = False) -> Topic:
         key = (dds_name, typename)
         with self._tlock:
             t = self._topics.get(key)
@@ -174,7 +225,7 @@ class DdsContext:
                     if name == dds_name and other != typename:
                         raise TypeError(f"topic {dds_name[2:]} already exists in this process with type "
                                         f"{other}, cannot also use {typename}")
-                t = Topic(self.participant, dds_name, reg.dds_struct(typename))
+                t = Topic(self.participant, dds_name, reg.dds_struct(typename, request_header))
                 self._topics[key] = t
             return t
 
@@ -185,6 +236,15 @@ def _endpoint(node: "DdsNode", typename: str, topic: str, qos: qosmod.QoSProfile
     th = node.registry.type_hash(typename)
     user = f"typehash={th};".encode() if th else None
     return node.context.topic("rt" + topic, typename, node.registry), dds_qos(qos, user)
+
+
+def _service_endpoint(node: "DdsNode", dds_name: str, typename: str, csid: str) -> tuple[Topic, Qos]:
+    """The DDS topic (``rq/...Request`` or ``rr/...Reply``) and QoS of one half of a service or client;
+    its user data names the client or service (``clientid=...;`` / ``serviceid=...;``), then the type hash."""
+    th = node.registry.type_hash(typename)
+    user = (csid + (f"typehash={th};" if th else "")).encode()
+    return (node.context.topic(dds_name, typename, node.registry, request_header=True),
+            dds_qos(SERVICES_QOS, user))
 
 
 class DdsPublisher:
@@ -227,8 +287,6 @@ class DdsSubscription:
         self.errors = 0
         self.oversize = 0
         self.max_bytes = int(max_bytes or qosmod.max_bytes_for(typename))
-        from wm_control.ros.throttle import ThrottledLog
-
         self._warn = ThrottledLog(node.logger, period=5.0)
 
     def take(self) -> list[tuple[Any, Any]]:
@@ -257,6 +315,142 @@ class DdsSubscription:
 
     def matched(self) -> int:
         return len(self.reader.get_matched_publications())
+
+
+class DdsService:
+    """A service server: takes requests from ``rq/<name>Request``, answers each with
+    ``callback(request, response) -> response`` (``response``: a default one to fill in) on
+    ``rr/<name>Reply`` under the request's header. A reply waits (at most :data:`REPLY_WAIT` s, without
+    blocking the executor) until the client's reply reader has matched, or is dropped if the client left."""
+
+    def __init__(self, node: "DdsNode", srv_type: str, name: str, callback: Callable[[Any, Any], Any]):
+        self.node = node
+        self.srv_type = srv_type
+        self.name = node.resolve(name)
+        self.callback = callback
+        self.request_type, self.response_type = node.registry.srv(srv_type)
+        csid = f"serviceid={node.context.client_service_id()};"
+        p = node.context.participant
+        self.reader = DataReader(p, *_service_endpoint(node, f"rq{self.name}Request", self.request_type, csid))
+        self.writer = DataWriter(p, *_service_endpoint(node, f"rr{self.name}Reply", self.response_type, csid))
+        self.condition = ReadCondition(self.reader, _ANY)
+        self.pending: list[tuple[float, int, bytes]] = []  # (deadline, request writer, reply sample)
+        self.count = 0
+        self.errors = 0
+        self.max_bytes = qosmod.max_bytes_for(self.request_type)
+        self._warn = ThrottledLog(node.logger, period=5.0)
+
+    def handle(self) -> None:
+        """Answer every request waiting, then send the replies whose client can now take them."""
+        reg = self.node.registry
+        ret = ddspy_take(self.reader._ref, _ANY, 64)
+        if isinstance(ret, int):
+            raise RuntimeError(f"DDS take on service {self.name} failed ({ret})")
+        for data, info in ret:
+            if not info.valid_data:
+                continue
+            try:
+                if len(data) > self.max_bytes:
+                    raise ValueError(f"{len(data)} bytes, over the limit of {self.max_bytes}")
+                guid, seq, cdr = split_request(data)
+                request = reg.deserialize(cdr, self.request_type)
+            except Exception as exc:  # a malformed request is dropped and counted, never fatal
+                self.errors += 1
+                self._warn.log("undecodable", "dropped a request on service %s: %s", self.name, exc)
+                continue
+            try:
+                reply = reg.serialize(self.callback(request, reg.new(self.response_type)), self.response_type)
+            except Exception:
+                self.errors += 1
+                self.node.logger.error("service %s failed on a request:\n%s", self.name, traceback.format_exc())
+                continue
+            self.count += 1
+            self.pending.append((time.monotonic() + REPLY_WAIT, info.publication_handle,
+                                 pad_cdr(join_request(reply, guid, seq))))
+        if self.pending:
+            self._flush()
+
+    def _client_ready(self, request_writer: int) -> bool | None:
+        """rmw_cyclonedds' check_for_response_reader: True when the client's reply reader has matched
+        (or the client names no id), False while not yet, None when its request writer is gone."""
+        ep = self.reader.get_matched_publication_data(request_writer)
+        if ep is None:
+            return None
+        cid = user_data_key(ep.qos, "clientid")
+        return cid is None or any(
+            user_data_key(getattr(self.writer.get_matched_subscription_data(h), "qos", None), "clientid") == cid
+            for h in self.writer.get_matched_subscriptions())
+
+    def _flush(self) -> None:
+        keep = []
+        for deadline, request_writer, sample in self.pending:
+            ready = self._client_ready(request_writer)
+            if ready:
+                ret = ddspy_write(self.writer._ref, sample)
+                if ret < 0:
+                    self._warn.log("write", "DDS write of a reply on service %s failed (%d)", self.name, ret)
+            elif ready is False and time.monotonic() < deadline:
+                keep.append((deadline, request_writer, sample))
+            elif ready is False:
+                self._warn.log("unmatched", "dropped a reply on service %s: the client's reply reader did not "
+                               "match within %g s", self.name, REPLY_WAIT)
+        self.pending = keep
+
+
+class DdsClient:
+    """A service client: ``call(request, timeout)`` writes the request on ``rq/<name>Request`` under a
+    header of its own (the request writer's instance handle, as rmw_cyclonedds uses, and a sequence
+    number) and waits for the reply with that header on ``rr/<name>Reply``; it does not spin the node, so
+    it may be called from a callback."""
+
+    def __init__(self, node: "DdsNode", srv_type: str, name: str):
+        self.node = node
+        self.srv_type = srv_type
+        self.name = node.resolve(name)
+        self.request_type, self.response_type = node.registry.srv(srv_type)
+        csid = f"clientid={node.context.client_service_id()};"
+        p = node.context.participant
+        self.writer = DataWriter(p, *_service_endpoint(node, f"rq{self.name}Request", self.request_type, csid))
+        self.reader = DataReader(p, *_service_endpoint(node, f"rr{self.name}Reply", self.response_type, csid))
+        self.guid = self.writer.get_instance_handle() & 0xFFFF_FFFF_FFFF_FFFF
+        self.seq = 0
+        self.waitset = WaitSet(p)
+        self.waitset.attach(ReadCondition(self.reader, _ANY))
+        self._lock = threading.Lock()
+
+    def service_is_ready(self) -> bool:
+        """A server's request reader and reply writer are both matched."""
+        return bool(self.writer.get_matched_subscriptions()) and bool(self.reader.get_matched_publications())
+
+    def wait_for_service(self, timeout: float = 5.0) -> bool:
+        end = time.monotonic() + timeout
+        while not self.service_is_ready():
+            if time.monotonic() >= end:
+                return False
+            time.sleep(0.01)
+        return True
+
+    def call(self, request: Any, timeout: float = 5.0) -> Any:
+        """The response to ``request``; TimeoutError when no server answers within ``timeout`` s."""
+        end = time.monotonic() + timeout
+        if not self.wait_for_service(timeout):
+            raise TimeoutError(f"service {self.name} ({self.srv_type}) is not available (waited {timeout:g} s)")
+        reg = self.node.registry
+        with self._lock:
+            self.seq += 1
+            ret = ddspy_write(self.writer._ref, pad_cdr(join_request(reg.serialize(request, self.request_type),
+                                                                     self.guid, self.seq)))
+            if ret < 0:
+                raise RuntimeError(f"DDS write of a request on service {self.name} failed ({ret})")
+            while (left := end - time.monotonic()) > 0:
+                self.waitset.wait(int(left * 1e9))
+                taken = ddspy_take(self.reader._ref, _ANY, 64)
+                for data, info in [] if isinstance(taken, int) else taken:
+                    if info.valid_data and len(data) >= 20:
+                        guid, seq, cdr = split_request(data)
+                        if guid == self.guid and seq == self.seq:  # not another client's, not a late one
+                            return reg.deserialize(cdr, self.response_type)
+        raise TimeoutError(f"no reply from service {self.name} within {timeout:g} s")
 
 
 class DdsTimer:
@@ -323,6 +517,8 @@ class DdsNode:
         self.logger = make_logger(self.fqn, log_level)
         self.publishers: list[DdsPublisher] = []
         self.subscriptions: list[DdsSubscription] = []
+        self.services: list[DdsService] = []
+        self.clients: list[DdsClient] = []
         self.timers: list[DdsTimer] = []
         self.waitset = WaitSet(self.context.participant)
         self.guard = GuardCondition(self.context.participant)
@@ -365,6 +561,22 @@ class DdsNode:
         self.context.graph_add(self, "readers", sub.reader)
         return sub
 
+    def create_service(self, srv_type: str, name: str, callback: Callable[[Any, Any], Any]) -> DdsService:
+        """Serve ``name`` (``~/x`` is private to the node): ``callback(request, response) -> response``."""
+        srv = DdsService(self, srv_type, name, callback)
+        self.services.append(srv)
+        self.waitset.attach(srv.condition)
+        self.context.graph_add(self, "readers", srv.reader)
+        self.context.graph_add(self, "writers", srv.writer)
+        return srv
+
+    def create_client(self, srv_type: str, name: str) -> DdsClient:
+        cli = DdsClient(self, srv_type, name)
+        self.clients.append(cli)
+        self.context.graph_add(self, "writers", cli.writer)
+        self.context.graph_add(self, "readers", cli.reader)
+        return cli
+
     def create_timer(self, period: float, callback: Callable[[], None]) -> DdsTimer:
         t = DdsTimer(self, period, callback, self.use_sim_time)
         self.timers.append(t)
@@ -404,6 +616,8 @@ class DdsNode:
         steady = [t for t in live if not t.sim_time]  # all of them, unless use_sim_time
         if steady:
             wait = min(wait, max(0.0, min(t.deadline for t in steady) - time.monotonic()))
+        if any(s.pending for s in self.services):  # replies waiting for their client's reader to match
+            wait = min(wait, 0.01)
         if wait > 0:
             self.waitset.wait(int(wait * 1e9))
         if self.guard.read():
@@ -412,6 +626,8 @@ class DdsNode:
             for msg, info in sub.take():
                 sub.count += 1
                 sub.callback(msg, info)
+        for srv in self.services:
+            srv.handle()
         now = self._timer_clock()
         for t in sorted((t for t in live if t.sim_time and t.due(now)), key=lambda t: t.deadline):
             t.fire(now)
@@ -443,12 +659,14 @@ class DdsNode:
             self.context.graph_remove(self)
         except Exception:
             pass
-        for sub in self.subscriptions:
+        for ent in (*self.subscriptions, *self.services):
             try:
-                self.waitset.detach(sub.condition)
+                self.waitset.detach(ent.condition)
             except Exception:
                 pass
         self.subscriptions.clear()
+        self.services.clear()
+        self.clients.clear()
         self.publishers.clear()
         self.timers.clear()
 
@@ -501,5 +719,5 @@ class _RosoutHandler(logging.Handler):
             pass
 
 
-__all__ = ["DdsContext", "DdsNode", "DdsPublisher", "DdsSubscription", "DdsTimer", "configure_environment",
-           "pad_cdr", "unpad_cdr"]
+__all__ = ["DdsClient", "DdsContext", "DdsNode", "DdsPublisher", "DdsService", "DdsSubscription", "DdsTimer",
+           "configure_environment", "join_request", "pad_cdr", "split_request", "unpad_cdr"]

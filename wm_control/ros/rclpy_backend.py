@@ -9,24 +9,26 @@ from __future__ import annotations
 import array
 import logging
 import signal
+import time
 import traceback
 import typing
 from typing import Any, Callable
 
 import numpy as np
 import rclpy  # noqa: F401  (import-guarded by the caller: only loaded when ROS 2 is sourced)
-from rcl_interfaces.msg import ParameterDescriptor
+from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
 from rclpy.clock import Clock, ClockType
 from rclpy.node import Node as _RosNode
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, ReliabilityPolicy
 from rclpy.qos import QoSProfile as _RosQoS
 from rclpy.serialization import deserialize_message
-from rosidl_runtime_py.utilities import get_message
+from rosidl_runtime_py.utilities import get_message, get_service
 
 from wm_control.messages.convert import time_fields
 from wm_control.ros import qos as qosmod
 from wm_control.ros.api import ConfigError, close_instance, config_from_params, type_name
+from wm_control.ros.params import Parameters, read_only_fields, ros_type
 from wm_control.ros.throttle import ThrottledLog
 
 _TYPECODES = {"double": "d", "float": "f", "int8": "b", "uint8": "B", "int16": "h", "uint16": "H",
@@ -114,6 +116,12 @@ class RclpyNode:
 
         return self.ros.create_subscription(cls, topic, guarded, ros_qos(qosmod.profile(qos)), raw=True)
 
+    def create_service(self, srv_type: str, name: str, callback: Callable[[Any, Any], Any]) -> Any:
+        return self.ros.create_service(get_service(srv_type), name, callback)
+
+    def create_client(self, srv_type: str, name: str) -> "RclpyClient":
+        return RclpyClient(self.ros, self.ros.create_client(get_service(srv_type), name))
+
     def create_timer(self, period: float, callback: Callable[[], None]) -> Any:
         t = self.ros.create_timer(period, callback)
         t.period = period
@@ -142,20 +150,39 @@ class RclpyNode:
         rclpy.try_shutdown()
 
 
-#: field type -> the ROS parameter type it is declared as (rclpy.parameter.Parameter.Type names)
-_SCALAR_TYPES = {bool: "BOOL", int: "INTEGER", float: "DOUBLE", str: "STRING"}
-_ARRAY_TYPES = {bool: "BOOL_ARRAY", int: "INTEGER_ARRAY", float: "DOUBLE_ARRAY", str: "STRING_ARRAY"}
+class RclpyClient:
+    """An rclpy client with the blocking ``call(request, timeout)`` of the node API. It spins the node's
+    executor (rclpy's global one while the node has none) until the reply is there: call it from a
+    program's own code, not from a callback of that executor."""
+
+    def __init__(self, node: _RosNode, client: Any):
+        self.node = node
+        self.client = client
+
+    def wait_for_service(self, timeout: float = 5.0) -> bool:
+        return bool(self.client.wait_for_service(timeout_sec=timeout))
+
+    def call(self, request: Any, timeout: float = 5.0) -> Any:
+        end = time.monotonic() + timeout
+        if not self.client.wait_for_service(timeout_sec=timeout):
+            raise TimeoutError(f"service {self.client.srv_name} is not available (waited {timeout:g} s)")
+        future = self.client.call_async(request)
+        left = max(0.0, end - time.monotonic())
+        if self.node.executor is None:
+            rclpy.spin_until_future_complete(self.node, future, timeout_sec=left)
+        else:
+            self.node.executor.spin_until_future_complete(future, timeout_sec=left)
+        if not future.done():
+            self.client.remove_pending_request(future)
+            raise TimeoutError(f"no reply from service {self.client.srv_name} within {timeout:g} s")
+        return future.result()
 
 
 def parameter_type(typ: Any) -> Any:
     """The ``Parameter.Type`` a config field of type ``typ`` is declared as; None: dynamically typed
     (an optional or any other type rclpy has no static parameter type for)."""
-    origin, args = typing.get_origin(typ), typing.get_args(typ)
-    if typ in _SCALAR_TYPES:
-        return Parameter.Type[_SCALAR_TYPES[typ]]
-    if origin is list and args and args[0] in _ARRAY_TYPES:
-        return Parameter.Type[_ARRAY_TYPES[args[0]]]
-    return None
+    code = ros_type(typ)
+    return Parameter.Type(code) if code else None
 
 
 def _as_type(value: Any, typ: Any) -> Any:
@@ -169,17 +196,20 @@ def _as_type(value: Any, typ: Any) -> Any:
     return value
 
 
-def _declare(node: _RosNode) -> Callable[[str, Any, Any, str], Any]:
-    """Declare each config field on the node's parameter server, typed by the field's type and described
-    by its docstring (``ros2 param describe``), and return the value rclpy settled on (override or default)."""
+def _declare(node: _RosNode, read_only: set[str] | frozenset[str] = frozenset()
+             ) -> Callable[[str, Any, Any, str], Any]:
+    """Declare each config field on the node's parameter server, typed by the field's type, described
+    by its docstring (``ros2 param describe``) and read-only if named in ``read_only``
+    (:func:`wm_control.ros.params.read_only_fields`); return the value rclpy settled on (override or default)."""
 
     def declare(name: str, default: Any, typ: Any, description: str) -> Any:
         ptype = parameter_type(typ)
+        ro = name in read_only
         if ptype is None or default is None:
-            desc = ParameterDescriptor(description=description, dynamic_typing=True)
+            desc = ParameterDescriptor(description=description, dynamic_typing=True, read_only=ro)
             p = node.declare_parameter(name, None if default is None else _as_type(default, typ), desc)
         else:
-            desc = ParameterDescriptor(description=description, type=ptype.value)
+            desc = ParameterDescriptor(description=description, type=ptype.value, read_only=ro)
             value = _as_type(default, typ)
             # an empty list has no type of its own (rclpy would take it for a byte array): declare the
             # type, and the default stands when nothing overrides it
@@ -194,6 +224,19 @@ def _declare(node: _RosNode) -> Callable[[str, Any, Any, str], Any]:
     return declare
 
 
+def on_set_parameters(params: Parameters) -> Callable[[list[Any]], Any]:
+    """An rclpy on-set-parameters callback: rclpy itself refuses undeclared and read-only names and values
+    of another type; this adds the config's ``__post_init__`` and the node's ``on_parameters``."""
+
+    def callback(parameters: list[Any]) -> Any:
+        changes = {p.name: list(p.value) if isinstance(p.value, (tuple, array.array)) else p.value
+                   for p in parameters if p.name in params.declared}
+        ok, reason = params.update(changes) if changes else (True, "")
+        return SetParametersResult(successful=ok, reason=reason)
+
+    return callback
+
+
 def run_rclpy_node(cls: type, name: str, argv: list[str]) -> int:
     rclpy.init(args=["wm-control", *argv])
     ros_node = rclpy.create_node(name)
@@ -202,11 +245,14 @@ def run_rclpy_node(cls: type, name: str, argv: list[str]) -> int:
     instance = None
     try:
         try:
-            cfg = config_from_params(cls.Config, {}, declare=_declare(ros_node))
+            read_only = read_only_fields(cls.Config, writable=hasattr(cls, "on_parameters"))
+            cfg = config_from_params(cls.Config, {}, declare=_declare(ros_node, read_only))
             instance = cls(node, cfg)
         except (ConfigError, ValueError, RuntimeError, FileNotFoundError) as exc:  # as on the dds backend
             node.logger.error("failed to start: %s", exc)
             return 1
+        params = Parameters(cfg, getattr(instance, "on_parameters", None))
+        ros_node.add_on_set_parameters_callback(on_set_parameters(params))
         signal.signal(signal.SIGTERM, lambda *_: rclpy.try_shutdown())
         node.logger.info("ready")
         rclpy.spin(ros_node)

@@ -132,6 +132,12 @@ def run_node(node_type: str, argv: list[str], backend: str | None = None) -> int
     except (ConfigError, ValueError, RuntimeError, FileNotFoundError) as exc:
         node.logger.error("failed to start: %s", exc)
         return 1
+    from wm_control.ros.params import Parameters, serve
+
+    try:  # ~/list_parameters, ~/get_parameters, ... (rclpy has its own)
+        serve(node, Parameters(cfg, getattr(instance, "on_parameters", None), {"use_sim_time": node.use_sim_time}))
+    except (KeyError, RuntimeError) as exc:  # a broken install (no .srv files): the node runs without them
+        node.logger.error("no parameter services: %s", exc)
     return _spin(node, instance)
 
 
