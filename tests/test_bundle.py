@@ -189,11 +189,51 @@ def test_unlisted_graph_and_missing_manifest(bc, tmp_path):
     (["CUDAExecutionProvider", "CPUExecutionProvider", "OpenVINOExecutionProvider"], "cuda",
      ["CUDAExecutionProvider", "CPUExecutionProvider"]),  # in our order, never one we did not ask for
 ])
-def test_device_choice(monkeypatch, offered, device, want):
+def test_device_choice(monkeypatch, tmp_path, offered, device, want):
+    """The chain for what this onnxruntime offers, and the session built on it: that provider list, in
+    that order, handed to InferenceSession; TensorRT with its fp16 and engine-cache options (the cache
+    keyed by the bundle id), CUDA and CPU as plain names, one intra-op thread."""
     import onnxruntime as ort
+
+    from wm_control.world.bundle import Session
 
     monkeypatch.setattr(ort, "get_available_providers", lambda: list(offered))
     assert choose_providers(device) == want
+    made = []
+
+    class Recording:  # stands in for onnxruntime.InferenceSession (no GPU here): keeps what it was given
+        def __init__(self, model, sess_options=None, providers=None):
+            self.model, self.options, self.providers = model, sess_options, providers
+            made.append(self)
+
+        def get_providers(self):
+            return [p[0] if isinstance(p, tuple) else p for p in self.providers]
+
+        def get_inputs(self):
+            return []
+
+        get_outputs = get_inputs
+
+    monkeypatch.setattr(ort, "InferenceSession", Recording)
+    graph, key = tmp_path / "g.onnx", "ab" * 32
+    graph.write_bytes(b"not a graph: the fake never parses it")
+    sess = Session(graph, {}, device, cache_dir=tmp_path / "trt", warmup=0, cache_key=key)
+    assert len(made) == 1 and made[0].model == graph.read_bytes() and sess.providers == want
+    given = made[0].providers
+    assert [p[0] if isinstance(p, tuple) else p for p in given] == want
+    trt = want[0] == "TensorrtExecutionProvider"
+    assert isinstance(given[0], tuple) == trt and all(isinstance(p, str) for p in given[1:])  # options: TensorRT's
+    if trt:
+        cache = tmp_path / "trt" / key[:16]
+        _, opts = given[0]
+        assert {k: opts.get(k) for k in ("trt_fp16_enable", "trt_engine_cache_enable", "trt_engine_cache_path",
+                                         "trt_timing_cache_enable", "trt_timing_cache_path")} == {
+            "trt_fp16_enable": True, "trt_engine_cache_enable": True, "trt_engine_cache_path": str(cache),
+            "trt_timing_cache_enable": True, "trt_timing_cache_path": str(cache)}
+        assert sess.cache_dir == cache and cache.is_dir()
+    else:
+        assert sess.cache_dir is None and not (tmp_path / "trt").exists()
+    assert made[0].options.intra_op_num_threads == 1 and made[0].options.inter_op_num_threads == 1
 
 
 @pytest.mark.parametrize("offered,device,error", [

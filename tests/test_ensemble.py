@@ -1,6 +1,7 @@
 """RWM-U ensemble: shapes, save/load, ONNX agreement over a whole rollout, self-forcing gradients,
 DDP under torchrun, calibration, and the train -> export -> eval path."""
 
+import copy
 import json
 import os
 import subprocess
@@ -24,13 +25,38 @@ from wm_control.world.ensemble import EnsembleDynamics, StateSpec, spearman
 
 
 @pytest.fixture(scope="module")
-def ens(debug_bc, tmp_path_factory):
+def trained_ens(debug_bc, tmp_path_factory):
+    """(data, self-forced checkpoint, teacher-forced checkpoint, the self-forced model as it was in memory
+    when train_ensemble saved it). Tests get the model through ``trained``, a copy each."""
+    import wm_control.train.ensemble as TE
+
     ckpt, _ = debug_bc
     data = ckpt.parent / "data"  # the debug BC data set (collected by the fixture)
     out = tmp_path_factory.mktemp("ens")
-    sf = train_ensemble(preset(EnsembleConfig, "debug"), data, out / "self", progress=False)
+    made = []
+
+    class Kept(EnsembleDynamics):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            made.append(self)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(TE, "EnsembleDynamics", Kept)
+        sf = train_ensemble(preset(EnsembleConfig, "debug"), data, out / "self", progress=False)
     tf = train_ensemble(preset(EnsembleConfig, "debug", regime="teacher"), data, out / "teacher", progress=False)
-    return data, sf, tf
+    assert len(made) == 1
+    return data, sf, tf, made[0]
+
+
+@pytest.fixture(scope="module")
+def ens(trained_ens):
+    return trained_ens[:3]
+
+
+@pytest.fixture
+def trained(trained_ens):
+    """A copy of the trained in-memory model: what one test does to it cannot reach another."""
+    return copy.deepcopy(trained_ens[3])
 
 
 @pytest.mark.parametrize("arch", ["mlp", "gru"])
@@ -47,20 +73,37 @@ def test_shapes_and_independent_members(arch, B):
     assert m.uncertainty(states).shape == (B, 6)
 
 
-def test_save_load_exact(ens):
+def test_save_load_exact(ens, trained, tmp_path):
+    """What loads back from disk is the model train_ensemble had in memory: the same tensors, the same
+    rollout on the same inputs bit for bit; and the ONNX export computes the in-memory model's step."""
+    from tests.numerics import assert_export_matches
+    from wm_control.world.bundle import load_bundle
+
     _, sf, _ = ens
-    a, meta = load_ensemble(sf)
-    b, _ = load_ensemble(sf)
-    for (ka, va), (kb, vb) in zip(a.state_dict().items(), b.state_dict().items()):
-        assert ka == kb and torch.equal(va, vb)
+    loaded, meta = load_ensemble(sf)
+    mem, disk = trained.eval().state_dict(), loaded.state_dict()
+    assert list(mem) == list(disk) and all(torch.equal(mem[k], disk[k]) for k in mem)
+    M, H, ds, da = trained.members, trained.spec.history, trained.spec.state_dim, trained.spec.n
+    rng = np.random.default_rng(0)
+    sw, aw, fut, goal = (torch.as_tensor(rng.normal(size=s).astype(np.float32))
+                         for s in ((5, H, ds), (5, H, da), (5, 11, da), (5, 3)))
+    with torch.no_grad():
+        want, got = trained.rollout(sw, aw, fut, goal), loaded.rollout(sw, aw, fut, goal)
+    assert all(torch.equal(w, g) for w, g in zip(want, got))
+    sess = load_bundle(export_ensemble(sf, tmp_path / "bundle")).session("ensemble", "cpu")
+    s, a, g = (np.repeat(x.numpy()[None], M, 0) for x in (sw, aw, goal))
+    out = sess.run(state_window=s, action_window=a, goal=g)
+    with torch.no_grad():  # float32 and float64 torch: tests/numerics.py
+        ref = trained(*map(torch.as_tensor, (s, a, g)))
+        exact = copy.deepcopy(trained).double()(*(torch.as_tensor(x, dtype=torch.float64) for x in (s, a, g)))
+    assert_export_matches(out["next_state"], ref[0].numpy(), exact[0].numpy(), "next_state of the trained model")
+    assert_export_matches(out["reward"], ref[1].numpy(), exact[1].numpy(), "reward of the trained model")
     assert meta["config"]["regime"] == "self"
     t = meta["thresholds"]
     assert 0 < t["uncertainty_p50"] <= t["uncertainty_p95"] <= t["uncertainty_p99"]
 
 
 def test_onnx_agrees_with_torch_over_a_rollout(ens, tmp_path):
-    import copy
-
     from tests.numerics import assert_export_matches
     from wm_control.world.bundle import load_bundle
 

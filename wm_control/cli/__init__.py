@@ -25,6 +25,9 @@ VERBS: dict[str, tuple[str, str]] = {
     "bundle": ("export", "bundle verify|keygen|sign: check a bundle (its id); sign one with ed25519"),
     "eval": ("eval", "eval [closed-loop|world-model|suite|visual|visual-state]: JSON + PNG"),
     "bench": ("bench", "bench transport|loop|ensemble|planner|visual: speed as JSON"),
+    "topic": ("graph", "topic list|echo|pub|hz: the graph's topics, as `ros2 topic`"),
+    "node": ("graph", "node list|info: the graph's nodes, as `ros2 node`"),
+    "param": ("graph", "param list|get|set|describe NODE ...: a node's parameters, as `ros2 param`"),
 }
 """verb -> (its module in wm_control.cli, one line of help); the module has ``cmd_<verb>(argv)``."""
 

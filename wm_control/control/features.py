@@ -12,11 +12,16 @@ import numpy as np
 #: joint_trig_goal: (cos q, sin q, goal). joint_trig_vel_goal adds joint velocities, which lets a
 #: cloned policy copy its own motion (the BC "copycat" failure: it learns to keep spinning).
 OBSERVATION_KINDS = {"joint_trig_goal": 2, "joint_trig_vel_goal": 3}
+#: Offline kinds that no bundle serves (the node has no latent input), for comparisons such as
+#: ``eval visual-state``: (cos q, sin q) alone (joint_trig), with the goal's x, y (joint_trig_goal_xy),
+#: or with the visual latent and the goal withheld (joint_trig_latent). Only :func:`policy_observation`.
+OFFLINE_OBSERVATION_KINDS = ("joint_trig", "joint_trig_goal_xy", "joint_trig_latent")
 
 
-def _check(kind: str) -> None:
-    if kind not in OBSERVATION_KINDS:
-        raise ValueError(f"unknown observation kind {kind!r}; known: {sorted(OBSERVATION_KINDS)}")
+def _check(kind: str, offline: bool = False) -> None:
+    known = [*OBSERVATION_KINDS, *(OFFLINE_OBSERVATION_KINDS if offline else ())]
+    if kind not in known:
+        raise ValueError(f"unknown observation kind {kind!r}; known: {sorted(known)}")
 
 
 def observation_dim(kind: str, n_joints: int) -> int:
@@ -24,15 +29,25 @@ def observation_dim(kind: str, n_joints: int) -> int:
     return OBSERVATION_KINDS[kind] * n_joints + 3
 
 
-def policy_observation(kind: str, q: np.ndarray, qd: np.ndarray, goal: np.ndarray) -> np.ndarray:
-    """(..., obs_dim) float32 from q (..., n), qd (..., n), goal (..., 3)."""
-    _check(kind)
+def policy_observation(kind: str, q: np.ndarray, qd: np.ndarray | None, goal: np.ndarray | None,
+                       latent: np.ndarray | None = None) -> np.ndarray:
+    """(..., obs_dim) float32 from q (..., n), qd (..., n), goal (..., 3) and, for joint_trig_latent, the
+    visual latent (..., Dz); an offline kind ignores the inputs it does not show (they may be None)."""
+    _check(kind, offline=True)
     q = np.asarray(q, dtype=np.float64)
-    goal = np.asarray(goal, dtype=np.float64)
     parts = [np.cos(q), np.sin(q)]
     if kind == "joint_trig_vel_goal":
         parts.append(np.nan_to_num(np.asarray(qd, dtype=np.float64)))  # a robot may not report velocity
-    return np.concatenate([*parts, goal], axis=-1).astype(np.float32)
+    if kind == "joint_trig_latent":
+        if latent is None:
+            raise ValueError(f"observation {kind!r} needs the visual latent")
+        parts.append(np.asarray(latent, dtype=np.float64))
+    elif kind != "joint_trig":
+        if goal is None:
+            raise ValueError(f"observation {kind!r} needs the goal")
+        goal = np.asarray(goal, dtype=np.float64)
+        parts.append(goal[..., :2] if kind == "joint_trig_goal_xy" else goal)
+    return np.concatenate(parts, axis=-1).astype(np.float32)
 
 
 def policy_observation_torch(kind: str, q, qd, goal):

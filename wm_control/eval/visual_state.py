@@ -49,58 +49,17 @@ def ensemble_error(ckpt: Path, held: list, horizon: int, robot: str) -> dict[str
             "latent_dim": int(meta["spec"]["latent_dim"]), "train_seconds": meta["train_seconds"]}
 
 
-def _bc_observation(kind: str, q: np.ndarray, goal: np.ndarray | None, latent: np.ndarray | None) -> np.ndarray:
-    """(cos q, sin q) + the goal's x, y (``goal``) | the visual latent (``pixels``) | nothing (``none``),
-    float32, for a whole episode (T, .) or one step: the one builder for training and acting below.
-    Not :func:`wm_control.control.features.policy_observation`: no kind of it carries a latent or
-    withholds the goal (so :func:`wm_control.train.bc.train_bc` cannot train these)."""
-    parts = [np.cos(q), np.sin(q)]
-    if kind == "goal":
-        parts.append(goal[..., :2])
-    elif kind == "pixels":
-        parts.append(latent)
-    return np.concatenate(parts, axis=-1).astype(np.float32)
+#: the goal-from-pixels variants: name -> observation kind (:mod:`wm_control.control.features`)
+BC_VARIANTS = {"goal topic": "joint_trig_goal_xy", "pixels (no goal)": "joint_trig_latent", "neither": "joint_trig"}
 
 
-def train_bc_variant(eps: list, kind: str, iterations: int, seed: int = 0):
-    """MLP on :func:`_bc_observation` -> position change (train/bc's network, std floor and the quick
-    preset's optimiser); kind: goal | pixels | none. Returns ``act(q, goal, latent) -> position target``."""
-    import torch
-
-    from wm_control.train.bc import make_mlp, safe_std
-
-    X = np.concatenate([_bc_observation(kind, e.q, e.goal, e.latent) for e in eps])
-    Y = np.concatenate([(e.action - e.q).astype(np.float32) for e in eps])
-    xm, xs, ym, ys = X.mean(0), safe_std(X), Y.mean(0), safe_std(Y)
-    torch.manual_seed(seed)
-    net = make_mlp(X.shape[1], [256, 256], Y.shape[1])
-    opt = torch.optim.AdamW(net.parameters(), lr=1e-3, weight_decay=1e-5)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, iterations)
-    Xt, Yt = torch.from_numpy((X - xm) / xs), torch.from_numpy((Y - ym) / ys)
-    g = torch.Generator().manual_seed(seed)
-    for _ in range(iterations):
-        i = torch.randint(0, len(Xt), (256,), generator=g)
-        loss = (net(Xt[i]) - Yt[i]).pow(2).mean()
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        sched.step()
-    net.eval()
-
-    def act(q: np.ndarray, goal: np.ndarray, latent: np.ndarray | None) -> np.ndarray:
-        x = (_bc_observation(kind, q, goal, latent) - xm) / xs
-        with torch.no_grad():
-            d = net(torch.from_numpy(x[None]))[0].numpy() * ys + ym
-        return q + d
-
-    return act
-
-
-def closed_loop(vm, policies: dict[str, Any], episodes: int, seed: int = 123, episode_s: float = 2.0,
+def closed_loop(vm, policies: dict[str, tuple[str, Any]], episodes: int, seed: int = 123, episode_s: float = 2.0,
                 control_rate: float = 50.0) -> dict[str, Any]:
-    """Each policy from the same starts and goals in the simulator; frames at the camera rate."""
+    """Each policy (name -> (observation kind, :func:`wm_control.train.bc.fit_bc`'s policy)) from the same
+    starts and goals in the simulator; frames at the camera rate."""
     import torch
 
+    from wm_control.control.features import policy_observation
     from wm_control.sim import ArmConfig, SimArm
     from wm_control.world.frames import FrameSpec, prepare_frame
     from wm_control.world.visual import frames_to_input
@@ -108,7 +67,7 @@ def closed_loop(vm, policies: dict[str, Any], episodes: int, seed: int = 123, ep
     spec = FrameSpec(vm.cfg.image_size, vm.cfg.image_size)
     mean, std = torch.from_numpy(vm.mean), torch.from_numpy(vm.std)
     out: dict[str, Any] = {}
-    for name, act in policies.items():
+    for name, (kind, policy) in policies.items():
         arm = SimArm(ArmConfig(robot=vm.cfg.robot, image_width=96, image_height=96, render=True, seed=seed))
         arm.connect()
         rng = np.random.default_rng(seed)
@@ -120,12 +79,13 @@ def closed_loop(vm, policies: dict[str, Any], episodes: int, seed: int = 123, ep
                 n_steps = int(round(episode_s * control_rate))
                 next_cam, t, z = 0.0, 0.0, None
                 for _k in range(n_steps):
-                    if t + 1e-9 >= next_cam:
-                        with torch.no_grad():
+                    with torch.no_grad():
+                        if t + 1e-9 >= next_cam:
                             f = prepare_frame(arm.render(), spec)
                             z = ((vm.encoder(frames_to_input(torch.from_numpy(f[None]))) - mean) / std)[0].numpy()
-                        next_cam += 1.0 / vm.cfg.frame_rate
-                    arm.set_position_target(act(obs.q, obs.goal, z))
+                            next_cam += 1.0 / vm.cfg.frame_rate
+                        d = policy(torch.from_numpy(policy_observation(kind, obs.q, None, obs.goal, z)[None]))[0]
+                    arm.set_position_target(obs.q + d.numpy())
                     obs = arm.step(1.0 / control_rate)
                     t += 1.0 / control_rate
                 dist.append(float(arm.distance_to_goal()))
@@ -142,6 +102,7 @@ def closed_loop(vm, policies: dict[str, Any], episodes: int, seed: int = 123, ep
 def visual_state_report(ckpt: str | Path = "runs/visual", json_path: str | Path | None = None,
                         preset: str = "quick", bc_iterations: int = 8000, episodes: int = 50,
                         horizon: int = 50, out_root: str | Path = "runs/visual_state") -> dict[str, Any]:
+    from wm_control.train.bc import fit_bc
     from wm_control.train.ensemble import ensemble_preset, train_ensemble
     from wm_control.train.visual import load_visual
 
@@ -167,8 +128,7 @@ def visual_state_report(ckpt: str | Path = "runs/visual", json_path: str | Path 
     ens["ratio_at_horizon"] = ens["joint_state_and_latent"][f"q_mae_at_{horizon}_rad"] / \
         ens["joint_state"][f"q_mae_at_{horizon}_rad"]
     res["ensemble"] = {**ens, "horizon": horizon, "preset": preset}
-    pols = {kind: train_bc_variant(train, kind, bc_iterations) for kind in ("goal", "pixels", "none")}
-    pols = {"goal topic": pols["goal"], "pixels (no goal)": pols["pixels"], "neither": pols["none"]}
+    pols = {name: (kind, fit_bc(train, kind, bc_iterations)[0]) for name, kind in BC_VARIANTS.items()}
     res["goal_from_pixels"] = closed_loop(vm, pols, episodes)
     res["goal_from_pixels"]["note"] = ("BC on (cos q, sin q) + the goal topic / + the visual latent with the goal "
                                        "topic withheld / + nothing; closed loop in the simulator")

@@ -3,7 +3,8 @@
 The policy maps the observation (:mod:`wm_control.control.features`) to a joint position *change*: the
 command is ``q + policy(obs)``. Inputs and outputs are normalised with statistics of the training
 data; the exported graph contains the normaliser, the network and the de-normalisation, so the
-node feeds raw observations and gets raw radians.
+node feeds raw observations and gets raw radians. :func:`fit_bc` fits one to episodes (for any kind,
+the offline ones ``eval visual-state`` compares too); :func:`train_bc` is the ``train bc`` stage.
 
 Checkpoints are ``model.safetensors`` + ``checkpoint.yaml`` (config, normaliser, joint names):
 no pickle anywhere.
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -34,9 +36,10 @@ def bc_arrays(episodes: list[Episode], kind: str) -> tuple[np.ndarray, np.ndarra
     """(obs (N, d), delta (N, n), episode index (N,)) over all steps of all episodes."""
     obs, delta, idx = [], [], []
     for i, e in enumerate(episodes):
-        if e.goal is None:
-            raise ValueError(f"{e.source}: no goal topic in the bag; BC needs the goal")
-        obs.append(policy_observation(kind, e.q, e.qd, e.goal))
+        try:
+            obs.append(policy_observation(kind, e.q, e.qd, e.goal, e.latent))
+        except ValueError as exc:
+            raise ValueError(f"{e.source}: {exc}") from None
         delta.append((e.action - e.q).astype(np.float32))
         idx.append(np.full(len(e), i))
     return np.concatenate(obs), np.concatenate(delta), np.concatenate(idx)
@@ -95,69 +98,84 @@ def ensure_data(cfg: BCConfig, data_dir: Path) -> None:
             data_dir)
 
 
-def train_bc(cfg: BCConfig, data_dir: str | Path, out_dir: str | Path) -> Path:
-    """Train on the bags under ``data_dir``; write the checkpoint to ``out_dir``. Returns it."""
+def fit_bc(episodes: list[Episode], kind: str, iterations: int, seed: int = 0, *,
+           hidden: list[int] | tuple[int, ...] = (256, 256), batch_size: int = 256, lr: float = 1e-3,
+           weight_decay: float = 1e-5, val_fraction: float = 0.0, show_progress: bool = False,
+           on_log: Callable[[dict[str, Any]], None] | None = None) -> tuple[Any, dict[str, Any]]:
+    """The MLP from the ``kind`` observation to the position change (defaults: the quick preset's) fitted
+    to ``episodes``, ``val_fraction`` of them held out whole; ``on_log`` gets the losses ~20 times. Returns
+    the :class:`ExportedPolicy` and a summary (normaliser, dims, step and episode counts, losses, seconds)."""
     import torch
-    from safetensors.torch import save_file
 
-    torch.manual_seed(cfg.seed)
-    torch.set_num_threads(max(1, torch.get_num_threads()))
-    data_dir, out = Path(data_dir), Path(out_dir)
-    ensure_data(cfg, data_dir)
-    episodes = load_episodes([data_dir], DatasetConfig(rate=cfg.control_rate, load_images=False))
-    if not episodes:
-        raise ValueError(f"no usable episodes under {data_dir}")
-    joint_names = episodes[0].joint_names
-    obs, delta, idx = bc_arrays(episodes, cfg.observation)
-    rng = np.random.default_rng(cfg.seed)
+    obs, delta, idx = bc_arrays(episodes, kind)
+    rng = np.random.default_rng(seed)
     n_ep = len(episodes)
-    val_eps = set(rng.choice(n_ep, size=max(1, int(round(cfg.val_fraction * n_ep))), replace=False).tolist()) \
-        if cfg.val_fraction > 0 and n_ep > 1 else set()
+    val_eps = set(rng.choice(n_ep, size=max(1, int(round(val_fraction * n_ep))), replace=False).tolist()) \
+        if val_fraction > 0 and n_ep > 1 else set()
     is_val = np.isin(idx, list(val_eps))
     tr_o, tr_a, va_o, va_a = obs[~is_val], delta[~is_val], obs[is_val], delta[is_val]
     norm = {"obs_mean": tr_o.mean(0), "obs_std": safe_std(tr_o), "act_mean": tr_a.mean(0), "act_std": safe_std(tr_a)}
-    net = make_mlp(obs.shape[1], cfg.hidden, delta.shape[1])
-    opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, cfg.iterations)
+    torch.manual_seed(seed)
+    net = make_mlp(obs.shape[1], list(hidden), delta.shape[1])
+    opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=weight_decay)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, iterations)
     to = lambda a: torch.as_tensor(a, dtype=torch.float32)  # noqa: E731
     x_tr = to((tr_o - norm["obs_mean"]) / norm["obs_std"])
     y_tr = to((tr_a - norm["act_mean"]) / norm["act_std"])
     x_va = to((va_o - norm["obs_mean"]) / norm["obs_std"]) if len(va_o) else None
     y_va = to((va_a - norm["act_mean"]) / norm["act_std"]) if len(va_a) else None
-    out.mkdir(parents=True, exist_ok=True)
-    metrics_log = JsonLines(out / "metrics.jsonl")
-    bar = progress(cfg.iterations, "train bc")
+    gen = torch.Generator().manual_seed(seed)  # the batches: independent of the initialisation
+    bar = progress(iterations, "train bc", enabled=show_progress)
     t0 = time.monotonic()
     val_loss = float("nan")
-    for it in range(1, cfg.iterations + 1):
-        b = torch.randint(0, len(x_tr), (min(cfg.batch_size, len(x_tr)),))
+    for it in range(1, iterations + 1):
+        b = torch.randint(0, len(x_tr), (min(batch_size, len(x_tr)),), generator=gen)
         loss = torch.nn.functional.mse_loss(net(x_tr[b]), y_tr[b])
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         sched.step()
-        if it % max(1, cfg.iterations // 20) == 0 or it == cfg.iterations:
+        if it % max(1, iterations // 20) == 0 or it == iterations:
             if x_va is not None:
                 with torch.no_grad():
                     val_loss = float(torch.nn.functional.mse_loss(net(x_va), y_va))
-            rec = {"iteration": it, "train_loss": loss.item(), "val_loss": val_loss, "lr": sched.get_last_lr()[0],
-                   "seconds": round(time.monotonic() - t0, 2)}
-            metrics_log.write(rec)
+            if on_log is not None:
+                on_log({"iteration": it, "train_loss": loss.item(), "val_loss": val_loss, "lr": sched.get_last_lr()[0],
+                     "seconds": round(time.monotonic() - t0, 2)})
             bar.set_postfix(loss=f"{loss.item():.4f}", val=f"{val_loss:.4f}")
         bar.update(1)
     bar.close()
-    metrics_log.close()
-    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(out / "model.safetensors"))
+    return ExportedPolicy.build(net, norm), {
+        "normalizer": norm, "obs_dim": int(obs.shape[1]), "action_dim": int(delta.shape[1]),
+        "steps": int(len(obs)), "episodes": n_ep, "val_episodes": len(val_eps), "final_train_loss": loss.item(),
+        "final_val_loss": val_loss, "train_seconds": round(time.monotonic() - t0, 1)}
+
+
+def train_bc(cfg: BCConfig, data_dir: str | Path, out_dir: str | Path) -> Path:
+    """Train on the bags under ``data_dir``; write the checkpoint to ``out_dir``. Returns it."""
+    from safetensors.torch import save_file
+
+    data_dir, out = Path(data_dir), Path(out_dir)
+    ensure_data(cfg, data_dir)
+    episodes = load_episodes([data_dir], DatasetConfig(rate=cfg.control_rate, load_images=False))
+    if not episodes:
+        raise ValueError(f"no usable episodes under {data_dir}")
+    out.mkdir(parents=True, exist_ok=True)
+    with JsonLines(out / "metrics.jsonl") as metrics_log:
+        policy, fit = fit_bc(episodes, cfg.observation, cfg.iterations, cfg.seed, hidden=cfg.hidden,
+                             batch_size=cfg.batch_size, lr=cfg.lr, weight_decay=cfg.weight_decay,
+                             val_fraction=cfg.val_fraction, show_progress=True, on_log=metrics_log.write)
+    save_file({k: v.contiguous() for k, v in policy.net.state_dict().items()}, str(out / "model.safetensors"))
     ckpt = {
-        "kind": "bc_policy", "config": asdict(cfg), "joint_names": joint_names,
-        "observation": cfg.observation, "obs_dim": int(obs.shape[1]), "action_dim": int(delta.shape[1]),
-        "normalizer": {k: v.astype(float).tolist() for k, v in norm.items()},
-        "data": {"dir": str(data_dir), "episodes": n_ep, "steps": int(len(obs)), "val_episodes": len(val_eps)},
-        "metrics": {"final_train_loss": loss.item(), "final_val_loss": val_loss,
-                    "train_seconds": round(time.monotonic() - t0, 1)},
+        "kind": "bc_policy", "config": asdict(cfg), "joint_names": episodes[0].joint_names,
+        "observation": cfg.observation, "obs_dim": fit["obs_dim"], "action_dim": fit["action_dim"],
+        "normalizer": {k: v.astype(float).tolist() for k, v in fit["normalizer"].items()},
+        "data": {"dir": str(data_dir), "episodes": fit["episodes"], "steps": fit["steps"],
+                 "val_episodes": fit["val_episodes"]},
+        "metrics": {k: fit[k] for k in ("final_train_loss", "final_val_loss", "train_seconds")},
     }
     (out / "checkpoint.yaml").write_text(yaml.safe_dump(ckpt, sort_keys=False))
-    log.info("BC trained on %d steps from %d episodes: val loss %.4f", len(obs), n_ep, val_loss)
+    log.info("BC trained on %(steps)d steps from %(episodes)d episodes: val loss %(final_val_loss).4f", fit)
     return out
 
 
