@@ -39,6 +39,7 @@ setup(
         "onnx>=1.15",  # bundle verification (graph inputs/outputs against the manifest)
         "cryptography>=42,<51",  # bundle signatures (ed25519)
         "matplotlib",  # eval and bench plots
+        "gymnasium-robotics>=1.2",  # the Franka Panda model (MJCF + meshes) for sim/panda.py; only its files are read
         "tyro>=0.9",  # the CLI: flags generated from the config dataclasses and their docstrings
     ],
     extras_require={

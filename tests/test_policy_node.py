@@ -1,6 +1,8 @@
 """The policy node over real DDS, fed adversarial input: whatever comes in, what goes out is finite,
 inside the limits and never jumps further than the rate limit; stale inputs and the e-stop hold."""
 
+import time
+
 import numpy as np
 import pytest
 
@@ -184,8 +186,15 @@ def test_oversize_and_flooded_joint_states_neither_stall_nor_flood_the_log(rig, 
     huge = cv.make_joint_state(n.msg, n.now(), names, np.zeros(len(names)))
     nan = cv.make_joint_state(n.msg, n.now(), ["joint0", "joint1"], np.array([np.nan, 0.0]))
     out0 = policy.output().count("dropped")
-    for _ in range(3):
+    # The huge ones first, until the node has named one: under load a later flood of small samples
+    # would push them out of the reader's keep-last history before the node takes them (a drop the
+    # node never sees, so nothing to log: what CI saw once on a loaded machine).
+    deadline = time.monotonic() + 20
+    while "byte sensor_msgs/msg/JointState" not in policy.output() and time.monotonic() < deadline:
         rig.js.publish(huge)
+        rig.run(0.3)
+    assert "byte sensor_msgs/msg/JointState" in policy.output()  # the oversize one, named
+    out0 = policy.output().count("dropped")  # at least one line already spent on the oversize one
     for k in range(2000):
         rig.js.publish(nan)
         if k % 20 == 0:
@@ -196,5 +205,4 @@ def test_oversize_and_flooded_joint_states_neither_stall_nor_flood_the_log(rig, 
     check_safe(rig.cmds, rig)
     assert policy.p.poll() is None
     out = policy.output()
-    assert "byte sensor_msgs/msg/JointState" in out  # the oversize one, named
-    assert out.count("dropped") - out0 <= 6, out[-2000:]
+    assert out.count("dropped") - out0 <= 5, out[-2000:]

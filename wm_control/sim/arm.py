@@ -5,6 +5,10 @@ position command interface: a PD servo loop (``kp*(q_target - q) - kd*qd``)
 runs at every physics substep and its torque is mapped onto the model's motor
 actuators, saturating at their ``ctrlrange`` like real hardware would.
 Pure MuJoCo + numpy: no ROS, no Gymnasium ``Env`` classes.
+
+Robots: ``reacher`` and ``pusher`` (Gymnasium's planar tasks, 2-D goals on the table) and ``panda`` (the
+Franka Panda from ``gymnasium-robotics`` in a scene of our own, :mod:`wm_control.sim.panda`: a 3-D
+reach goal for its ``tcp``, gravity compensated like the real arm's controller does).
 """
 
 from __future__ import annotations
@@ -15,6 +19,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from wm_control.sim import panda
+
 _GL_HINT = ("For headless use set MUJOCO_GL=egl and install Mesa EGL "
             "(e.g. apt install libegl1 libgl1-mesa-dri)")
 try:  # mujoco picks its GL backend from MUJOCO_GL at import time
@@ -24,22 +30,26 @@ except (AttributeError, ImportError, RuntimeError) as _e:  # pragma: no cover - 
         f"could not import mujoco with MUJOCO_GL={os.environ.get('MUJOCO_GL')!r}: {_e}. {_GL_HINT}."
     ) from _e
 
-ROBOTS: tuple[str, ...] = ("reacher", "pusher")
+ROBOTS: tuple[str, ...] = ("reacher", "pusher", "panda")
 
 # Per-robot constants. Pusher uses Gymnasium's Pusher-v5 model when present, else
 # the original asset.
 _XML = {"reacher": ("reacher.xml",), "pusher": ("pusher_v5.xml", "pusher.xml")}
-_TIP_BODY = {"reacher": "fingertip", "pusher": "tips_arm"}
-_GOAL_BODY = {"reacher": "target", "pusher": "goal"}
-_GOAL_JOINTS = {"reacher": ("target_x", "target_y"), "pusher": ("goal_slidex", "goal_slidey")}
-_OBJECT_BODY = {"reacher": None, "pusher": "object"}
+_TIP_BODY = {"reacher": "fingertip", "pusher": "tips_arm", "panda": panda.TIP_BODY}
+_GOAL_BODY = {"reacher": "target", "pusher": "goal", "panda": panda.GOAL_BODY}
+# planar robots move their goal body on two slide joints; the panda's goal is a mocap body
+_GOAL_JOINTS = {"reacher": ("target_x", "target_y"), "pusher": ("goal_slidex", "goal_slidey"), "panda": None}
+_OBJECT_BODY = {"reacher": None, "pusher": "object", "panda": None}
 _OBJECT_JOINTS = ("obj_slidex", "obj_slidey")
-# Goal region: (centre_x, centre_y, radius) in world xy; uniform over the disc.
-# Reacher: Gymnasium samples |goal| < 0.2 uniformly; pusher: goal is fixed.
-_GOAL_REGION = {"reacher": (0.0, 0.0, 0.2), "pusher": (0.45, -0.05, 0.0)}
+# Goal region. Planar robots: (centre_x, centre_y, radius) in world xy, uniform over the disc
+# (reacher: Gymnasium samples |goal| < 0.2 uniformly; pusher: goal is fixed). Panda: a box
+# (x0, y0, z0, x1, y1, z1) in world m, uniform over it.
+_GOAL_REGION = {"reacher": (0.0, 0.0, 0.2), "pusher": (0.45, -0.05, 0.0), "panda": panda.GOAL_BOX}
+# Goal dimensions the task measures: the planar tasks in xy, the panda in xyz.
+_GOAL_DIMS = {"reacher": 2, "pusher": 2, "panda": 3}
 # PD gains (N m / rad, N m s / rad). Reacher joints: inertia ~1 (armature).
-_KP = {"reacher": (200.0, 200.0), "pusher": (40.0, 40.0, 10.0, 20.0, 10.0, 10.0, 10.0)}
-_KD = {"reacher": (27.0, 27.0), "pusher": (11.0, 9.0, 1.2, 2.5, 1.2, 1.2, 1.2)}
+_KP = {"reacher": (200.0, 200.0), "pusher": (40.0, 40.0, 10.0, 20.0, 10.0, 10.0, 10.0), "panda": panda.KP}
+_KD = {"reacher": (27.0, 27.0), "pusher": (11.0, 9.0, 1.2, 2.5, 1.2, 1.2, 1.2), "panda": panda.KD}
 
 
 def gym_asset_dir() -> str:
@@ -64,7 +74,9 @@ class ArmConfig:
 
     ``kp``/``kd`` may be scalars or per-joint sequences; ``None`` picks the
     robot's defaults. ``goal_region`` is ``(cx, cy, radius)`` in world xy
-    (goal sampled uniformly in that disc); ``None`` uses Gymnasium's region.
+    (goal sampled uniformly in that disc) for the planar robots and a box
+    ``(x0, y0, z0, x1, y1, z1)`` (uniform in it) for the panda; ``None`` uses
+    the robot's region (Gymnasium's for the planar ones).
     ``object_mass`` (kg, pusher only) replaces the asset's ~8e-6 kg object,
     whose contacts MuJoCo makes so soft that the arm passes through it;
     ``None`` keeps the asset value.
@@ -77,7 +89,7 @@ class ArmConfig:
     image_width: int = 96
     image_height: int = 96
     seed: int = 0
-    goal_region: tuple[float, float, float] | None = None
+    goal_region: tuple[float, ...] | None = None
     render: bool = True
     object_mass: float | None = 0.02
 
@@ -95,9 +107,14 @@ class ArmConfig:
             raise ValueError("object_mass must be positive or None")
         if self.goal_region is None:
             self.goal_region = _GOAL_REGION[self.robot]
-        if len(self.goal_region) != 3 or self.goal_region[2] < 0:
+        g = tuple(float(v) for v in self.goal_region)
+        if _GOAL_DIMS[self.robot] == 2 and (len(g) != 3 or g[2] < 0):
             raise ValueError("goal_region must be (cx, cy, radius>=0)")
-        self.goal_region = tuple(float(v) for v in self.goal_region)
+        if _GOAL_DIMS[self.robot] == 3 and (len(g) != 6 or not all(a <= b for a, b in zip(g[:3], g[3:]))):
+            raise ValueError("goal_region must be a box (x0, y0, z0, x1, y1, z1) with x0 <= x1 etc.")
+        if not all(np.isfinite(g)):
+            raise ValueError("goal_region must be finite")
+        self.goal_region = g
 
     @staticmethod
     def _gains(value, default, n: int, name: str) -> np.ndarray:
@@ -142,7 +159,7 @@ class SimArm:
     def connect(self) -> None:
         """Load the model, build indices and (optionally) the offscreen renderer."""
         cfg = self.config
-        m = mujoco.MjModel.from_xml_path(_xml_path(cfg.robot))
+        m = panda.panda_model() if cfg.robot == "panda" else mujoco.MjModel.from_xml_path(_xml_path(cfg.robot))
         m.opt.timestep = cfg.physics_dt
         obj = _OBJECT_BODY[cfg.robot]
         if obj is not None and cfg.object_mass is not None:
@@ -181,7 +198,12 @@ class SimArm:
         def qadr(names: Sequence[str]) -> np.ndarray:
             return np.array([m.jnt_qposadr[m.joint(j).id] for j in names])
 
-        self._goal_q = qadr(_GOAL_JOINTS[cfg.robot])
+        self.goal_dims = _GOAL_DIMS[cfg.robot]
+        goal_joints = _GOAL_JOINTS[cfg.robot]
+        self._goal_q = None if goal_joints is None else qadr(goal_joints)
+        self._goal_mocap = int(m.body_mocapid[self._goal])  # -1 unless a mocap body (panda)
+        # joint-transmission actuators that are not the arm's (the panda's finger servos, held)
+        self._held_act = np.array([a for a in range(m.nu) if a not in set(self._act)], int)
         self._obj = None if obj is None else m.body(obj).id
         self._obj_q = None if obj is None else qadr(_OBJECT_JOINTS)
         # world xy of the goal/object bodies at qpos0 (slide offsets are relative to these)
@@ -211,6 +233,8 @@ class SimArm:
                 ) from e
             # shadows cost ~15x the render time under software (Mesa) GL
             self._renderer.scene.flags[mujoco.mjtRndFlag.mjRND_SHADOW] = 0
+            if cfg.robot == "panda":  # reflections cost as much again (the scene has none anyway)
+                self._renderer.scene.flags[mujoco.mjtRndFlag.mjRND_REFLECTION] = 0
             self._camera = self._make_camera()
         self.reset()
 
@@ -225,7 +249,9 @@ class SimArm:
         if self.model is None:
             raise RuntimeError("SimArm is not connected; call connect() first")
 
-    def _make_camera(self) -> mujoco.MjvCamera:
+    def _make_camera(self) -> mujoco.MjvCamera | str:
+        if self.config.robot == "panda":
+            return "workspace"  # the scene's fixed camera
         cam = mujoco.MjvCamera()
         cam.type = mujoco.mjtCamera.mjCAMERA_FREE
         # top-down, x to the right and y up in the image
@@ -263,11 +289,16 @@ class SimArm:
             self._rng = np.random.default_rng(seed)
         m, d, rng = self.model, self.data, self._rng
         mujoco.mj_resetData(m, d)
-        cx, cy, r = self.config.goal_region
-        rho, phi = r * np.sqrt(rng.uniform()), rng.uniform(0, 2 * np.pi)
-        goal = np.array([cx + rho * np.cos(phi), cy + rho * np.sin(phi)])
+        goal = self._sample_goal()
         qpos, qvel = m.qpos0.copy(), rng.uniform(-0.005, 0.005, m.nv)
-        if self.config.robot == "reacher":
+        if self.config.robot == "panda":  # near the ready pose, fingers open and still
+            qa = np.asarray(panda.HOME) + rng.uniform(-0.1, 0.1, self.n_joints)
+            qpos[self._qadr] = self._clip(qa)
+            qvel[:] = 0.0
+            qvel[self._dadr] = rng.uniform(-0.005, 0.005, self.n_joints)
+            for a in self._held_act:
+                qpos[m.jnt_qposadr[m.actuator_trnid[a, 0]]] = panda.FINGER_OPENING
+        elif self.config.robot == "reacher":
             qpos += rng.uniform(-0.1, 0.1, m.nq)
         else:  # Gymnasium Pusher: arm at zero, object offset (y in [-.3,0], x in [-.2,.2]) > 0.17 from goal
             while True:
@@ -277,10 +308,11 @@ class SimArm:
                     break
             qpos[self._obj_q] = m.qpos0[self._obj_q] + off
             qvel[self._obj_q] = 0.0
-        qpos[self._goal_q] = m.qpos0[self._goal_q] + (goal - self._goal_xy0)
-        qvel[self._goal_q] = 0.0
         d.qpos[:], d.qvel[:] = qpos, qvel
         d.ctrl[:] = 0.0
+        if self._held_act.size:
+            d.ctrl[self._held_act] = panda.FINGER_OPENING
+        self._place_goal(goal)
         mujoco.mj_forward(m, d)
         self._q_target = self.q
         self._traj = None
@@ -291,14 +323,26 @@ class SimArm:
         """Sample a new goal and leave the arm (and object) where they are, as on a real robot: an
         episode boundary without teleporting anything the controller is holding."""
         self._require()
-        m, d, rng = self.model, self.data, self._rng
-        cx, cy, r = self.config.goal_region
+        self._place_goal(self._sample_goal())
+        mujoco.mj_forward(self.model, self.data)
+        return self.get_observation()
+
+    def _sample_goal(self) -> np.ndarray:
+        """A goal from ``goal_region``: xy in the disc (planar robots) or xyz in the box (panda)."""
+        rng, g = self._rng, self.config.goal_region
+        if self.goal_dims == 3:
+            return rng.uniform(g[:3], g[3:])
+        cx, cy, r = g
         rho, phi = r * np.sqrt(rng.uniform()), rng.uniform(0, 2 * np.pi)
-        goal = np.array([cx + rho * np.cos(phi), cy + rho * np.sin(phi)])
+        return np.array([cx + rho * np.cos(phi), cy + rho * np.sin(phi)])
+
+    def _place_goal(self, goal: np.ndarray) -> None:
+        m, d = self.model, self.data
+        if self._goal_mocap >= 0:
+            d.mocap_pos[self._goal_mocap] = goal
+            return
         d.qpos[self._goal_q] = m.qpos0[self._goal_q] + (goal - self._goal_xy0)
         d.qvel[self._goal_q] = 0.0
-        mujoco.mj_forward(m, d)
-        return self.get_observation()
 
     # --------------------------------------------------------------- commands
     def _clip(self, q: np.ndarray) -> np.ndarray:
@@ -363,8 +407,9 @@ class SimArm:
             tau = self._kp * (self._q_target - d.qpos[qa]) - self._kd * d.qvel[da]
             ctrl = np.clip(tau / self._gear, self._ctrl_lo, self._ctrl_hi)
             d.ctrl[act] = ctrl
-            self._effort = ctrl * self._gear
             mujoco.mj_step(m, d)
+            # joint torque: the PD command; on the panda plus the gravity compensation, both limited
+            self._effort = d.qfrc_actuator[da].copy() if self._held_act.size else ctrl * self._gear
         self._update_target()  # q_target reflects the trajectory at the current time
         self.total_time += n_sub * m.opt.timestep
         return self.get_observation()
@@ -397,17 +442,19 @@ class SimArm:
 
     def distance_to_goal(self) -> float:
         """Reacher: fingertip-target distance; pusher: object-goal distance (both in xy;
-        the pusher goal disc lies 4.8 cm below the object centre)."""
+        the pusher goal disc lies 4.8 cm below the object centre); panda: tcp-goal distance in xyz."""
         self._require()
-        d = self.data
+        d, k = self.data, self.goal_dims
         body = self._tip if self._obj is None else self._obj
-        return float(np.linalg.norm(d.xpos[body, :2] - d.xpos[self._goal, :2]))
+        return float(np.linalg.norm(d.xpos[body, :k] - d.xpos[self._goal, :k]))
 
     def reward(self) -> float:
-        """Gymnasium-like reward using the last (normalised) actuator controls."""
+        """Gymnasium-like reward using the last (normalised) actuator controls (the panda's torques
+        as fractions of their limits)."""
         self._require()
         d = self.data
-        ctrl = -0.1 * float(np.sum(np.square(d.ctrl[self._act])))
+        u = d.ctrl[self._act] / self._ctrl_hi if self.config.robot == "panda" else d.ctrl[self._act]
+        ctrl = -0.1 * float(np.sum(np.square(u)))
         if self._obj is None:
             return -float(np.linalg.norm(d.xpos[self._tip] - d.xpos[self._goal])) + ctrl
         near = np.linalg.norm(d.xpos[self._obj] - d.xpos[self._tip])

@@ -8,7 +8,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from wm_control.sim import panda
 from wm_control.sim.arm import Observation, SimArm
+
+# Rest postures the redundant arms' IK is pulled toward in its null space.
+_POSTURE = {"panda": np.asarray(panda.HOME)}
+# Per-robot default for ExpertPolicy.max_step (rad per call).
+_MAX_STEP = {"panda": 0.12}
 
 
 def _as_rng(rng: np.random.Generator | int | None) -> np.random.Generator:
@@ -49,13 +55,16 @@ class RandomPolicy:
 class ExpertPolicy:
     """Scripted expert using damped-least-squares differential IK.
 
-    Reacher: drive the fingertip to the goal. Pusher: place the gripper's
+    Reacher: drive the fingertip to the goal (in xy). Panda: drive the tcp to the 3-D goal by DLS on
+    the 7 arm joints (the fingers are held by the sim), with a null-space pull toward the ready
+    pose that keeps the redundant arm's elbow up and its hand down. Pusher: place the gripper's
     cross-bar (held horizontal, perpendicular to the push direction) behind
     the object opposite the goal at hover height, descend, then push toward
     the goal, re-approaching if the object slips off. Each call solves IK for
     the desired tip pose (a few DLS iterations on the arm's fingertip
     Jacobian, no stepping) and moves the target at most ``max_step`` rad from
-    the measured ``q`` (``gain`` scales the step toward the IK solution).
+    the measured ``q`` (``gain`` scales the step toward the IK solution; ``max_step=None`` is 0.3 rad,
+    0.12 rad on the panda).
     ``noise`` adds Gaussian noise of std ``noise * noise_std`` rad to that
     step (0 = clean expert, 1 = very poor).
     """
@@ -68,13 +77,15 @@ class ExpertPolicy:
     DONE_TOL = 0.02
     SLOW_DOWN = 0.5  # push-ahead distance per metre left to the goal
     ROT_WEIGHT = 0.1  # m per rad of orientation error in the pusher IK
+    POSTURE_GAIN = 0.2  # fraction of the posture error the panda IK removes per iteration (null space)
 
-    def __init__(self, noise: float = 0.0, gain: float = 1.0, max_step: float = 0.3,
+    def __init__(self, noise: float = 0.0, gain: float = 1.0, max_step: float | None = None,
                  seed: int | None = 0, damping: float = 0.01, ik_iters: int = 15,
                  noise_std: float = 1.0) -> None:
-        if noise < 0 or max_step <= 0 or gain <= 0:
+        if noise < 0 or (max_step is not None and max_step <= 0) or gain <= 0:
             raise ValueError("noise must be >= 0, max_step and gain > 0")
-        self.noise, self.gain, self.max_step = float(noise), float(gain), float(max_step)
+        self.noise, self.gain = float(noise), float(gain)
+        self.max_step = None if max_step is None else float(max_step)
         self.damping, self.ik_iters, self.noise_std = float(damping), int(ik_iters), float(noise_std)
         self.reset(seed)
 
@@ -104,6 +115,21 @@ class ExpertPolicy:
             if cost < best_cost:
                 best, best_cost = qi, cost
         return best
+
+    def ik_posture(self, arm: SimArm, q: np.ndarray, x_des: np.ndarray, posture: np.ndarray) -> np.ndarray:
+        """DLS IK of a redundant arm toward tip position ``x_des`` (3,), starting from ``q``; each
+        iteration also moves toward ``posture`` in the Jacobian's (damped) null space. Pure kinematics."""
+        lo, hi = arm.position_limits.T
+        qi = np.clip(q, lo, hi).astype(float)
+        lam2, eye = self.damping**2, np.eye(len(qi))
+        for _ in range(self.ik_iters):
+            x, jac = arm.fingertip_jacobian(qi)
+            e = x_des - x
+            inv = jac.T @ np.linalg.inv(jac @ jac.T + lam2 * np.eye(3))  # damped pseudo-inverse
+            dq = inv @ e + (eye - inv @ jac) @ (self.POSTURE_GAIN * (posture - qi))
+            dq *= min(1.0, 0.5 / (np.abs(dq).max() + 1e-12))
+            qi = np.clip(qi + dq, lo, hi)
+        return qi
 
     def _error(self, arm: SimArm, q: np.ndarray, x_des: np.ndarray, dims: slice,
                bar_dir: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
@@ -139,14 +165,17 @@ class ExpertPolicy:
         dq = self.gain * (q_des - q)
         if self.noise > 0:
             dq = dq + self.noise * self.noise_std * self.rng.standard_normal(q.shape)
-        dq = np.clip(dq, -self.max_step, self.max_step)
+        step = self.max_step if self.max_step is not None else _MAX_STEP.get(arm.config.robot, 0.3)
+        dq = np.clip(dq, -step, step)
         lo, hi = arm.position_limits.T
         return np.where(arm.continuous, q + dq, np.clip(q + dq, lo, hi))
 
     # -------------------------------------------------------------- policy
     def __call__(self, obs: Observation, arm: SimArm) -> np.ndarray:
         q = obs.q
-        if obs.object is None:
+        if arm.config.robot in _POSTURE:
+            q_des = self.ik_posture(arm, q, obs.goal, _POSTURE[arm.config.robot])
+        elif obs.object is None:
             q_des = self.ik(arm, q, obs.goal, dims=slice(0, 2))
         else:
             q_des = self._push(obs, arm)
