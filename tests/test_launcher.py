@@ -213,10 +213,17 @@ def test_launch_attributes_and_their_defaults(tmp_path):
                        ("launch:\n      required: 'yes'", "must be true or false"),
                        ("launch:\n      respawn_max: -1", "whole number"),
                        ("launch:\n      respawn_delay: soon", "seconds"),
-                       ("launch: true", "unknown launch attribute 'launch'")]:
+                       ("launch: true", "unknown launch attribute 'launch'"),
+                       ("launch:\n      remappings: /a:=/b", "list of 'from:=to'"),
+                       ("launch:\n      remappings: ['/a=/b']", "list of 'from:=to'")]:
         f.write_text(f"world_model:\n  ros__parameters:\n    {bad}\n")
         with pytest.raises(RosArgsError, match=match):
             graph_from_config(f)
+    # remappings reach the node's command line as -r, as launch_ros gives them
+    f.write_text("policy:\n  ros__parameters:\n    launch:\n      remappings: ['/joint_states:=/arm/joint_states']\n")
+    spec = graph_from_config(f)[0]
+    cmd = Launcher(f).command(spec)
+    assert cmd[cmd.index("/joint_states:=/arm/joint_states") - 1] == "-r"
 
 
 def test_the_launch_keys_do_not_reach_the_nodes(tmp_path):

@@ -23,6 +23,7 @@ VERBS: dict[str, tuple[str, str]] = {
     "train": ("train", "train bc|ensemble|policy|visual --preset debug|quick|full"),
     "export": ("export", "checkpoint -> verified bundle (ONNX graphs + manifest)"),
     "bundle": ("export", "bundle verify|keygen|sign: check a bundle (its id); sign one with ed25519"),
+    "verify": ("export", "verify BUNDLE [--robot CONFIG]: bundle verify, and whether it fits that robot"),
     "eval": ("eval", "eval [closed-loop|world-model|suite|visual|visual-state]: JSON + PNG"),
     "bench": ("bench", "bench transport|loop|ensemble|planner|visual: speed as JSON"),
     "topic": ("graph", "topic list|echo|pub|hz: the graph's topics, as `ros2 topic`"),
@@ -52,11 +53,12 @@ def _expected_errors() -> tuple[type[BaseException], ...]:
     from wm_control.data.dataset import DatasetError
     from wm_control.errors import UserError
     from wm_control.messages.convert import ConversionError
+    from wm_control.robot import RobotConfigError
     from wm_control.ros.api import ConfigError
     from wm_control.ros.args import RosArgsError
     from wm_control.world.bundle import BundleError
 
-    return (UserError, BundleError, ConversionError, DatasetError, ConfigError, RosArgsError,
+    return (UserError, BundleError, ConversionError, DatasetError, ConfigError, RosArgsError, RobotConfigError,
             FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError)
 
 

@@ -5,6 +5,7 @@ and ``replay`` (a bag through the stack)."""
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import dataclass, field
 from typing import Annotated, Literal
 
@@ -116,12 +117,23 @@ class DatasetOptions:
     """Skip the camera topic."""
     json: str | None = None
     """Also write the summary here."""
+    robot_config: str | None = None
+    """A robot config YAML (or a name in config/robots/): its topics, joint order, rate and goal source
+    replace the flags' defaults."""
 
 
 def cmd_dataset(argv: list[str]) -> int:
     from wm_control.data.dataset import DatasetConfig, load_episodes
 
     o, cfg = parse("wm-control dataset", argv, DatasetOptions, DatasetConfig(), skip=("load_images",))
+    if o.robot_config:
+        from wm_control.robot import load_robot_config
+
+        try:
+            robot = load_robot_config(o.robot_config)
+        except ValueError as exc:
+            raise UserError(str(exc)) from None
+        cfg = robot.dataset_config(max_gap=cfg.max_gap, hindsight_goal=robot.goal_kind == "hindsight")
     if o.no_images:
         cfg.load_images = False
     eps = load_episodes(o.bags, cfg)
@@ -149,8 +161,11 @@ class ReplayOptions:
     """MCAP bag for what the stack publishes (default BAG_replay)."""
     rate: float | None = None
     """Play at this multiple of real time (default: lock-step)."""
-    control_rate: float = 50.0
-    """The stack's control rate (Hz)."""
+    control_rate: float | None = None
+    """The stack's control rate (Hz; default: the robot config's, else the bundle's)."""
+    robot_config: str | None = None
+    """The robot the bag is of (a YAML, or a name in config/robots/): its topics, joints and command
+    interface; the policy's topics are remapped to its."""
     device: Device = "auto"
     """Where the models run."""
     json: str | None = None
@@ -164,6 +179,10 @@ def cmd_replay(argv: list[str]) -> int:
 
     o, _ = parse("wm-control replay", argv, ReplayOptions)
     rep = replay(o.bag, bundle=o.bundle, config=o.config, out=o.out, lockstep=not o.rate, rate=o.rate or 1.0,
-                 control_rate=o.control_rate, device=o.device, json_path=o.json, echo=o.verbose)
+                 control_rate=o.control_rate, device=o.device, json_path=o.json, echo=o.verbose,
+                 robot_config=o.robot_config)
     print(json.dumps({k: v for k, v in rep.items() if k != "mean_abs_error_rad"}, indent=2))
+    if rep.get("ticks") is not None and rep["ticks"]["acted"] == 0:
+        print(f"wm-control replay: {rep['note']}", file=sys.stderr)
+        return 1
     return 0

@@ -64,6 +64,9 @@ class VerifyOptions:
     """An ed25519 public key (PEM) whose signature is accepted (repeatable)."""
     require_signature: bool = False
     """Refuse a bundle without a valid signature by a trusted key."""
+    robot: str | None = None
+    """A robot config (YAML, or a name in config/robots/): refuse unless the bundle fits that robot
+    (joint names, control rate, command interface, camera, limits inside the robot's)."""
 
 
 @dataclass
@@ -81,6 +84,11 @@ class SignOptions:
     bundle: Annotated[str, tyro.conf.Positional, tyro.conf.arg(metavar="BUNDLE")]
     key: str
     """The private key (PEM) from `bundle keygen`."""
+
+
+def cmd_verify(argv: list[str]) -> int:
+    """``wm-control verify BUNDLE [--robot CONFIG]``: the same as ``bundle verify``."""
+    return cmd_bundle(["verify", *argv])
 
 
 def cmd_bundle(argv: list[str]) -> int:
@@ -104,4 +112,12 @@ def cmd_bundle(argv: list[str]) -> int:
     signed = f", signed by key {b.signed_by}" if b.signed_by else ""
     print(f"bundle {v.bundle}: ok, id {b.id}{signed}; joints {b.joint_names}, {b.control_rate:g} Hz, "
           f"graphs {sorted(b.manifest['graphs'])}")
+    if v.robot:
+        from wm_control.robot import check_bundle_for_robot, load_robot_config
+
+        robot = load_robot_config(v.robot)
+        eff = check_bundle_for_robot(b, robot)
+        print(f"fits robot {robot.name}: enforced limits " + ", ".join(
+            f"{j} [{lo:.3f}, {hi:.3f}] step {st:.3f}" for j, lo, hi, st in
+            zip(eff["joint_names"], eff["lower"], eff["upper"], eff["max_step"])) + f" at {eff['control_rate']:g} Hz")
     return 0

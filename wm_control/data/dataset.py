@@ -28,7 +28,7 @@ import numpy as np
 from wm_control.control.history import align_grid, sort_stream
 from wm_control.messages import convert as cv
 from wm_control.messages import registry
-from wm_control.world.frames import image_msg_to_rgb
+from wm_control.world.frames import msg_to_rgb
 
 
 class DatasetError(RuntimeError):
@@ -50,6 +50,8 @@ class DatasetConfig:
     rate: float = 50.0
     max_gap: float = 0.5
     load_images: bool = True
+    hindsight_goal: bool = False
+    """Bags without a goal: each episode's goal is its final joint positions (zero-padded to 3; at most 3 joints)."""
 
     def __post_init__(self) -> None:
         if not self.rate > 0:
@@ -158,11 +160,11 @@ def read_streams(path: str | Path, cfg: DatasetConfig) -> tuple[_Streams, list[s
                         order = cfg.command_joint_order or names
                         value = cv.multiarray_to_command(msg, len(order))
                         value = value[[order.index(n) for n in names]]
-                    s.cmd_t.append(t_bag)
+                    s.cmd_t.append(_stamp_or(msg, t_bag))  # a trajectory's header stamp (0: the bag time)
                     s.cmd.append(value)
                 elif topic == cfg.image_topic:
                     s.img_t.append(_stamp_or(msg, t_bag))
-                    s.img.append(image_msg_to_rgb(msg))
+                    s.img.append(msg_to_rgb(msg))  # Image or CompressedImage (JPEG/PNG)
                 elif topic == cfg.goal_topic:
                     s.goal_t.append(_stamp_or(msg, t_bag))
                     s.goal.append(cv.point_to_array(msg))
@@ -218,6 +220,8 @@ def align(s: _Streams, names: list[str], cfg: DatasetConfig, source: str) -> lis
             go = np.argsort(gt, kind="stable")
             gi = np.maximum(_latest_before(gt[go], grid, strict=False), 0)
             goal = np.asarray(s.goal)[go][gi]
+        elif cfg.hindsight_goal:
+            goal = hindsight_goal(a.q[-1])[None].repeat(len(grid), 0)
         if s.img_t:
             it = np.asarray(s.img_t)
             io = np.argsort(it, kind="stable")
@@ -227,6 +231,14 @@ def align(s: _Streams, names: list[str], cfg: DatasetConfig, source: str) -> lis
         episodes.append(Episode(t=grid, q=a.q, qd=a.qd, action=a.action, goal=goal, frames=frames,
                                 frame_time=frame_time, joint_names=list(names), source=source))
     return episodes
+
+
+def hindsight_goal(q_final: np.ndarray) -> np.ndarray:
+    """(3,) the joint-space reaching goal where an episode ended: its final joint positions, zero-padded."""
+    q_final = np.asarray(q_final, dtype=np.float64).ravel()
+    if q_final.size > 3:
+        raise DatasetError(f"a joint-space hindsight goal fits at most 3 joints, not {q_final.size}")
+    return np.concatenate([q_final, np.zeros(3 - q_final.size)])
 
 
 def find_bags(paths: Sequence[str | Path]) -> list[Path]:

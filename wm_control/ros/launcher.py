@@ -12,7 +12,10 @@ parameters ``launch.required`` etc., which nodes ignore, so the file still works
     its exit stops the graph, and the launcher exits 1 naming it, its exit code and last lines
     (launch_ros ``on_exit=Shutdown``);
 ``respawn`` (bool, default false), ``respawn_delay`` (s, default 1.0), ``respawn_max`` (default 5)
-    restart it when it exits, at most ``respawn_max`` times; after that it counts as dead.
+    restart it when it exits, at most ``respawn_max`` times; after that it counts as dead;
+``remappings`` (list of ``from:=to``, default none)
+    topic remappings, given to the node as ``--ros-args -r from:=to`` (launch_ros ``remappings=``):
+    how one graph file drives a robot whose topics have other names.
 
 An optional node that dies is reported on stderr (name, exit code, last lines) and the rest keep
 running; when every node is gone the launcher exits. ``-p name:=value`` goes to every node,
@@ -55,7 +58,7 @@ from wm_control.ros.runner import NODE_TYPES
 
 #: node types whose exit stops the graph unless their section says ``launch: {required: false}``
 REQUIRED_BY_DEFAULT = frozenset({"policy"})
-LAUNCH_ATTRS = ("required", "respawn", "respawn_delay", "respawn_max")
+LAUNCH_ATTRS = ("required", "respawn", "respawn_delay", "respawn_max", "remappings")
 
 
 @dataclass
@@ -68,6 +71,7 @@ class NodeSpec:
     respawn_delay: float = 1.0
     respawn_max: int = 5
     params: list[str] = field(default_factory=list)  # "name:=value" from -p for this node
+    remappings: list[str] = field(default_factory=list)  # "from:=to", as -r
 
     @property
     def fq_name(self) -> str:
@@ -92,7 +96,12 @@ def _set_launch_attr(spec: NodeSpec, name: str, value: Any, where: str) -> None:
     if attr not in LAUNCH_ATTRS:
         raise RosArgsError(f"{where}: unknown launch attribute {name!r} for node {spec.name!r}; "
                            f"known: {', '.join(f'{LAUNCH_PREFIX}.{a}' for a in LAUNCH_ATTRS)}")
-    if attr in ("required", "respawn"):
+    if attr == "remappings":
+        if not isinstance(value, list) or not all(isinstance(r, str) and ":=" in r and r.split(":=", 1)[0]
+                                                  and r.split(":=", 1)[1] for r in value):
+            raise RosArgsError(f"{where}: {name} of node {spec.name!r} must be a list of 'from:=to', got {value!r}")
+        value = list(value)
+    elif attr in ("required", "respawn"):
         if not isinstance(value, bool):
             raise RosArgsError(f"{where}: {name} of node {spec.name!r} must be true or false, got {value!r}")
     elif attr == "respawn_delay":
@@ -181,6 +190,8 @@ class Launcher:
     def command(self, spec: NodeSpec) -> list[str]:
         cmd = [sys.executable, "-m", "wm_control", "run", spec.node_type, "--ros-args",
                "-r", f"__node:={spec.name}", "-r", f"__ns:={spec.namespace}", "--params-file", self.config]
+        for r in spec.remappings:
+            cmd += ["-r", r]
         for p in spec.params:
             cmd += ["-p", p]
         return cmd

@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -32,12 +32,15 @@ from wm_control.train.presets import BCConfig
 log = logging.getLogger("wm_control.train.bc")
 
 
-def bc_arrays(episodes: list[Episode], kind: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(obs (N, d), delta (N, n), episode index (N,)) over all steps of all episodes."""
+def bc_arrays(episodes: list[Episode], kind: str, goal_free: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(obs (N, d), delta (N, n), episode index (N,)) over all steps of all episodes. ``goal_free``: an
+    episode without a goal gets the constant zero goal (a robot whose bags have no goal source; the
+    policy node feeds the same zero goal), instead of being an error."""
     obs, delta, idx = [], [], []
     for i, e in enumerate(episodes):
+        goal = e.goal if e.goal is not None or not goal_free else np.zeros((len(e), 3))
         try:
-            obs.append(policy_observation(kind, e.q, e.qd, e.goal, e.latent))
+            obs.append(policy_observation(kind, e.q, e.qd, goal, e.latent))
         except ValueError as exc:
             raise ValueError(f"{e.source}: {exc}") from None
         delta.append((e.action - e.q).astype(np.float32))
@@ -101,13 +104,14 @@ def ensure_data(cfg: BCConfig, data_dir: Path) -> None:
 def fit_bc(episodes: list[Episode], kind: str, iterations: int, seed: int = 0, *,
            hidden: list[int] | tuple[int, ...] = (256, 256), batch_size: int = 256, lr: float = 1e-3,
            weight_decay: float = 1e-5, val_fraction: float = 0.0, show_progress: bool = False,
-           on_log: Callable[[dict[str, Any]], None] | None = None) -> tuple[Any, dict[str, Any]]:
+           on_log: Callable[[dict[str, Any]], None] | None = None, goal_free: bool = False) -> tuple[Any, dict[str, Any]]:
     """The MLP from the ``kind`` observation to the position change (defaults: the quick preset's) fitted
     to ``episodes``, ``val_fraction`` of them held out whole; ``on_log`` gets the losses ~20 times. Returns
-    the :class:`ExportedPolicy` and a summary (normaliser, dims, step and episode counts, losses, seconds)."""
+    the :class:`ExportedPolicy` and a summary (normaliser, dims, step and episode counts, losses, seconds).
+    ``goal_free``: see :func:`bc_arrays`."""
     import torch
 
-    obs, delta, idx = bc_arrays(episodes, kind)
+    obs, delta, idx = bc_arrays(episodes, kind, goal_free)
     rng = np.random.default_rng(seed)
     n_ep = len(episodes)
     val_eps = set(rng.choice(n_ep, size=max(1, int(round(val_fraction * n_ep))), replace=False).tolist()) \
@@ -156,18 +160,31 @@ def train_bc(cfg: BCConfig, data_dir: str | Path, out_dir: str | Path) -> Path:
     from safetensors.torch import save_file
 
     data_dir, out = Path(data_dir), Path(out_dir)
-    ensure_data(cfg, data_dir)
-    episodes = load_episodes([data_dir], DatasetConfig(rate=cfg.control_rate, load_images=False))
+    robot = None
+    if cfg.robot_config:
+        from wm_control.robot import load_robot_config
+
+        robot = load_robot_config(cfg.robot_config)
+        cfg = replace(cfg, robot=robot.name, control_rate=robot.control_rate)
+        if not data_dir.exists():
+            raise ValueError(f"no bags at {data_dir} (a robot config's bags are never collected; give --data)")
+        dcfg = robot.dataset_config(load_images=False, hindsight_goal=robot.goal_kind == "hindsight")
+    else:
+        ensure_data(cfg, data_dir)
+        dcfg = DatasetConfig(rate=cfg.control_rate, load_images=False)
+    episodes = load_episodes([data_dir], dcfg)
     if not episodes:
         raise ValueError(f"no usable episodes under {data_dir}")
     out.mkdir(parents=True, exist_ok=True)
     with JsonLines(out / "metrics.jsonl") as metrics_log:
         policy, fit = fit_bc(episodes, cfg.observation, cfg.iterations, cfg.seed, hidden=cfg.hidden,
                              batch_size=cfg.batch_size, lr=cfg.lr, weight_decay=cfg.weight_decay,
-                             val_fraction=cfg.val_fraction, show_progress=True, on_log=metrics_log.write)
+                             val_fraction=cfg.val_fraction, show_progress=True, on_log=metrics_log.write,
+                             goal_free=robot is not None and robot.goal_kind == "none")
     save_file({k: v.contiguous() for k, v in policy.net.state_dict().items()}, str(out / "model.safetensors"))
     ckpt = {
         "kind": "bc_policy", "config": asdict(cfg), "joint_names": episodes[0].joint_names,
+        "robot": robot.manifest() if robot else None,
         "observation": cfg.observation, "obs_dim": fit["obs_dim"], "action_dim": fit["action_dim"],
         "normalizer": {k: v.astype(float).tolist() for k, v in fit["normalizer"].items()},
         "data": {"dir": str(data_dir), "episodes": fit["episodes"], "steps": fit["steps"],
@@ -232,7 +249,21 @@ def export_bc(ckpt_dir: str | Path, bundle_dir: str | Path, max_step: float = 0.
         onnx_path = Path(tmp) / "policy.onnx"
         io = export_policy_onnx(policy, obs_dim, onnx_path)
         cfg = meta["config"]
-        limits = sim_position_limits(cfg["robot"], meta["joint_names"])
+        robot = {"name": cfg["robot"], "joint_names": meta["joint_names"], "control_rate": cfg["control_rate"]}
+        limits = None
+        if meta.get("robot"):  # trained for a robot config: its name, rate, interface, camera, goal and limits
+            from wm_control.robot import load_robot_config
+
+            robot = {**robot, **meta["robot"]}
+            try:
+                lim = load_robot_config(cfg["robot_config"]).position_limits()
+            except ValueError:
+                lim = None
+            if lim is not None:
+                limits = [[lo, hi] for lo, hi in zip(lim[0], lim[1])]
+                robot["max_velocity"] = lim[2]
+        else:
+            limits = sim_position_limits(cfg["robot"], meta["joint_names"])
         spec = {
             **io,
             "observation": meta["observation"],
@@ -241,8 +272,7 @@ def export_bc(ckpt_dir: str | Path, bundle_dir: str | Path, max_step: float = 0.
         }
         return write_bundle(
             bundle_dir, {"policy": (onnx_path, spec)},
-            robot={"name": cfg["robot"], "joint_names": meta["joint_names"], "control_rate": cfg["control_rate"],
-                   "max_step": max_step, "position_limits": limits},
+            robot={**robot, "max_step": max_step, "position_limits": limits},
             normalizers={"policy_obs": {"mean": meta["normalizer"]["obs_mean"], "std": meta["normalizer"]["obs_std"]},
                          "policy_action": {"mean": meta["normalizer"]["act_mean"],
                                            "std": meta["normalizer"]["act_std"]}},

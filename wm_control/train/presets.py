@@ -67,6 +67,9 @@ class BCConfig:
     """Behaviour cloning of a position-target policy from expert bags."""
 
     robot: str = "reacher"
+    robot_config: str = ""
+    """A robot config YAML (or a name in config/robots/): topics, joints, command and camera kind, goal
+    source and rate of the bags; '' for the simulated ROBOT."""
     episodes: int = 400
     """Episodes to collect when the data folder is empty."""
     collect_noise: float = 0.3

@@ -358,6 +358,8 @@ class PolicyNode:
         proposal, source = self.propose(now)
         self.diag.count(f"ticks.{source}")
         res = self.safety.step(now, self.q, proposal, source)
+        if res.held:
+            self.diag.count("held_ticks")  # ticks that did not follow a proposal (replay reports them)
         self.node.logger.debug("act at %.3f: %s %s %s", now, source, res.reasons, res.command)
         for r in res.reasons:
             self.diag.count(f"reason.{r.split(':')[0]}")
