@@ -1,6 +1,10 @@
 """The e-stop attacked over the wire (the policy node as a real process over DDS): a pulse cannot be
 lost, one source cannot clear another's, a publisher with any ROS 2 QoS is heard, and a hold freezes
-the arm where it measurably is, then releases at the rate limit."""
+the arm where it measurably is, then releases at the rate limit. The reset as a service
+(``/wm/reset_estop``, std_srvs/Trigger) answers whether it cleared, called by our client and by a raw
+cyclonedds one built from the shipped .srv text; the mode services switch teleop and hold."""
+
+import os
 
 import numpy as np
 import pytest
@@ -21,6 +25,8 @@ def policy(debug_bc):
                      "-p", "position_lower:=[-3.0, -3.0]", "-p", "position_upper:=[3.0, 3.0]",
                      "-p", "mode:=teleop", "-p", "max_teleop_age:=5.0",
                      "-r", f"/wm/estop:={NS}/estop", "-r", f"/wm/estop_reset:={NS}/reset",
+                     "-r", f"/wm/reset_estop:={NS}/reset_estop", "-r", f"/wm/set_mode/hold:={NS}/set_mode/hold",
+                     "-r", f"/wm/set_mode/teleop:={NS}/set_mode/teleop",
                      "-r", f"/teleop/command:={NS}/teleop", "-r", f"/joint_states:={NS}/joint_states",
                      "-r", f"/forward_position_controller/commands:={NS}/commands",
                      "-r", f"/diagnostics:={NS}/diagnostics") as p:
@@ -45,6 +51,7 @@ class Servo:
         self.teleop = n.create_publisher("sensor_msgs/msg/JointState", f"{NS}/teleop")
         self.reset_pub = n.create_publisher("std_msgs/msg/Empty", f"{NS}/reset")
         self.target = np.array([2.5, -2.5])
+        self.clients = {}
         n.create_timer(0.01, self._tick)
 
     def _tick(self):
@@ -68,6 +75,12 @@ class Servo:
 
     def reset(self):
         self.reset_pub.publish(self.node.msg("std_msgs/msg/Empty"))
+
+    def trigger(self, service: str):
+        """Call a std_srvs/Trigger service of the policy node (under NS) with our client."""
+        cli = self.clients.get(service) or self.clients.setdefault(
+            service, self.node.create_client("std_srvs/srv/Trigger", f"{NS}/{service}"))
+        return cli.call(self.node.msg("std_srvs/srv/Trigger_Request"), timeout=10)
 
     def run(self, s):
         self.node.spin(timeout=s)
@@ -158,3 +171,55 @@ def test_hold_freezes_where_the_arm_is_and_releases_at_the_rate_limit(servo):
                            timeout=5)
     steps = np.abs(np.diff(np.stack(servo.cmds[j - 1:]), axis=0))
     assert steps.max() <= MAX_STEP + 1e-9  # released from the hold at the rate limit: no jump
+
+
+@pytest.fixture(scope="module")
+def raw_reset(policy):
+    """A Trigger client on the reset service as rmw_cyclonedds makes one, its types from the shipped .srv."""
+    from cyclonedds.domain import DomainParticipant
+
+    from tests.test_services import RawClient
+    from wm_control.ros.dds import configure_environment
+
+    configure_environment()
+    participant = DomainParticipant(int(os.environ["ROS_DOMAIN_ID"]))
+    return RawClient(participant, f"{NS}/reset_estop", "std_srvs/srv/Trigger", guid=0x5E7)
+
+
+def test_reset_service_clears_only_when_no_source_holds_and_says_who_holds(servo, raw_reset):
+    a, b = servo.estop_pub(qos.DEFAULT), servo.estop_pub(qos.QoSProfile("best_effort", "volatile", 10))
+    assert servo.node.spin(until=lambda: a.matched() > 0 and b.matched() > 0, timeout=5)
+    servo.release_all([a, b])
+    r = servo.trigger("reset_estop")
+    assert (r.success, r.message) == (True, "no e-stop latched")
+    a.publish(servo.bool(True))
+    b.publish(servo.bool(True))
+    servo.run(0.2)
+    assert not servo.moving(0.3)
+    r = servo.trigger("reset_estop")
+    assert not r.success and r.message.startswith("e-stop still held by publisher 0x"), r.message
+    assert r.message.count("publisher 0x") == 2, r.message  # both sources named
+    b.publish(servo.bool(False))
+    servo.run(0.1)
+    r = raw_reset(structure_needs_at_least_one_member=0)  # an empty request, as rosidl lays it out
+    assert not r.success and r.message.count("publisher 0x") == 1, r.message  # a still holds
+    assert not servo.moving(0.3)
+    a.publish(servo.bool(False))
+    servo.run(0.1)
+    assert not servo.moving(0.3)  # no source holds, but latched until a reset
+    r = raw_reset(structure_needs_at_least_one_member=0)
+    assert (r.guid, r.success, r.message) == (0x5E7, True, "e-stop cleared")
+    assert servo.node.spin(until=lambda: servo.moving(0.2), timeout=5)
+
+
+def test_mode_services_hold_and_resume_teleop(servo):
+    pub = servo.estop_pub(qos.LATCHED)
+    servo.node.spin(until=lambda: pub.matched() > 0, timeout=5)
+    servo.release_all([pub])
+    r = servo.trigger("set_mode/hold")
+    assert (r.success, r.message) == (True, "mode hold")
+    servo.run(0.2)
+    assert not servo.moving(0.3)
+    r = servo.trigger("set_mode/teleop")
+    assert (r.success, r.message) == (True, "mode teleop")
+    assert servo.node.spin(until=lambda: servo.moving(0.2), timeout=5)

@@ -323,6 +323,38 @@ def test_view_on_a_topic():
         rig.destroy()
 
 
+@pytest.mark.parametrize("profile", [qos.DEFAULT, qos.QoSProfile("best_effort", "volatile", 10), qos.LATCHED],
+                         ids=["ros_default", "best_effort", "latched"])
+def test_teleop_hears_an_estop_from_a_publisher_of_any_qos(profile):
+    """/wm/estop read as the policy node reads it: a volatile (ROS 2 default) or best-effort publisher's
+    e-stop stops the teleop commands too, not only a latched one; each source holds its own."""
+    from wm_control.ros.dds import DdsNode
+    from wm_control.ros.nodes.teleop import TeleopConfig, TeleopNode
+
+    node = DdsNode("teleop_estop_test", remaps={"/wm/estop": "/te/estop", "/wm/mode": "/te/mode",
+                                                "/joint_states": "/te/joint_states"})
+    teleop = TeleopNode(node, config_from_params(TeleopConfig, {"view": "none", "input": "joy", "set_mode": False,
+                                                                "joint_names": ["joint0", "joint1"]}))
+    rig = DdsNode("teleop_estop_rig")
+    a, b = (rig.create_publisher("std_msgs/msg/Bool", "/te/estop", profile) for _ in range(2))
+    bool_ = lambda v: rig.msg("std_msgs/msg/Bool", data=v)  # noqa: E731
+    try:
+        assert spin([node, rig], 5.0, lambda: a.matched() > 0 and b.matched() > 0)
+        a.publish(bool_(True))
+        assert spin([node, rig], 5.0, lambda: teleop.session.estop), "teleop did not hear the e-stop"
+        assert not teleop.session.can_move
+        b.publish(bool_(False))  # another source's false does not clear a's
+        spin([node, rig], 0.3)
+        assert teleop.session.estop
+        a.publish(bool_(False))
+        assert spin([node, rig], 5.0, lambda: not teleop.session.estop)
+        assert len(teleop.session.estop_sources) == 2  # one per publisher, each sample taken once
+    finally:
+        teleop.close()
+        node.destroy()
+        rig.destroy()
+
+
 @pytest.fixture(scope="module")
 def graph(debug_bc):
     """sim_robot + policy (mode hold until teleop sets teleop) + teleop on Joy, all real processes."""

@@ -38,6 +38,7 @@ class RecordingNode:
     def __init__(self):
         self.logger = logging.getLogger("test_topics")
         self.endpoints: list[tuple[str, str, str, qosmod.QoSProfile]] = []  # (pub | sub, type, topic, QoS)
+        self.services: list[tuple[str, str]] = []  # (type, name)
         self.msg = make
 
     def create_publisher(self, typename, topic, qos=BACKEND_DEFAULT):
@@ -46,6 +47,10 @@ class RecordingNode:
 
     def create_subscription(self, typename, topic, callback, qos=BACKEND_DEFAULT, **kw):
         self.endpoints.append(("sub", typename, topic, qosmod.profile(qos)))
+
+    def create_service(self, srv_type, name, callback):
+        self.services.append((srv_type, name))
+        return SimpleNamespace(name=name)
 
     def create_timer(self, period, callback):
         return SimpleNamespace(period=period, cancel=lambda: None)
@@ -105,7 +110,7 @@ def graph(bundle):
                     params = {"bundle": str(bundle), "device": "cpu", **params}
                 node = RecordingNode()
                 close_instance(cls(node, config_from_params(cls.Config, params)), node.logger)
-                out[node_type] += node.endpoints
+                out[node_type] += node.endpoints + [("srv", typ, name, None) for typ, name in node.services]
     return out
 
 
@@ -147,6 +152,8 @@ def test_the_table_is_well_formed():
 def test_every_endpoint_of_a_node_is_the_tables(graph, node_type):
     assert node_type in CONFIGS, f"add {node_type} to CONFIGS"
     for kind, typename, name, q in graph[node_type]:
+        if kind == "srv":
+            continue  # services: test_every_service_of_a_node_is_the_tables
         t = topics.BY_NAME.get(name)
         assert t is not None, f"{node_type} {kind} {name}: not in the topic table"
         assert typename == t.type, f"{node_type} {kind} {name}: type {typename}, the table says {t.type}"
@@ -162,12 +169,25 @@ def test_every_endpoint_of_a_node_is_the_tables(graph, node_type):
                               f"lacks {sorted(table - made)}"
 
 
-# readers of an any-QoS topic: (node type, topic); known disagreements are strict xfails (drop the mark with the fix)
-ANY_QOS_READERS = [
-    pytest.param(n, t.name, marks=[pytest.mark.xfail(strict=True, reason="teleop reads /wm/estop latched only: "
-                                                     "it misses an e-stop from a volatile or best-effort publisher")]
-                 if n == "teleop" else [])
-    for t in topics.TOPICS if t.any_qos for n in t.subscribers if n in NODE_TYPES]
+@pytest.mark.parametrize("node_type", sorted(NODE_TYPES))
+def test_every_service_of_a_node_is_the_tables(graph, node_type):
+    made = {(typ, name) for k, typ, name, _ in graph[node_type] if k == "srv"}
+    table = {(s.type, s.name) for s in topics.SERVICES if node_type in s.servers}
+    assert made == table, f"{node_type} serves {sorted(made - table)} beyond the table, lacks {sorted(table - made)}"
+
+
+def test_a_service_name_is_not_a_topic_name():
+    """Legal in ROS 2 (services live in rq/rr), but a remap of the name would move both: kept apart."""
+    assert not set(topics.SERVICES_BY_NAME) & set(topics.BY_NAME)
+    for s in topics.SERVICES:
+        assert make(s.type + "_Request") is not None and make(s.type + "_Response") is not None
+    text = DOC.read_text()
+    for s in topics.SERVICES:
+        assert f"`{s.name}`" in text, f"docs/architecture.md does not name the service {s.name}"
+
+
+# readers of an any-QoS topic: (node type, topic)
+ANY_QOS_READERS = [(n, t.name) for t in topics.TOPICS if t.any_qos for n in t.subscribers if n in NODE_TYPES]
 
 
 @pytest.mark.parametrize("node_type,name", ANY_QOS_READERS)

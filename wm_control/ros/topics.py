@@ -6,6 +6,7 @@ this table, and ``tests/test_topics.py`` holds every node and the doc to it. ``q
 publishers use; a subscription has its reliability and durability (its depth is its own buffer), except on
 an ``any_qos`` topic, whose publishers may use any QoS: a node's readers there must hear every one.
 Publisher and reader names are node types (``wm-control run NODE``) or, for what is not ours, a description.
+``SERVICES`` is the same for the services our nodes offer (besides every node's parameter services).
 """
 
 from __future__ import annotations
@@ -18,6 +19,24 @@ from wm_control.ros.api import Node, Publisher
 from wm_control.ros.qos import QoSProfile
 
 EVERY_NODE = "every node"
+
+#: the readers of an ``any_qos`` topic, all keep-all (every sample, in order): a transient-local one gets a
+#: latched publisher's last value on joining; a reliable volatile one matches every reliable publisher (ROS 2's
+#: default QoS); a best-effort volatile one matches any publisher at all. DDS cannot refuse a writer to this
+#: set on reliability or durability, so no publisher goes unheard. A sample heard on more than one of them is
+#: to be handled once: by its publisher and source timestamp (:func:`sample_source`).
+ANY_QOS_READERS = (qos.QoSProfile("reliable", "transient_local", 1, "keep_all"),
+                   qos.QoSProfile("reliable", "volatile", 1, "keep_all"),
+                   qos.QoSProfile("best_effort", "volatile", 1, "keep_all"))
+
+
+def sample_source(info: Any, default: str) -> tuple[str, int | None]:
+    """(source, source timestamp in ns) of a sample from a ``with_info`` subscription: the source is its
+    publisher (the DDS publication handle), or ``default`` on a backend that does not say (info None);
+    the timestamp is None there too."""
+    handle = getattr(info, "publication_handle", None)
+    ts = getattr(info, "source_timestamp", None)
+    return (f"publisher {handle:#x}" if isinstance(handle, int) else default), (ts if isinstance(ts, int) else None)
 
 
 @dataclass(frozen=True)
@@ -38,6 +57,20 @@ class Topic:
     def subscribe(self, node: Node, callback: Callable[[Any], None], name: str | None = None, **kw: Any) -> Any:
         """A subscription to this topic, or to ``name`` (a configured name) with this type and QoS."""
         return node.create_subscription(self.type, self.name if name is None else name, callback, self.qos, **kw)
+
+    def subscribe_any_qos(self, node: Node, callback: Callable[[Any, Any], None], name: str | None = None) -> list:
+        """The :data:`ANY_QOS_READERS` of this topic, each calling ``callback(msg, info)`` (``with_info``)."""
+        return [node.create_subscription(self.type, self.name if name is None else name, callback, profile,
+                                         with_info=True) for profile in ANY_QOS_READERS]
+
+
+@dataclass(frozen=True)
+class Service:
+    name: str
+    """Default name (remappable). Services live in their own DDS namespace (``rq``/``rr``), beside topics."""
+    type: str
+    servers: tuple[str, ...]
+    clients: tuple[str, ...]
 
 
 JOINT_STATES = Topic("/joint_states", "sensor_msgs/msg/JointState", qos.SENSOR_DATA, ("sim_robot", "robot driver"),
@@ -78,3 +111,15 @@ TOPICS: tuple[Topic, ...] = (JOINT_STATES, CAMERA, CAMERA_COMPRESSED, FRAME, LAT
                              TELEOP_COMMAND, MODE, ESTOP, ESTOP_RESET, JOY, TELEOP_VIEW, POSITION_COMMANDS,
                              TRAJECTORY, EPISODE, CLOCK, DIAGNOSTICS)
 BY_NAME: dict[str, Topic] = {t.name: t for t in TOPICS}
+
+# ---- services (besides every node's parameter services) ------------------------------------------------
+#: the e-stop reset as a call: the reply says whether the e-stop is clear now (success) or which sources
+#: still hold it. Not named /wm/estop_reset (the std_msgs/Empty topic, kept): a remap of that name would
+#: move both, and `ros2 topic pub` and `ros2 service call` on one name is a trap for the operator.
+RESET_ESTOP = Service("/wm/reset_estop", "std_srvs/srv/Trigger", ("policy",), ("an operator (ros2 service call)",))
+#: the policy node's mode as a call, one Trigger per mode (ROS 2 has no standard service that sets a string);
+#: the reply says whether the node took it (autonomous is refused without a bundle)
+SET_MODE = tuple(Service(f"/wm/set_mode/{m}", "std_srvs/srv/Trigger", ("policy",), ("an operator (ros2 service call)",))
+                 for m in ("autonomous", "teleop", "hold"))
+SERVICES: tuple[Service, ...] = (RESET_ESTOP, *SET_MODE)
+SERVICES_BY_NAME: dict[str, Service] = {s.name: s for s in SERVICES}

@@ -3,8 +3,9 @@ monotonic s). Each input returns the effects the node carries out in order: ``("
 ``("mode", m)``, ``("estop", bool)``, ``("reset", None)`` (publish on /teleop/command, /wm/mode, /wm/estop,
 /wm/estop_reset), ``("quit", None)``, ``("dropped", (what, text))`` (count, warn), ``("info" | "error", text)``.
 
-The e-stop is /wm/estop as last seen: a press latches it here at once and cancels a pending reset; a clear
-publishes false and, ``RESET_DELAY`` s later, the reset, but only the topic's own false unlatches it here.
+The e-stop is /wm/estop as last seen from each of its sources (publishers): on while any source's newest
+value is true. A press latches it here at once and cancels a pending reset; a clear publishes false and,
+``RESET_DELAY`` s later, the reset, but only the topic's own false (of every source) unlatches it here.
 """
 
 from __future__ import annotations
@@ -39,6 +40,8 @@ class TeleopSession:
         self.edge_buttons: list[int] = []  # what the e-stop / reset button edges are seen against
         self.joy_was_enabled = False
         self.resync = True  # start the target again from the measured positions
+        self.estop_sources: dict[str, bool] = {}  # /wm/estop source -> its newest value
+        self._estop_stamps: dict[str, int] = {}  # source -> the newest source timestamp taken (ns)
 
     @property
     def measured(self) -> bool:
@@ -60,9 +63,17 @@ class TeleopSession:
         self.mode, self.resync = mode, True
         return [("info", f"mode is now {mode}")]
 
-    def on_estop(self, active: bool) -> None:
-        """/wm/estop as published (by anyone)."""
-        self.estop, self.resync = bool(active), self.resync or bool(active) != self.estop
+    def on_estop(self, active: bool, source: str = "/wm/estop", stamp: int | None = None) -> None:
+        """/wm/estop as published (by anyone): ``source`` (its publisher) now says ``active``. With a
+        ``stamp`` (the sample's source timestamp), a sample not newer than the source's last one taken is
+        ignored: the same sample heard on another reader, or a late retransmission."""
+        if stamp is not None:
+            if stamp <= self._estop_stamps.get(source, -1):
+                return
+            self._estop_stamps[source] = stamp
+        self.estop_sources[source] = bool(active)
+        was, self.estop = self.estop, any(self.estop_sources.values())
+        self.resync = self.resync or bool(active) or self.estop != was
 
     def on_joy(self, axes: Sequence[float], buttons: Sequence[int], now: float) -> list[Effect]:
         self.axes, self.buttons, self.joy_rx = axes, list(buttons), now

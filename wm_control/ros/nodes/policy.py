@@ -15,6 +15,19 @@ plans stamped too far in the future (``max_future_stamp``) are dropped and count
 the reference that later good ones are ordered against. Output: Float64MultiArray on ``/forward_position_controller/commands``
 (in ``joint_order``) or a one-point JointTrajectory on ``/joint_trajectory_controller/joint_trajectory``.
 
+Services (``std_srvs/srv/Trigger``, :data:`wm_control.ros.topics.SERVICES`): ``/wm/reset_estop`` is the
+reset as a call: success when the e-stop is clear afterwards, else a message naming the sources that still
+hold it (the ``/wm/estop_reset`` topic stays, with the same rule); ``/wm/set_mode/autonomous``,
+``/wm/set_mode/teleop`` and ``/wm/set_mode/hold`` set the mode as ``/wm/mode`` does (a later ``/wm/mode``
+message wins again), success when the node took it.
+
+Without a bundle (``bundle`` empty, ``robot_config`` given: a name in ``config/robots/`` or a YAML path)
+the node serves teleop and hold only: the joints, control rate and limits (position, velocity -> rate
+limit) are the robot config's (intersected with ``urdf`` / ``position_lower/upper`` / ``max_step`` /
+``rate`` where given); the e-stop and the watchdog are as ever. Autonomous (by parameter, ``/wm/mode`` or
+service) is refused with one log line and the node holds. A robot config without limits (and no
+``urdf`` / ``position_lower/upper``) refuses the start.
+
 The decisions are :mod:`wm_control.control.arbitration`'s (which source; whether the plan may be
 followed, and why not) and :class:`wm_control.control.policy.BundlePolicy`'s (the policy's target); this
 node feeds them and times the inference. Every tick goes through
@@ -36,27 +49,26 @@ from wm_control.control.arbitration import PlanView, choose_source, follow_plan
 from wm_control.control.policy import BundlePolicy
 from wm_control.control.safety import SafetyLayer
 from wm_control.messages import convert as cv
-from wm_control.ros import qos
+from wm_control.robot import RobotConfig, load_robot_config
+from wm_control.ros import qos, topics
 from wm_control.ros.api import ControlTick, Diagnostics, Node, Window
 from wm_control.ros.throttle import ThrottledLog
 from wm_control.world.bundle import Bundle, EffectiveLimits, effective_limits, load_bundle, urdf_limits
 
 MODES = ("autonomous", "teleop", "hold")
 JOINT_STATES_QOS = qos.QoSProfile("best_effort", "volatile", 200)
-#: /wm/estop readers, all keep-all (every sample, in order): a transient-local one gets a latched
-#: publisher's last value on joining; a reliable volatile one matches every reliable publisher (ROS 2's
-#: default QoS); a best-effort volatile one matches any publisher at all. DDS cannot refuse a writer to
-#: this set on reliability or durability, so no publisher's e-stop goes unheard. A sample heard on more
-#: than one reader is handled once (by publisher and source timestamp).
-ESTOP_READERS = (qos.QoSProfile("reliable", "transient_local", 1, "keep_all"),
-                 qos.QoSProfile("reliable", "volatile", 1, "keep_all"),
-                 qos.QoSProfile("best_effort", "volatile", 1, "keep_all"))
+#: /wm/estop readers (:data:`wm_control.ros.topics.ANY_QOS_READERS`): together they match a publisher of any
+#: reliability and durability; a sample heard on more than one is handled once (publisher, source timestamp)
+ESTOP_READERS = topics.ANY_QOS_READERS
 
 
 @dataclass
 class PolicyConfig:
     bundle: str = ""
     """Model bundle folder (policy.onnx + manifest.yaml); verified at start."""
+    robot_config: str = ""
+    """Robot config (a name in config/robots/ or a YAML path). Without a bundle: its joints, control rate and
+    limits, teleop and hold only (autonomous refused). With a bundle: its limits join the robot's own."""
     device: str = "auto"
     """auto | tensorrt | cuda | cpu (ONNX Runtime execution provider)."""
     bundle_id: str = ""
@@ -121,25 +133,61 @@ class PolicyConfig:
             raise ValueError("position_lower and position_upper must have the same length")
 
 
+def _robot_config_source(rc: RobotConfig) -> list[dict]:
+    """A robot config's limits as a ``robot_limits`` source of :func:`effective_limits` ([] without any)."""
+    lim = rc.position_limits()
+    if lim is None:
+        return []
+    lower, upper, velocity = lim
+    return [{"joint_names": list(rc.joint_names), "lower": list(lower), "upper": list(upper),
+             "velocity": list(velocity)}]
+
+
+def _effective(cfg: PolicyConfig, names: list[str], against: Bundle | dict, extra: list[dict]) -> EffectiveLimits:
+    """The node's own limit sources (joint_order, max_step, rate, urdf, position_lower/upper) and ``extra``,
+    intersected with ``against`` (a bundle, or the manifest-like robot section of a robot config)."""
+    robot = [{"joint_names": cfg.joint_order or None, "max_step": cfg.max_step or None,
+              "control_rate": cfg.rate or None}]
+    if cfg.urdf:
+        robot.append(urdf_limits(cfg.urdf, names))
+    if cfg.position_lower:
+        if len(cfg.position_lower) != len(names):
+            raise ValueError(f"position_lower/upper need {len(names)} values (joints {names})")
+        robot.append({"lower": list(cfg.position_lower), "upper": list(cfg.position_upper)})
+    return effective_limits(against, robot + extra, max_control_rate=cfg.max_control_rate or None)
+
+
 class PolicyNode:
     NAME = "policy"
     Config = PolicyConfig
 
     def __init__(self, node: Node, cfg: PolicyConfig):
-        if not cfg.bundle:
-            raise ValueError("parameter 'bundle' is required (a folder made by `wm-control export`)")
+        if not cfg.bundle and not cfg.robot_config:
+            raise ValueError("parameter 'bundle' is required (a folder made by `wm-control export`), or "
+                             "'robot_config' to run teleop/hold without a policy")
         self.node, self.cfg = node, cfg
-        self.bundle: Bundle = load_bundle(cfg.bundle, expect_id=cfg.bundle_id or None,
-                                          trusted_keys=cfg.trusted_keys or None,
-                                          require_signature=cfg.require_signature)
-        self.names = self.bundle.joint_names
-        self.limits = self._limits()  # robot's and bundle's joints checked, the tighter limits, before any command
+        self.robot: RobotConfig | None = load_robot_config(cfg.robot_config) if cfg.robot_config else None
+        self.bundle: Bundle | None = None
+        self.policy: BundlePolicy | None = None
+        self.session = None
+        if cfg.bundle:
+            self.bundle = load_bundle(cfg.bundle, expect_id=cfg.bundle_id or None,
+                                      trusted_keys=cfg.trusted_keys or None, require_signature=cfg.require_signature)
+            self.names = self.bundle.joint_names
+            self.limits = self._limits()  # robot's and bundle's joints checked, the tighter limits, before any command
+        else:
+            self.names = list(self.robot.joint_names)
+            self.limits = self._robot_limits()
         self.order, _, self.out_index = cv.command_order(cfg.joint_order, self.names)
-        self.policy = BundlePolicy(self.bundle, cfg.device)  # warmed up here, not in the loop
-        self.session = self.policy.session
+        if self.bundle is not None:
+            self.policy = BundlePolicy(self.bundle, cfg.device)  # warmed up here, not in the loop
+            self.session = self.policy.session
         self.rate = self.limits.control_rate
         self.safety = SafetyLayer(self.limits.safety_config({"joint_states": cfg.max_joint_state_age}))
         self.mode = cfg.mode
+        if self.mode == "autonomous" and self.policy is None:
+            node.logger.warning("mode autonomous refused: no bundle (teleop and hold only); holding (parameter mode)")
+            self.mode = "hold"
         self.q = self.qd = None
         self.goal: np.ndarray | None = None
         self.plan: PlanView | None = None
@@ -148,7 +196,7 @@ class PolicyNode:
         self.teleop: np.ndarray | None = None
         self.rx: dict[str, float] = {}  # optional inputs' receive times (node clock)
         self.frame_stamp: float | None = None
-        thr = self.bundle.manifest.get("thresholds", {}).get("uncertainty_p99")
+        thr = self.bundle.manifest.get("thresholds", {}).get("uncertainty_p99") if self.bundle else None
         self.plan_threshold = cfg.plan_uncertainty_threshold or (float(thr) if thr else np.inf)
         self.infer_ms = Window()
         self.frame_used: float | None = None
@@ -169,19 +217,26 @@ class PolicyNode:
         node.create_subscription("std_msgs/msg/String", "/wm/mode", self.on_mode, qos.LATCHED)
         self._estop_seen: dict[str, int] = {}  # source -> newest source timestamp handled (ns)
         self._estop_done: dict[str, deque] = {}  # source -> source timestamps handled (recent ones)
-        for profile in ESTOP_READERS:  # together they match a publisher of any reliability/durability
-            node.create_subscription("std_msgs/msg/Bool", "/wm/estop", self.on_estop, profile, with_info=True)
+        topics.ESTOP.subscribe_any_qos(node, self.on_estop)  # a publisher of any reliability/durability is heard
         node.create_subscription("std_msgs/msg/Empty", "/wm/estop_reset", self.on_estop_reset, qos.DEFAULT)
+        serve = getattr(node, "create_service", None)  # (a stand-in node of a test may have none)
+        if serve is not None:
+            serve(topics.RESET_ESTOP.type, topics.RESET_ESTOP.name, self.on_reset_estop_service)
+            for srv in topics.SET_MODE:
+                mode = srv.name.rsplit("/", 1)[1]
+                serve(srv.type, srv.name,
+                      lambda _rq, rs, m=mode, via=srv.name: self._answer(rs, *self.set_mode(m, via)))
         if cfg.use_plan:
             node.create_subscription("wm_control/msg/Plan", "/wm/plan", self.on_plan, qos.DEFAULT)
         if cfg.track_frames:
             node.create_subscription("sensor_msgs/msg/Image", "/wm/frame", self.on_frame, qos.SENSOR_DATA)
-        self.diag = Diagnostics(node, hardware_id=f"bundle:{self.bundle.id}")
+        self.diag = Diagnostics(node, hardware_id=f"bundle:{self.bundle.id}" if self.bundle else
+                                f"robot:{self.robot.name}")
         # a flood of bad input is counted in /diagnostics, and logged once, then as a count every 5 s
         self.warn = ThrottledLog(node.logger, period=5.0, summary="{count} more like this ({key}) in the last "
                                                                   "{seconds:.1f} s; the latest: {message}")
         node.create_timer(1.0, self.warn.flush)  # a burst that stopped still gets its count
-        self.diag.set("providers", ",".join(self.session.providers))
+        self.diag.set("providers", ",".join(self.session.providers) if self.session else "none (no bundle)")
         self.diag.set("mode", self.mode)
         self.ticker = ControlTick(node, self.rate, self.act, ready=self.plan_ready if cfg.use_plan else None,
                                   wait=cfg.plan_wait)
@@ -191,25 +246,29 @@ class PolicyNode:
                 self.diag.set("scheduling", f"SCHED_FIFO {cfg.realtime_priority}")
             except (PermissionError, OSError) as exc:
                 node.logger.warning("cannot use SCHED_FIFO %d (%s): normal scheduling", cfg.realtime_priority, exc)
-        node.logger.info("policy up: bundle %s (%s), %s, %.0f Hz, mode %s, limits %s..%s, max step %.3f rad",
-                         cfg.bundle, self.bundle.id, self.session.providers[0], self.rate, self.mode,
-                         np.round(self.safety.lo, 3).tolist(), np.round(self.safety.hi, 3).tolist(),
+        what = f"bundle {cfg.bundle} ({self.bundle.id}), {self.session.providers[0]}" if self.bundle else \
+            f"no bundle: robot {self.robot.name} (teleop and hold only)"
+        node.logger.info("policy up: %s, %.0f Hz, mode %s, limits %s..%s, max step %.3f rad", what, self.rate,
+                         self.mode, np.round(self.safety.lo, 3).tolist(), np.round(self.safety.hi, 3).tolist(),
                          float(np.max(self.safety.max_step)))
 
     # ---- configuration ----------------------------------------------------------------------
     def _limits(self) -> EffectiveLimits:
-        """The robot's own limits (URDF, position_lower/upper, max_step, rate, joint_order) intersected with
-        the bundle's: never looser than either (:func:`wm_control.world.bundle.effective_limits`)."""
-        cfg = self.cfg
-        robot = [{"joint_names": cfg.joint_order or None, "max_step": cfg.max_step or None,
-                  "control_rate": cfg.rate or None}]
-        if cfg.urdf:
-            robot.append(urdf_limits(cfg.urdf, self.names))
-        if cfg.position_lower:
-            if len(cfg.position_lower) != len(self.names):
-                raise ValueError(f"position_lower/upper need {len(self.names)} values (joints {self.names})")
-            robot.append({"lower": list(cfg.position_lower), "upper": list(cfg.position_upper)})
-        return effective_limits(self.bundle, robot, max_control_rate=cfg.max_control_rate or None)
+        """The robot's own limits (URDF, position_lower/upper, max_step, rate, joint_order, the robot config's)
+        intersected with the bundle's: never looser than either (:func:`wm_control.world.bundle.effective_limits`)."""
+        rc = getattr(self, "robot", None)
+        return _effective(self.cfg, self.names, self.bundle, _robot_config_source(rc) if rc is not None else [])
+
+    def _robot_limits(self) -> EffectiveLimits:
+        """No bundle: the robot config's joints, control rate and limits, intersected with the node's own
+        (urdf, position_lower/upper, max_step, rate); refused without position limits."""
+        rc, cfg = self.robot, self.cfg
+        source = _robot_config_source(rc)
+        if not (source or cfg.urdf or cfg.position_lower):
+            raise ValueError(f"robot config {rc.name!r} gives no joint limits (limits.lower/upper or urdf): "
+                             "refusing to command the robot without them")
+        return _effective(cfg, self.names, {"joint_names": list(rc.joint_names), "control_rate": rc.control_rate},
+                          source)
 
     # ---- inputs -------------------------------------------------------------------------------
     def on_joint_state(self, msg) -> None:
@@ -289,10 +348,28 @@ class PolicyNode:
             self.diag.count("dropped.mode")
             self.warn.log("mode", "ignored unknown mode %r (use %s)", msg.data, "|".join(MODES))
             return
+        self.set_mode(mode, "/wm/mode")
+
+    def set_mode(self, mode: str, via: str) -> tuple[bool, str]:
+        """Take ``mode`` (one of MODES); (taken, what now). Without a bundle, autonomous is refused and the
+        node holds."""
+        if mode == "autonomous" and self.policy is None:  # one line (throttled), the hold included
+            self.mode = "hold"
+            self.diag.set("mode", self.mode)
+            self.diag.count("refused.autonomous")
+            why = "mode autonomous refused: no bundle (teleop and hold only); holding"
+            self.warn.log("no_autonomous", "%s (%s)", why, via)
+            return False, why
         if mode != self.mode:
-            self.node.logger.info("mode %s -> %s", self.mode, mode)
+            self.node.logger.info("mode %s -> %s (%s)", self.mode, mode, via)
         self.mode = mode
         self.diag.set("mode", mode)
+        return True, f"mode {mode}"
+
+    @staticmethod
+    def _answer(response, success: bool, message: str):
+        response.success, response.message = bool(success), message
+        return response
 
     def on_estop(self, msg, info=None) -> None:
         """One e-stop sample from one of the readers. Its source is the publisher (the DDS publication
@@ -300,9 +377,7 @@ class PolicyNode:
         once (publisher + source timestamp). A True that arrives late (after a newer False of its
         source: a retransmission) still latches; only the newest sample sets the source's state."""
         active = bool(msg.data)
-        handle = getattr(info, "publication_handle", None)
-        source = f"publisher {handle:#x}" if isinstance(handle, int) else "/wm/estop"
-        ts = getattr(info, "source_timestamp", None)
+        source, ts = topics.sample_source(info, "/wm/estop")
         newest = True
         if isinstance(ts, int):
             done = self._estop_done.setdefault(source, deque(maxlen=1024))
@@ -314,7 +389,7 @@ class PolicyNode:
                 self._estop_seen[source] = ts
         if active and not self.safety.estop_latched:
             self.node.logger.error("E-STOP from %s: holding where the arm is until every source is false "
-                                   "and /wm/estop_reset", source)
+                                   "and a reset (/wm/estop_reset or /wm/reset_estop)", source)
         self.diag.count("estop.true" if active else "estop.false")
         if newest:
             self.safety.estop(active, source)
@@ -322,11 +397,25 @@ class PolicyNode:
             self.safety.latch_estop()
 
     def on_estop_reset(self, _msg) -> None:
+        self.reset_estop("/wm/estop_reset")
+
+    def on_reset_estop_service(self, _request, response):
+        """``/wm/reset_estop`` (std_srvs/Trigger): the reset, and whether it cleared. On the executor's thread,
+        as every e-stop sample is: no sample is handled between the decision and the reply."""
+        return self._answer(response, *self.reset_estop(topics.RESET_ESTOP.name))
+
+    def reset_estop(self, via: str) -> tuple[bool, str]:
+        """Clear the latched e-stop when no source holds it; (clear now, why not / what happened)."""
+        was = self.safety.estop_latched
         if not self.safety.reset_estop():
-            holding = self.safety.active_estop_sources()
-            self.warn.log("reset_refused", "e-stop reset refused: still held by %s", ", ".join(holding))
-            return
-        self.node.logger.info("e-stop reset")
+            holding = ", ".join(self.safety.active_estop_sources())
+            self.diag.count("estop.reset_refused")
+            self.warn.log("reset_refused", "e-stop reset refused (%s): still held by %s", via, holding)
+            return False, f"e-stop still held by {holding}"
+        if was:
+            self.node.logger.info("e-stop reset (%s)", via)
+            return True, "e-stop cleared"
+        return True, "no e-stop latched"
 
     # ---- the loop -----------------------------------------------------------------------------
     def propose(self, now: float) -> tuple[np.ndarray | None, str]:
@@ -339,7 +428,7 @@ class PolicyNode:
             self.fallback = choice.fallback
             self.diag.count("plan_fallbacks")
             self.diag.count(f"plan_fallback.{choice.fallback}")
-        if choice.source != "policy" or self.goal is None:
+        if choice.source != "policy" or self.goal is None or self.policy is None:
             return choice.action, choice.source
         t0 = time.perf_counter()
         target = self.policy.select_action(self.q, self.qd, self.goal)

@@ -5,7 +5,8 @@ model's preview.
 Never talks to the controller: it publishes ``/teleop/command`` (``sensor_msgs/JointState``, named
 position targets) at ``rate``; the policy node follows it in mode ``teleop`` through its limits, rate
 limit and e-stop, and holds when it goes stale (0.5 s). On start it sets ``/wm/mode`` (latched) to
-``teleop``, on shutdown to ``hold``.
+``teleop``, on shutdown to ``hold``. ``/wm/estop`` is read as the policy node reads it: a publisher of any
+QoS is heard (:data:`wm_control.ros.topics.ANY_QOS_READERS`), each publisher a source of its own.
 
 Input (``input``: keyboard | joy | both):
 
@@ -47,7 +48,7 @@ import cv2
 import numpy as np
 
 from wm_control.messages import convert as cv
-from wm_control.ros import qos
+from wm_control.ros import qos, topics
 from wm_control.ros.api import Diagnostics, Node
 from wm_control.ros.throttle import ThrottledLog
 from wm_control.teleop.joy import JoyMapping
@@ -179,8 +180,7 @@ class TeleopNode:
         node.create_subscription("sensor_msgs/msg/JointState", "/joint_states", self.on_joint_state, qos.SENSOR_DATA)
         node.create_subscription("std_msgs/msg/String", "/wm/mode", lambda m: self._apply(self.session.on_mode(m.data)),
                                  qos.LATCHED)
-        node.create_subscription("std_msgs/msg/Bool", "/wm/estop", lambda m: self.session.on_estop(bool(m.data)),
-                                 qos.LATCHED)
+        topics.ESTOP.subscribe_any_qos(node, self.on_estop)  # as the policy node hears it: any publisher's QoS
         if cfg.uses_joy:
             node.create_subscription("sensor_msgs/msg/Joy", cfg.joy_topic, self.on_joy, qos.SENSOR_DATA)
         for what in ("camera", "preview") if self.view_kind != "none" else ():
@@ -291,6 +291,12 @@ class TeleopNode:
             return
         self.session.integrator.measure(q)
         self.diag.tick("joint_states")
+
+    def on_estop(self, msg: Any, info: Any = None) -> None:
+        """/wm/estop from one of the readers; its source is the publisher (one source where the backend
+        does not say), a sample heard on several readers is taken once (source timestamp)."""
+        source, stamp = topics.sample_source(info, "/wm/estop")
+        self.session.on_estop(bool(msg.data), source, stamp)
 
     def on_joy(self, msg: Any) -> None:
         self.diag.tick("joy")
