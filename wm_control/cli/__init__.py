@@ -26,7 +26,7 @@ VERBS: dict[str, tuple[str, str]] = {
     "verify": ("export", "verify BUNDLE [--robot CONFIG]: bundle verify, and whether it fits that robot"),
     "eval": ("eval", "eval [closed-loop|world-model|suite|visual|visual-state]: JSON + PNG"),
     "bench": ("bench", "bench transport|loop|ensemble|planner|visual: speed as JSON"),
-    "topic": ("graph", "topic list|echo|pub|hz: the graph's topics, as `ros2 topic`"),
+    "topic": ("graph", "topic list|info|echo|pub|hz: the graph's topics, as `ros2 topic`"),
     "node": ("graph", "node list|info: the graph's nodes, as `ros2 node`"),
     "param": ("graph", "param list|get|set|describe NODE ...: a node's parameters, as `ros2 param`"),
 }
