@@ -146,6 +146,10 @@ def cmd_dataset(argv: list[str]) -> int:
     return 0
 
 
+#: the DDS domains a replay's stack runs on unless --share-domain (ROS 2's upper safe range, 215-232)
+REPLAY_DOMAINS = range(215, 233)
+
+
 @dataclass
 class ReplayOptions:
     """Play a rosbag2 through the stack under sim time (/clock); record what it publishes and score it
@@ -172,12 +176,20 @@ class ReplayOptions:
     """Also write the report here."""
     verbose: Annotated[bool, tyro.conf.arg(aliases=("-v",))] = False
     """Show the stack's log."""
+    share_domain: bool = False
+    """Run the replayed stack on this shell's ROS_DOMAIN_ID (to watch it with rviz). By default it gets a
+    DDS domain of its own: a replay publishes /clock and commands, which must never reach a live graph
+    (a real controller, sim-time nodes), and a live graph's latched /goal must not steer the replay."""
 
 
 def cmd_replay(argv: list[str]) -> int:
     from wm_control.data.replay import replay
 
     o, _ = parse("wm-control replay", argv, ReplayOptions)
+    if not o.share_domain:  # before any DDS participant exists in this process or its nodes
+        import os
+
+        os.environ["ROS_DOMAIN_ID"] = str(REPLAY_DOMAINS[0] + os.getpid() % len(REPLAY_DOMAINS))
     rep = replay(o.bag, bundle=o.bundle, config=o.config, out=o.out, lockstep=not o.rate, rate=o.rate or 1.0,
                  control_rate=o.control_rate, device=o.device, json_path=o.json, echo=o.verbose,
                  robot_config=o.robot_config)
