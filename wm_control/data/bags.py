@@ -1166,19 +1166,6 @@ class Publication:
     durability: str | None = None  # 'volatile' | 'transient_local'
 
 
-def _offered_qos(qos: Any) -> tuple[str | None, str | None]:
-    """(reliability, durability) a writer offers, from the Cyclone DDS QoS of its discovery sample."""
-    from cyclonedds.qos import Policy
-
-    try:
-        rel, dur = qos[Policy.Reliability], qos[Policy.Durability]
-    except Exception:
-        return None, None
-    reliability = None if rel is None else (
-        "reliable" if isinstance(rel, Policy.Reliability.Reliable) else "best_effort")
-    durability = None if dur is None else ("volatile" if dur == Policy.Durability.Volatile else "transient_local")
-    return reliability, durability
-
 
 class TopicDiscovery:
     """The ROS topics being published, from DDS discovery (the builtin DCPSPublication topic).
@@ -1196,6 +1183,7 @@ class TopicDiscovery:
     def poll(self) -> list[Publication]:
         """Take the pending discovery samples; returns the writers that appeared since the last poll."""
         from wm_control.messages import ros_type_name
+        from wm_control.ros.qos import offered_qos  # record talks to the graph; reading bags does not
 
         new = []
         while True:
@@ -1208,7 +1196,7 @@ class TopicDiscovery:
                 name = getattr(s, "topic_name", "") or ""
                 typ = ros_type_name(getattr(s, "type_name", "") or "")
                 if name.startswith("rt/") and typ:
-                    pub = Publication("/" + name[3:].lstrip("/"), typ, *_offered_qos(getattr(s, "qos", None)))
+                    pub = Publication("/" + name[3:].lstrip("/"), typ, *offered_qos(getattr(s, "qos", None)))
                     if self.publications.get(s.key) != pub:
                         self.publications[s.key] = pub
                         new.append(pub)

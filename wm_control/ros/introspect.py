@@ -18,6 +18,7 @@ import numpy as np
 
 from wm_control.messages import ros_type_name
 from wm_control.ros import params as P
+from wm_control.ros import qos as _qos
 
 TOPIC_PREFIX = "rt/"
 DISCOVERY_INFO = "rmw_dds_common/msg/ParticipantEntitiesInfo"
@@ -109,25 +110,12 @@ def _service_type(ros_type: str) -> str:
     return ros_type
 
 
-def _qos_of(qos: Any) -> tuple[str | None, str | None]:
-    """(reliability, durability) of a discovery sample's Cyclone DDS QoS (None: not sent)."""
-    from cyclonedds.qos import Policy
-
-    try:
-        rel, dur = qos[Policy.Reliability], qos[Policy.Durability]
-    except Exception:
-        return None, None
-    reliability = None if rel is None else (
-        "reliable" if isinstance(rel, Policy.Reliability.Reliable) else "best_effort")
-    durability = None if dur is None else ("volatile" if dur == Policy.Durability.Volatile else "transient_local")
-    return reliability, durability
-
 
 def _endpoint(dds_topic: str, dds_type: str, guid: bytes, writer: bool, qos: Any = None) -> Endpoint | None:
     rtype = ros_type_name(dds_type) or dds_type
     topic = ros_topic_name(dds_topic)
     if topic is not None:
-        return Endpoint(topic, rtype, "publisher" if writer else "subscriber", guid, *_qos_of(qos))
+        return Endpoint(topic, rtype, "publisher" if writer else "subscriber", guid, *_qos.offered_qos(qos))
     service = ros_service_name(dds_topic)
     if service is not None:  # a server reads requests and writes replies; a client the other way round
         server = dds_topic.startswith("rr/") == writer

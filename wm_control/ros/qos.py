@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -71,3 +72,18 @@ def profile(spec: QoSProfile | str | int) -> QoSProfile:
         return PROFILES[spec]
     except KeyError:
         raise ValueError(f"unknown QoS profile {spec!r}; choose one of {sorted(PROFILES)}") from None
+
+
+def offered_qos(qos: Any) -> tuple[str | None, str | None]:
+    """(reliability, durability) an endpoint offers, from the Cyclone DDS QoS of its discovery sample
+    (None where the policy was not sent): 'reliable' | 'best_effort', 'volatile' | 'transient_local'."""
+    from cyclonedds.qos import Policy
+
+    try:
+        rel, dur = qos[Policy.Reliability], qos[Policy.Durability]
+    except Exception:
+        return None, None
+    reliability = None if rel is None else (
+        "reliable" if isinstance(rel, Policy.Reliability.Reliable) else "best_effort")
+    durability = None if dur is None else ("volatile" if dur == Policy.Durability.Volatile else "transient_local")
+    return reliability, durability
