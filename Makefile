@@ -15,7 +15,7 @@ export PYTHONUNBUFFERED := 1
 
 LOCK   := lock/$(EXTRA).txt
 
-.PHONY: demo test bench rwm visual setup clean lock lock-upgrade lock-check
+.PHONY: demo test bench rwm visual panda setup clean lock lock-upgrade lock-check
 setup: $(STAMP)
 
 $(STAMP): setup.py Makefile $(LOCK) scripts/lock.py
@@ -73,6 +73,24 @@ visual: $(STAMP)
 	$(PY) -m wm_control train visual --preset quick --data data/reacher_video --out runs/visual --bundle bundles/visual --resume
 	$(PY) -m wm_control eval visual --json runs/eval/visual.json
 	$(PY) -m wm_control eval visual-state --json runs/eval/visual_state.json
+
+# The Franka Panda from its own bags only (README "Your robot"): the simulator stands in for the arm and
+# its teleop/recording; everything after the bags reads config/robots/panda.yaml (+ panda.urdf) and
+# nothing else about the robot. BC and the RWM-U planner against the scripted expert, 3 s reaches.
+PANDA_EPISODES ?= 100
+panda: $(STAMP)
+	test -e data/panda_expert/index.json || $(PY) -m wm_control collect --robot panda --out data/panda_expert \
+	    --episodes 400 --no-images --noise 0.3 --seed 3
+	$(PY) -m wm_control dataset data/panda_expert --robot-config panda --no-images --json runs/panda/dataset.json
+	test -e bundles/panda_bc/manifest.yaml || $(PY) -m wm_control train bc --robot-config panda \
+	    --data data/panda_expert --out runs/panda_bc --bundle bundles/panda_bc
+	test -e bundles/panda_planner/manifest.yaml || $(PY) -m wm_control train ensemble --robot-config panda \
+	    --regime self --data data/panda_expert --out runs/panda_ensemble --bundle bundles/panda_planner \
+	    --policy-bundle bundles/panda_bc
+	$(PY) -m wm_control verify bundles/panda_bc --robot panda
+	$(PY) -m wm_control verify bundles/panda_planner --robot panda
+	$(PY) -m wm_control eval closed-loop --robot panda --episode-s 3 --episodes $(PANDA_EPISODES) \
+	    --policy expert,bundles/panda_bc,planner:bundles/panda_planner --json runs/panda/eval.json
 
 clean:
 	rm -rf $(VENV) build *.egg-info runs

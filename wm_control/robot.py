@@ -1,11 +1,12 @@
 """A robot is data: one YAML (``config/robots/NAME.yaml``) holds all that is particular to a robot.
 
-Fields (see ``config/robots/reacher.yaml``): ``name``, ``joint_names`` (the order of every array),
+Fields (see ``config/robots/two_joint.yaml``): ``name``, ``joint_names`` (the order of every array),
 ``command_interface`` (position | trajectory) and ``command_topic``, ``joint_states_topic``,
 ``control_rate`` (Hz), ``camera_topic`` and ``camera_kind`` (raw | compressed | none), ``goal_topic``
 ('' for none), ``hindsight_goal``, ``limits`` (``lower``, ``upper``, ``max_velocity``: one value or one
 per joint) and ``urdf`` (limits read with :mod:`wm_control.control.urdf`, our own reader, which already
-gives position and velocity limits; no new dependency).
+gives position and velocity limits; no new dependency), and for the reach reward ``tip_link``,
+``tip_offset`` and ``goal_dims`` (the chain from the URDF's root to that point).
 
 ``hindsight_goal: true`` (for bags without a goal topic): the reaching goal of an episode is where it
 ended. Without a kinematic model we use the final joint positions as a joint-space goal, padded with
@@ -54,7 +55,14 @@ class RobotConfig:
     limits: dict[str, Any] = field(default_factory=dict)
     """lower, upper (rad), max_velocity (rad/s): one number or one per joint; a URDF's win where absent."""
     urdf: str | None = None
-    """A URDF for limits (relative paths: to the YAML's folder)."""
+    """A URDF for limits and kinematics (relative paths: to the YAML's folder)."""
+    tip_link: str = ""
+    """The URDF link whose point ``tip_offset`` the reach task brings to the goal ('' : no kinematics;
+    the planner then has only its learned reward)."""
+    tip_offset: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0])
+    """That point in ``tip_link``'s frame (m)."""
+    goal_dims: int = 3
+    """The reach reward measures the goal's first 2 (xy, a planar task) or 3 (xyz) coordinates."""
 
     def __post_init__(self) -> None:
         def bad(f: str, why: str) -> RobotConfigError:
@@ -87,6 +95,12 @@ class RobotConfig:
         if self.hindsight_goal and not self.goal_topic and len(self.joint_names) > 3:
             raise bad("hindsight_goal", f"a joint-space hindsight goal fits at most 3 joints (has "
                       f"{len(self.joint_names)}); give goal_topic or set hindsight_goal: false")
+        if self.goal_dims not in (2, 3):
+            raise bad("goal_dims", f"{self.goal_dims!r}; must be 2 (xy) or 3 (xyz)")
+        if self.tip_link and not self.urdf:
+            raise bad("tip_link", "needs a urdf to find the link in")
+        if not isinstance(self.tip_offset, list) or len(self.tip_offset) != 3:
+            raise bad("tip_offset", f"{self.tip_offset!r}; must be [x, y, z] in m")
         n = len(self.joint_names)
         if not isinstance(self.limits, dict):
             raise bad("limits", "must be a mapping with lower, upper, max_velocity")
@@ -126,6 +140,18 @@ class RobotConfig:
         if "lower" not in lim or "upper" not in lim:
             return None
         return lim["lower"], lim["upper"], lim.get("max_velocity", [float("inf")] * len(self.joint_names))
+
+    def kinematics(self):
+        """The reach task's :class:`~wm_control.control.kinematics.Chain` from ``urdf`` to ``tip_link``,
+        or None without a ``tip_link``."""
+        if not self.tip_link:
+            return None
+        from wm_control.control.urdf import chain_from_urdf
+
+        try:
+            return chain_from_urdf(self.urdf, self.joint_names, self.tip_link, self.tip_offset, self.goal_dims)
+        except ValueError as exc:
+            raise RobotConfigError(f"robot config {self.name}: field 'tip_link': {exc}") from None
 
     def dataset_config(self, **overrides: Any):
         """The :class:`~wm_control.data.dataset.DatasetConfig` that reads this robot's bags."""

@@ -28,7 +28,7 @@ class CollectOptions:
     no_images: bool = False
     """Joint states and commands only (no camera topic; much faster)."""
     episode_s: float | None = None
-    """Seconds per episode (default: 2 s reacher, 5 s pusher)."""
+    """Seconds per episode (default: the simulated robot's, wm_control.sim.robots.EPISODE_S)."""
 
 
 def cmd_collect(argv: list[str]) -> int:
@@ -36,7 +36,9 @@ def cmd_collect(argv: list[str]) -> int:
 
     o, cfg = parse("wm-control collect", argv, CollectOptions, CollectConfig(),
                    skip=("image_width", "image_height", "render"))
-    episode_s = o.episode_s or {"reacher": 2.0, "pusher": 5.0}.get(cfg.robot, cfg.episode_s)
+    from wm_control.sim.robots import episode_s as sim_episode_s
+
+    episode_s = o.episode_s or sim_episode_s(cfg.robot, cfg.episode_s)
     try:
         cfg = CollectConfig(**{**cfg.__dict__, "episode_s": episode_s, "image_width": o.image_size,
                                "image_height": o.image_size, "render": not o.no_images})

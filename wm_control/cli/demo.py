@@ -24,6 +24,7 @@ from wm_control.cli.flags import config_path, parse
 from wm_control.messages import convert as cv
 from wm_control.ros import qos
 from wm_control.ros.harness import GraphRun
+from wm_control.sim.robots import DEFAULT_ROBOT
 from wm_control.world.frames import image_msg_to_rgb
 
 
@@ -57,7 +58,7 @@ def ensure_bundle(config: str, preset: str = "quick") -> None:
 
         print(f"[demo] no bundle at {visual}: training the visual world model (preset {preset}: JEPA encoder, "
               f"decoder, latent actions, teacher, student, adapter; about 12 minutes here)", flush=True)
-        export_visual(train_visual(visual_preset(preset), "data/reacher_video", "runs/visual", resume=True), visual)
+        export_visual(train_visual(visual_preset(preset), f"data/{DEFAULT_ROBOT}_video", "runs/visual", resume=True), visual)
     wanted = {_params(graph, "policy").get("bundle"), _params(graph, "planner").get("bundle")} - {None, ""}
     missing = [b for b in wanted if not _usable(b)]
     if not missing:
@@ -70,7 +71,7 @@ def ensure_bundle(config: str, preset: str = "quick") -> None:
     if bc_bundle in missing or not _usable(bc_bundle):
         print(f"[demo] no bundle at {bc_bundle}: training the BC policy first (preset {preset}, about a minute)",
               flush=True)
-        export_bc(train_bc(bc_preset(preset), "data/reacher_expert", "runs/bc"), bc_bundle)
+        export_bc(train_bc(bc_preset(preset), f"data/{DEFAULT_ROBOT}_expert", "runs/bc"), bc_bundle)
     if planned:
         from wm_control.train.ensemble import ensemble_preset, export_ensemble, train_ensemble
 
@@ -79,7 +80,7 @@ def ensure_bundle(config: str, preset: str = "quick") -> None:
                 continue
             print(f"[demo] no bundle at {b}: training the RWM-U ensemble for the planner (preset {preset}, "
                   f"self-forcing, a few minutes)", flush=True)
-            ckpt = train_ensemble(ensemble_preset(preset, regime="self"), "data/reacher_expert", "runs/ensemble_self")
+            ckpt = train_ensemble(ensemble_preset(preset, regime="self"), f"data/{DEFAULT_ROBOT}_expert", "runs/ensemble_self")
             export_ensemble(ckpt, b, policy_bundle=bc_bundle)
 
 

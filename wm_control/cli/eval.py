@@ -12,6 +12,7 @@ import tyro
 
 from wm_control.cli.flags import choose, config_path, parse
 from wm_control.errors import UserError
+from wm_control.sim.robots import DEFAULT_ROBOT
 
 Device = Literal["auto", "cpu", "cuda", "tensorrt"]
 PlannerParams = Annotated[list[str], tyro.conf.UseAppendAction, tyro.conf.arg(metavar="NAME=VALUE")]
@@ -36,7 +37,7 @@ class ClosedLoopOptions:
     episodes: int = 50
     episode_s: float = 2.0
     """Seconds per episode."""
-    robot: str = "reacher"
+    robot: str = DEFAULT_ROBOT
     seed: int = 0
     device: Device = "auto"
     json: str = "runs/eval/closed_loop.json"
@@ -52,9 +53,9 @@ class WorldModelOptions:
     """The (self-forced) ensemble checkpoint."""
     teacher: str | None = None
     """The teacher-forced checkpoint to compare (default runs/ensemble_teacher if it is there)."""
-    heldout: str = "data/reacher_heldout"
+    heldout: str = f"data/{DEFAULT_ROBOT}_heldout"
     """Held-out bags (collected if empty)."""
-    ood: str = "data/reacher_random"
+    ood: str = f"data/{DEFAULT_ROBOT}_random"
     """Bags of an unseen behaviour (collected if empty)."""
     json: str = "runs/eval/world_model.json"
 

@@ -62,7 +62,7 @@ class PolicyOptions(StageOptions):
 @dataclass
 class VisualOptions(StageOptions):
     """The visual world model, every stage; camera bags collected into DATA (default
-    data/reacher_video, held out DATA_heldout) when empty."""
+    data/ROBOT_video, held out DATA_heldout) when empty."""
 
     heldout: str | None = None
     """Held-out camera bags (default DATA_heldout; collected if empty)."""

@@ -1,14 +1,15 @@
 """Forward kinematics of a serial chain of revolute joints, and the task reward computed from it.
 
 RWM-U learns the *dynamics*; the task reward is a known function of the state (here: minus the
-fingertip's distance to the goal in the table plane), computed from the predicted joint positions
+fingertip's distance to the goal, in the table plane or in space), computed from the predicted joint positions
 with the robot's kinematic model. A learned reward head only knows the reward where the behaviour
 policy went, and a policy optimised in the model finds its errors (measured: PPO folding the elbow where
 the head said "at the goal", 0% success in the simulator); the kinematics are right everywhere.
 
 A :class:`Chain` is plain numbers (per link: the fixed transform from the parent frame, then a rotation
 about the joint axis; and the tip point in the last frame), so it goes into a bundle's manifest and
-needs no MuJoCo or URDF parser at run time. :func:`chain_from_sim` reads it from our simulated robots.
+needs no MuJoCo or URDF parser at run time. :func:`chain_from_sim` reads it from our simulated robots,
+:func:`wm_control.control.urdf.chain_from_urdf` from a robot's URDF.
 """
 
 from __future__ import annotations
@@ -36,18 +37,26 @@ class Chain:
     tip: list[float]
     base_pos: list[float]
     base_rot: list[float]
+    goal_dims: int = 2
+    """The reach reward measures the first ``goal_dims`` coordinates: 2 (the table's xy) or 3 (xyz)."""
+
+    def __post_init__(self) -> None:
+        if self.goal_dims not in (2, 3):
+            raise ValueError(f"goal_dims must be 2 or 3, not {self.goal_dims!r}")
 
     @property
     def n(self) -> int:
         return len(self.links)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"links": self.links, "tip": self.tip, "base_pos": self.base_pos, "base_rot": self.base_rot}
+        return {"links": self.links, "tip": self.tip, "base_pos": self.base_pos, "base_rot": self.base_rot,
+                "goal_dims": self.goal_dims}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Chain:
         return cls([{k: list(map(float, v)) for k, v in link.items()} for link in d["links"]],
-                   list(map(float, d["tip"])), list(map(float, d["base_pos"])), list(map(float, d["base_rot"])))
+                   list(map(float, d["tip"])), list(map(float, d["base_pos"])), list(map(float, d["base_rot"])),
+                   int(d.get("goal_dims", 2)))  # bundles from before goal_dims: the planar (xy) reward
 
     def _arrays(self) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
         """Per link (unit axis, pos, rot.T), computed once."""
@@ -101,8 +110,10 @@ class Chain:
         return (const(base_pos) + p @ const(base_rot_t)).reshape(*lead, 3)
 
     def reach_reward(self, q: Any, goal: Any) -> Any:
-        """Minus the tip's distance to ``goal`` in the xy plane (the Reacher task reward)."""
-        d = self.tip_position(q)[..., :2] - goal[..., :2]
+        """Minus the tip's distance to ``goal`` over the first ``goal_dims`` coordinates (xy: a planar
+        task on the table; xyz: a reach in space)."""
+        k = self.goal_dims
+        d = self.tip_position(q)[..., :k] - goal[..., :k]
         return -((d ** 2).sum(-1) + 1e-12) ** 0.5
 
 
@@ -142,6 +153,6 @@ def chain_from_sim(robot: str) -> Chain | None:
                 acc_pos, acc_rot = np.zeros(3), np.eye(3)
         if order != [int(j) for j in arm._jnt]:
             return None  # the chain's joints are not the robot's joints in its order
-        return Chain(links, acc_pos.tolist(), [0.0, 0.0, 0.0], np.eye(3).reshape(-1).tolist())
+        return Chain(links, acc_pos.tolist(), [0.0, 0.0, 0.0], np.eye(3).reshape(-1).tolist(), goal_dims=arm.goal_dims)
     finally:
         arm.disconnect()

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Literal, NamedTuple
 
 from wm_control.errors import UserError
+from wm_control.sim.robots import DEFAULT_ROBOT
 
 if TYPE_CHECKING:
     import numpy as np
@@ -1008,7 +1009,7 @@ def repair_bag(src: str | Path, dst: str | Path, overwrite: bool = False) -> dic
 # ------------------------------------------------------------------------------------------
 @dataclass
 class CollectConfig:
-    robot: str = "reacher"
+    robot: str = DEFAULT_ROBOT
     policy: Literal["expert", "random"] = "expert"
     """The behaviour: the scripted expert (through the IK solution) or uniform random targets."""
     noise: float = 0.0

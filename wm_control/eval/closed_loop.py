@@ -21,6 +21,7 @@ import yaml
 
 from wm_control.ros import qos
 from wm_control.ros.harness import GraphRun
+from wm_control.sim.robots import DEFAULT_ROBOT
 
 
 def expert_params(spec: str) -> dict[str, float]:
@@ -67,7 +68,7 @@ def _graph_yaml(policy: str, robot: str, episode_s: float, seed: int, device: st
     return graph
 
 
-def run_episodes(policy: str, episodes: int, robot: str = "reacher", episode_s: float = 2.0, seed: int = 0,
+def run_episodes(policy: str, episodes: int, robot: str = DEFAULT_ROBOT, episode_s: float = 2.0, seed: int = 0,
                  device: str = "auto", render: bool = False, timeout_s: float | None = None,
                  planner_params: dict[str, Any] | None = None, backend: str | None = None) -> dict:
     """Run one policy for ``episodes`` episodes; per-episode results and aggregates.
@@ -150,7 +151,7 @@ def _bar(total: int, desc: str) -> Any:
         return None
 
 
-def evaluate(policies: list[str], episodes: int = 50, robot: str = "reacher", episode_s: float = 2.0,
+def evaluate(policies: list[str], episodes: int = 50, robot: str = DEFAULT_ROBOT, episode_s: float = 2.0,
              seed: int = 0, device: str = "auto", json_path: str | None = None,
              planner_params: dict[str, Any] | None = None, backend: str | None = None) -> dict:
     runs = [run_episodes(p, episodes, robot, episode_s, seed, device, planner_params=planner_params, backend=backend)

@@ -25,6 +25,7 @@ import numpy as np
 import yaml
 
 from wm_control.report import figure_path, pyplot, read_json, save_figure, summary_line, write_json, wrote
+from wm_control.sim.robots import DEFAULT_ROBOT
 
 
 def _missing(spec: str) -> str | None:
@@ -55,7 +56,7 @@ def evaluate_suite(config: str | Path, json_path: str | Path | None = None, epis
         raise SystemExit("bundles missing (build them first, see the README's offline RL section):\n  "
                          + "\n  ".join(missing))
     n = episodes or int(suite.get("episodes", 50))
-    ep_s, seed, robot = float(suite.get("episode_s", 2.0)), int(suite.get("seed", 0)), suite.get("robot", "reacher")
+    ep_s, seed, robot = float(suite.get("episode_s", 2.0)), int(suite.get("seed", 0)), suite.get("robot", DEFAULT_ROBOT)
     out: dict[str, Any] = {"evaluation": "suite", "config": str(config), "robot": robot, "episodes": n,
                            "episode_s": ep_s, "seed": seed, "success_radius_m": 0.02,
                            "mode": "lockstep (sim time)", "groups": {}}

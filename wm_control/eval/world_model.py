@@ -22,6 +22,7 @@ import torch
 
 from wm_control.data.dataset import DatasetConfig, load_episodes
 from wm_control.report import figure_path, pyplot, save_figure, summary_line, write_json, wrote
+from wm_control.sim.robots import DEFAULT_ROBOT
 from wm_control.train.ensemble import heldout_rollouts, load_ensemble
 from wm_control.world.ensemble import EnsembleDynamics, spearman
 
@@ -64,8 +65,8 @@ def rollout_metrics(model: EnsembleDynamics, episodes: list, horizon: int, robot
     return out
 
 
-def evaluate_world_model(teacher: str | None, self_forced: str, heldout: str = "data/reacher_heldout",
-                         ood: str = "data/reacher_random", episodes: int = 40, horizon: int = 50,
+def evaluate_world_model(teacher: str | None, self_forced: str, heldout: str = f"data/{DEFAULT_ROBOT}_heldout",
+                         ood: str = f"data/{DEFAULT_ROBOT}_random", episodes: int = 40, horizon: int = 50,
                          json_path: str | None = None) -> dict:
     sf_model, sf_meta = load_ensemble(self_forced)
     robot = sf_meta["config"]["robot"]

@@ -20,6 +20,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from wm_control.sim import panda
+from wm_control.sim.robots import GOAL_DIMS as _GOAL_DIMS
+from wm_control.sim.robots import ROBOTS
 
 _GL_HINT = ("For headless use set MUJOCO_GL=egl and install Mesa EGL "
             "(e.g. apt install libegl1 libgl1-mesa-dri)")
@@ -30,7 +32,6 @@ except (AttributeError, ImportError, RuntimeError) as _e:  # pragma: no cover - 
         f"could not import mujoco with MUJOCO_GL={os.environ.get('MUJOCO_GL')!r}: {_e}. {_GL_HINT}."
     ) from _e
 
-ROBOTS: tuple[str, ...] = ("reacher", "pusher", "panda")
 
 # Per-robot constants. Pusher uses Gymnasium's Pusher-v5 model when present, else
 # the original asset.
@@ -45,8 +46,6 @@ _OBJECT_JOINTS = ("obj_slidex", "obj_slidey")
 # (reacher: Gymnasium samples |goal| < 0.2 uniformly; pusher: goal is fixed). Panda: a box
 # (x0, y0, z0, x1, y1, z1) in world m, uniform over it.
 _GOAL_REGION = {"reacher": (0.0, 0.0, 0.2), "pusher": (0.45, -0.05, 0.0), "panda": panda.GOAL_BOX}
-# Goal dimensions the task measures: the planar tasks in xy, the panda in xyz.
-_GOAL_DIMS = {"reacher": 2, "pusher": 2, "panda": 3}
 # PD gains (N m / rad, N m s / rad). Reacher joints: inertia ~1 (armature).
 _KP = {"reacher": (200.0, 200.0), "pusher": (40.0, 40.0, 10.0, 20.0, 10.0, 10.0, 10.0), "panda": panda.KP}
 _KD = {"reacher": (27.0, 27.0), "pusher": (11.0, 9.0, 1.2, 2.5, 1.2, 1.2, 1.2), "panda": panda.KD}

@@ -23,6 +23,8 @@ import numpy as np
 
 #: joint position gains of the shipped position actuators (N m / rad), used as the PD ``kp``
 KP = (870.0, 870.0, 870.0, 870.0, 120.0, 120.0, 120.0)
+#: joint velocity limits of the real arm (rad/s; Franka's datasheet), written into its URDF
+MAX_VELOCITY = (2.175, 2.175, 2.175, 2.175, 2.61, 2.61, 2.61)
 #: PD ``kd`` (N m s / rad) on top of the model's own joint damping (100 on joints 1-4, 10 on 5-7),
 #: which MuJoCo integrates implicitly: kd*dt/I must stay well below 2 on the light wrist joints
 KD = (20.0, 20.0, 10.0, 10.0, 1.0, 1.0, 0.5)

@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import torch
@@ -26,15 +26,23 @@ import yaml
 from wm_control.data.dataset import DatasetConfig, Episode, load_episodes
 from wm_control.report import JsonLines
 from wm_control.report import progress as progress_bar
+from wm_control.sim.robots import DEFAULT_ROBOT
 from wm_control.train import read_checkpoint
 from wm_control.train.onnx import export_onnx
 from wm_control.train.presets import preset
 from wm_control.world.ensemble import EnsembleDynamics, StateSpec, step_features
 
+if TYPE_CHECKING:
+    from wm_control.control.kinematics import Chain
+
 
 @dataclass
 class EnsembleConfig:
-    robot: str = "reacher"
+    robot: str = DEFAULT_ROBOT
+    """The simulated robot (its logs collected when the data folder is empty; its kinematics)."""
+    robot_config: str = ""
+    """A robot config YAML (or a name in config/robots/): the bags' topics, joints and rate, the limits
+    and the reach kinematics (urdf + tip_link) of the robot; '' for the simulated ROBOT."""
     regime: Literal["self", "teacher"] = "self"
     """'self' (self-forcing rollouts) or 'teacher' (one-step, true inputs)."""
     members: int = 5
@@ -107,22 +115,65 @@ class Transitions:
     episode_of: np.ndarray  # (N,)
 
 
-def fingertip_distance(robot: str, q: np.ndarray, goal: np.ndarray) -> np.ndarray:
-    """-|fingertip - goal| (xy) per row, from the simulated robot's kinematics."""
+@dataclass
+class Task:
+    """What the reward head is taught and where its extra samples come from: the robot's name, the
+    reach chain (None: the head learns from the logs alone and the bundle records no kinematics) and
+    its joint ranges ([lower, upper] per joint, None for a continuous one)."""
+
+    name: str
+    joint_names: list[str]
+    chain: Chain | None
+    limits: list[list[float | None]] | None
+
+    @classmethod
+    def of(cls, robot: str, joint_names: list[str], robot_config: str = "") -> Task:
+        """From a robot config (its urdf + tip_link; its limits), else from the simulated ``robot``."""
+        names = list(joint_names)
+        if robot_config:
+            from wm_control.robot import load_robot_config
+
+            rc = load_robot_config(robot_config)
+            lim = rc.position_limits()
+            order = [rc.joint_names.index(j) for j in names] if sorted(names) == sorted(rc.joint_names) else None
+            chain = rc.kinematics() if names == list(rc.joint_names) else None
+            limits = None if lim is None or order is None else [[lim[0][i], lim[1][i]] for i in order]
+            return cls(rc.name, names, chain, limits)
+        from wm_control.control.kinematics import chain_from_sim
+        from wm_control.train.bc import sim_position_limits
+
+        limits = sim_position_limits(robot, names)
+        chain = chain_from_sim(robot) if limits is not None else None  # limits None: not these joints
+        return cls(robot, names, chain if chain is not None and chain.n == len(names) else None, limits)
+
+    def reward(self, q: np.ndarray, goal: np.ndarray) -> np.ndarray:
+        """The reach reward (-tip distance to the goal) per row; zeros without a chain."""
+        if self.chain is None:
+            return np.zeros(len(q))
+        return self.chain.reach_reward(np.asarray(q, dtype=np.float64), np.asarray(goal, dtype=np.float64))
+
+
+def fingertip_distance(robot: str | Task, q: np.ndarray, goal: np.ndarray) -> np.ndarray:
+    """-|fingertip - goal| per row (over the task's goal dimensions), from the robot's kinematic chain."""
+    task = robot if isinstance(robot, Task) else Task.of(robot, _sim_joint_names(robot))
+    return task.reward(q, goal)
+
+
+def _sim_joint_names(robot: str) -> list[str]:
     from wm_control.sim import ArmConfig, SimArm
 
     arm = SimArm(ArmConfig(robot=robot, render=False))
     arm.connect()
     try:
-        tips = np.stack([arm.fingertip_jacobian(qi)[0] for qi in q])
+        return list(arm.joint_names)
     finally:
         arm.disconnect()
-    return -np.linalg.norm(tips[:, :2] - goal[:, :2], axis=1)
 
 
-def make_transitions(episodes: list[Episode], history: int, horizon: int, robot: str,
+def make_transitions(episodes: list[Episode], history: int, horizon: int, robot: str | Task,
                      rewards: bool = True) -> Transitions:
-    """Flatten episodes; ``rewards=False`` skips the (kinematics-based) reward when nobody reads it."""
+    """Flatten episodes; ``rewards=False`` skips the (kinematics-based) reward when nobody reads it.
+    ``robot``: a :class:`Task`, or a simulated robot's name."""
     S, A, G, E, starts = [], [], [], [], []
     off = 0
     for i, e in enumerate(episodes):
@@ -135,23 +186,26 @@ def make_transitions(episodes: list[Episode], history: int, horizon: int, robot:
         starts.extend(off + t for t in range(history - 1, T - horizon))
         off += T
     S_, A_, G_ = np.concatenate(S), np.concatenate(A), np.concatenate(G)
-    R = fingertip_distance(robot, S_[:, : A_.shape[1]], G_) if rewards else np.zeros(len(S_))
+    if rewards:
+        task = robot if isinstance(robot, Task) else Task.of(robot, list(episodes[0].joint_names))
+        R = task.reward(S_[:, : A_.shape[1]], G_)
+    else:
+        R = np.zeros(len(S_))
     return Transitions(S_.astype(np.float32), A_.astype(np.float32), G_.astype(np.float32), R.astype(np.float32),
                        np.asarray(starts, dtype=np.int64), np.concatenate(E))
 
 
-def reward_samples(robot: str, tr: Transitions, n: int, joint_names: list[str], rng: np.random.Generator
+def reward_samples(robot: str | Task, tr: Transitions, n: int, joint_names: list[str], rng: np.random.Generator
                    ) -> dict[str, torch.Tensor] | None:
     """``n`` (state, goal, reward) rows with q uniform over the joint ranges (continuous joints over one
     turn), zero velocity, goals drawn from the logs, and the kinematic task reward; None when the
     robot's kinematics are not ours (then the head learns from the logs alone)."""
-    from wm_control.train.bc import sim_position_limits
-
     if n <= 0 or tr.S.shape[1] != 2 * len(joint_names):
         return None  # with a visual latent in the state there is no latent to pair with a drawn configuration
     n_joints = len(joint_names)
-    limits = sim_position_limits(robot, joint_names)
-    if limits is None:
+    task = robot if isinstance(robot, Task) else Task.of(robot, joint_names)
+    limits = task.limits
+    if limits is None or task.chain is None:
         return None
     lo = np.array([-np.pi if lim[0] is None else lim[0] for lim in limits])
     hi = np.array([np.pi if lim[1] is None else lim[1] for lim in limits])
@@ -161,7 +215,7 @@ def reward_samples(robot: str, tr: Transitions, n: int, joint_names: list[str], 
     S[:, :n_joints] = q
     t = torch.as_tensor
     return {"S": t(S), "G": t(goal.astype(np.float32)),
-            "R": t(fingertip_distance(robot, q, goal).astype(np.float32))}
+            "R": t(task.reward(q, goal).astype(np.float32))}
 
 
 def batch(tr: Transitions, idx: np.ndarray, history: int, horizon: int) -> dict[str, torch.Tensor]:
@@ -263,7 +317,18 @@ def train_ensemble(cfg: EnsembleConfig, data_dir: str | Path, out_dir: str | Pat
 
     rank, world = _dist()
     data_dir, out = Path(data_dir), Path(out_dir)
-    if rank == 0 and episodes is None:
+    dcfg = DatasetConfig(rate=cfg.control_rate, load_images=False)
+    robot_manifest = None
+    if cfg.robot_config:
+        from wm_control.robot import load_robot_config
+
+        rc = load_robot_config(cfg.robot_config)
+        cfg = replace(cfg, robot=rc.name, control_rate=rc.control_rate)
+        robot_manifest = rc.manifest()
+        dcfg = rc.dataset_config(load_images=False, hindsight_goal=rc.goal_kind == "hindsight")
+        if episodes is None and not data_dir.exists():
+            raise ValueError(f"no bags at {data_dir} (a robot config's bags are never collected; give --data)")
+    elif rank == 0 and episodes is None:
         from wm_control.train.bc import ensure_data
         from wm_control.train.presets import BCConfig
 
@@ -272,7 +337,9 @@ def train_ensemble(cfg: EnsembleConfig, data_dir: str | Path, out_dir: str | Pat
     if world > 1:
         torch.distributed.barrier()
     if episodes is None:
-        episodes = load_episodes([data_dir], DatasetConfig(rate=cfg.control_rate, load_images=False))
+        episodes = load_episodes([data_dir], dcfg)
+    if not episodes:
+        raise ValueError(f"no usable episodes under {data_dir}")
     latent_dim = 0 if episodes[0].latent is None else int(episodes[0].latent.shape[1])
     if any((e.latent is None) != (latent_dim == 0) for e in episodes):
         raise ValueError("either every episode carries a visual latent or none does")
@@ -282,13 +349,14 @@ def train_ensemble(cfg: EnsembleConfig, data_dir: str | Path, out_dir: str | Pat
     val_eps = [episodes[i] for i in order[:n_val]]
     train_eps = [episodes[i] for i in order[n_val:]] or val_eps
     K = 1 if cfg.regime == "teacher" else cfg.horizon
-    tr = make_transitions(train_eps, cfg.history, max(K, 1), cfg.robot)
+    task = Task.of(cfg.robot, list(episodes[0].joint_names), cfg.robot_config)
+    tr = make_transitions(train_eps, cfg.history, max(K, 1), task)
     spec = StateSpec(joint_names=list(episodes[0].joint_names), history=cfg.history, latent_dim=latent_dim)
     torch.manual_seed(cfg.seed)
     model = EnsembleDynamics(spec, cfg.members, cfg.hidden, cfg.layers, cfg.arch, prior_scale=cfg.prior_scale,
                              reward_hidden=cfg.reward_hidden)
     set_normalizers(model, tr)
-    aug = reward_samples(cfg.robot, tr, cfg.reward_samples, spec.joint_names, np.random.default_rng(cfg.seed + 7))
+    aug = reward_samples(task, tr, cfg.reward_samples, spec.joint_names, np.random.default_rng(cfg.seed + 7))
     if aug is not None:
         lo_hi = torch.stack([torch.minimum(model.reward_range[0], aug["R"].min()),
                              torch.maximum(model.reward_range[1], aug["R"].max())])
@@ -337,7 +405,11 @@ def train_ensemble(cfg: EnsembleConfig, data_dir: str | Path, out_dir: str | Pat
     model.eval()
     thresholds = calibrate(model, val_eps, cfg)
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(out / "model.safetensors"))
+    robot = {**(robot_manifest or {}), "name": task.name, "position_limits": task.limits}
+    if task.chain is not None:
+        robot["kinematics"] = task.chain.to_dict()  # base-to-tip chain: the task reward for planners
     meta = {"kind": "ensemble", "config": asdict(cfg), "spec": asdict(spec), "thresholds": thresholds,
+            "robot": robot,
             "data": {"dir": str(data_dir), "train_episodes": len(train_eps), "val_episodes": len(val_eps),
                      "windows": int(len(tr.starts))},
             "train_seconds": round(time.monotonic() - t0, 1), "world_size": world}
@@ -411,7 +483,6 @@ def export_ensemble(ckpt_dir: str | Path, bundle_dir: str | Path, policy_bundle:
     manifest carries the calibrated uncertainty thresholds."""
     import tempfile
 
-    from wm_control.train.bc import sim_position_limits
     from wm_control.world.bundle import load_bundle, write_bundle
 
     model, meta = load_ensemble(ckpt_dir)
@@ -420,12 +491,14 @@ def export_ensemble(ckpt_dir: str | Path, bundle_dir: str | Path, policy_bundle:
         path = Path(tmp) / "ensemble.onnx"
         graphs = {"ensemble": (path, export_ensemble_onnx(model, path))}
         robot = {"name": cfg["robot"], "joint_names": meta["spec"]["joint_names"], "control_rate": cfg["control_rate"],
-                 "max_step": 0.15, "position_limits": sim_position_limits(cfg["robot"], meta["spec"]["joint_names"])}
-        from wm_control.control.kinematics import chain_from_sim
-
-        chain = chain_from_sim(cfg["robot"])
-        if chain is not None and chain.n == len(meta["spec"]["joint_names"]):
-            robot["kinematics"] = chain.to_dict()  # base-to-fingertip chain: the task reward for planners
+                 "max_step": 0.15}
+        if "robot" in meta:  # the robot as trained: name, limits, kinematics (and a robot config's manifest)
+            robot.update(meta["robot"])
+        else:  # a checkpoint from before: the simulated robot's
+            task = Task.of(cfg["robot"], meta["spec"]["joint_names"])
+            robot["position_limits"] = task.limits
+            if task.chain is not None:
+                robot["kinematics"] = task.chain.to_dict()
         normalizers = {"ensemble_state": {"mean": model.state_mean.tolist(), "std": model.state_std.tolist()},
                        "ensemble_uncertainty_scale": {"std": model.uncertainty_scale.tolist()}}
         training = {"ensemble": {"stage": "ensemble", "config": cfg, "data": meta["data"]}}

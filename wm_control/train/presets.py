@@ -12,6 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
+from wm_control.sim.robots import DEFAULT_ROBOT
+
 PRESETS = ("debug", "quick", "full")
 
 C = TypeVar("C")
@@ -66,7 +68,7 @@ def preset(kind: type[C], name: str, **overrides: Any) -> C:
 class BCConfig:
     """Behaviour cloning of a position-target policy from expert bags."""
 
-    robot: str = "reacher"
+    robot: str = DEFAULT_ROBOT
     robot_config: str = ""
     """A robot config YAML (or a name in config/robots/): topics, joints, command and camera kind, goal
     source and rate of the bags; '' for the simulated ROBOT."""

@@ -17,11 +17,12 @@ from wm_control.messages import convert as cv
 from wm_control.ros import topics
 from wm_control.ros.api import ControlTick, Diagnostics, Node
 from wm_control.ros.throttle import ThrottledLog
+from wm_control.sim.robots import DEFAULT_ROBOT, EXPERT_NEEDS_OBJECT
 
 
 @dataclass
 class ScriptedControllerConfig:
-    robot: str = "reacher"
+    robot: str = DEFAULT_ROBOT
     rate: float = 50.0
     noise: float = 0.0
     """Expert noise level: 0 is the clean expert, 1 is very poor."""
@@ -36,10 +37,10 @@ class ScriptedControllerConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if self.robot != "reacher" and self.policy == "expert":
-            raise ValueError(f"the scripted expert over the graph supports robot 'reacher' only: the {self.robot} "
-                             f"expert needs the object's pose, which no robot topic carries (use "
-                             f"`wm-control collect --robot {self.robot}`, which runs it with the simulator's state)")
+        if self.robot in EXPERT_NEEDS_OBJECT and self.policy == "expert":
+            raise ValueError(f"the scripted expert of robot {self.robot!r} needs the object's pose, which no robot "
+                             f"topic carries (use `wm-control collect --robot {self.robot}`, which runs it with the "
+                             f"simulator's state)")
         if self.command_interface not in ("position", "trajectory"):
             raise ValueError(f"command_interface must be position|trajectory, not {self.command_interface!r}")
         if not self.rate > 0 or not self.gain > 0:

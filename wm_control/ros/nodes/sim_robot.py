@@ -21,12 +21,13 @@ from wm_control.messages import convert as cv
 from wm_control.ros import topics
 from wm_control.ros.api import Diagnostics, Node
 from wm_control.ros.throttle import ThrottledLog
+from wm_control.sim.robots import DEFAULT_ROBOT
 
 
 @dataclass
 class SimRobotConfig:
-    robot: str = "reacher"
-    """'reacher' (2 joints) or 'pusher' (7 joints), the Gymnasium MuJoCo arms."""
+    robot: str = DEFAULT_ROBOT
+    """One of the simulated robots (:data:`wm_control.sim.robots.ROBOTS`)."""
     mode: str = "realtime"
     """'realtime' (wall clock) or 'lockstep' (publishes /clock, advances once per command)."""
     joint_state_rate: float = 100.0

@@ -5,12 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from wm_control.sim.robots import DEFAULT_ROBOT
 from wm_control.train.presets import preset
 
 
 @dataclass
 class VisualConfig:
-    robot: str = "reacher"
+    robot: str = DEFAULT_ROBOT
     image_size: int = 64
     frame_rate: float = 30.0
     """The camera rate: one model step per frame."""

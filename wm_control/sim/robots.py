@@ -1,0 +1,34 @@
+"""The simulated robots by name, and what the rest of the code may ask about them without MuJoCo.
+
+Everything outside :mod:`wm_control.sim` that needs a simulated robot (the default of a verb's
+``--robot``, the length of its episodes, whether its scripted expert can run from robot topics alone)
+asks here, so that no module outside the simulator names one. A real robot is a YAML in
+``config/robots/`` (:mod:`wm_control.robot`), not an entry here.
+"""
+
+from __future__ import annotations
+
+#: the simulated robots (:class:`wm_control.sim.arm.SimArm`)
+ROBOTS: tuple[str, ...] = ("reacher", "pusher", "panda")
+#: the robot the demo, the evaluations and every training default run
+DEFAULT_ROBOT = "reacher"
+#: dimensions of the goal the task measures: the planar tasks in the table's xy, the panda in xyz
+GOAL_DIMS = {"reacher": 2, "pusher": 2, "panda": 3}
+#: seconds per collected episode
+EPISODE_S = {"reacher": 2.0, "pusher": 5.0, "panda": 3.0}
+#: robots whose scripted expert needs an object's pose, which no robot topic carries
+EXPERT_NEEDS_OBJECT = frozenset({"pusher"})
+
+
+def episode_s(robot: str, default: float = 2.0) -> float:
+    return EPISODE_S.get(robot, default)
+
+
+def check_robot(robot: str) -> str:
+    if robot not in ROBOTS:
+        raise ValueError(f"unknown simulated robot {robot!r}; choose one of {list(ROBOTS)} "
+                         f"(a real robot is a config in config/robots/: --robot-config)")
+    return robot
+
+
+__all__ = ["DEFAULT_ROBOT", "EPISODE_S", "EXPERT_NEEDS_OBJECT", "GOAL_DIMS", "ROBOTS", "check_robot", "episode_s"]
