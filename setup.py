@@ -26,7 +26,7 @@ setup(
     version="0.1.0",
     description="ROS 2 robot control stack with a learned world model (DreamDojo-style student, RWM-U ensemble)",
     packages=find_packages(include=["wm_control", "wm_control.*"]),
-    package_data={"wm_control.messages": ["interfaces/*/srv/*.srv"]},  # the ROS 2 service definitions
+    package_data={"wm_control.messages": ["interfaces/*/srv/*.srv", "interfaces/*/msg/*.msg"]},  # ROS 2 definitions
     python_requires=">=3.10",
     install_requires=[
         "numpy>=1.24",

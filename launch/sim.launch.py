@@ -2,40 +2,31 @@
 
     ros2 launch wm_control sim.launch.py params_file:=/path/to/demo.yaml
 
-The YAML is the same file `wm-control launch` reads: every node section starts one node (its
-executable is the section name, or the `node_type` parameter), and the file is passed to every
-node as its params file.
+The YAML is the same file `wm-control launch` reads, read by the same code
+(wm_control.ros.bringup.graph_nodes): every node section starts one node (its executable is the section
+name, or the `node_type` parameter), the file is passed to every node as its params file, and a section's
+`launch:` attributes apply: `remappings` (`from:=to`, as launch_ros remappings), `required` (its exit
+shuts the launch down), `respawn` / `respawn_delay`.
 """
 
-import os
+import os  # noqa: I001 (ruff counts the launch/ folder as first-party; the ROS launch package is not)
 
-import yaml
 from ament_index_python.packages import get_package_share_directory
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, OpaqueFunction
+from launch.actions import DeclareLaunchArgument, OpaqueFunction, Shutdown
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
+from wm_control.ros.bringup import graph_nodes
+
 
 def _nodes(context, *args, **kwargs):
-    params_file = LaunchConfiguration("params_file").perform(context)
-    with open(params_file) as f:
-        graph = yaml.safe_load(f)
     actions = []
-    for key, section in graph.items():
-        if "*" in str(key):
-            continue
-        params = (section or {}).get("ros__parameters") or {}
-        namespace, _, name = str(key).rpartition("/")
-        actions.append(Node(
-            package="wm_control",
-            executable=params.get("node_type", name),
-            name=name,
-            namespace=namespace or None,
-            parameters=[params_file],
-            output="screen",
-            emulate_tty=True,
-        ))
+    for n in graph_nodes(LaunchConfiguration("params_file").perform(context)):
+        kw = n.kwargs()
+        if n.required and not n.respawn:
+            kw["on_exit"] = Shutdown()
+        actions.append(Node(**kw))
     return actions
 
 

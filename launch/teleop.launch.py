@@ -13,13 +13,15 @@ ros2 launch does not hand a node the terminal's keyboard: for keyboard input giv
 (the node runs in its own terminal window), or run `ros2 run wm_control teleop` / `wm-control teleop`.
 """
 
-import os
+import os  # noqa: I001 (ruff counts the launch/ folder as first-party; the ROS launch package is not)
 
 from ament_index_python.packages import PackageNotFoundError, get_package_share_directory
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, LogInfo, OpaqueFunction
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
+
+from wm_control.ros.bringup import section_remappings
 
 
 def _nodes(context, *args, **kwargs):
@@ -33,6 +35,7 @@ def _nodes(context, *args, **kwargs):
         executable="teleop",
         name="teleop",
         parameters=params,
+        remappings=section_remappings(params[0], "teleop"),  # its section's launch: remappings, as wm-control launch
         output="screen",
         emulate_tty=True,
         prefix=arg("terminal") or None,

@@ -15,7 +15,7 @@ launch_pytest = pytest.importorskip("launch_pytest", reason="ROS 2 (launch_pytes
                                     "these tests run under colcon test on a ROS machine")
 rclpy = pytest.importorskip("rclpy")
 
-from ament_index_python.packages import get_package_share_directory  # noqa: E402
+from ament_index_python.packages import get_package_share_directory  # noqa: E402, I001 (launch/ is not launch)
 from launch import LaunchDescription  # noqa: E402
 from launch.actions import IncludeLaunchDescription  # noqa: E402
 from launch.launch_description_sources import PythonLaunchDescriptionSource  # noqa: E402

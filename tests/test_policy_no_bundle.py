@@ -1,7 +1,8 @@
 """The policy node without a bundle: ``robot_config`` gives the joints, rate and limits; teleop and hold
 work through the safety layer (limits, rate limit, e-stop, watchdog), autonomous is refused and the node
-holds, a robot config without limits refuses the start. In process on a stand-in node, then as a real
-process over DDS."""
+holds, a robot config without limits refuses the start; the command interface and topic are the robot
+config's (trajectory here; a differing parameter refuses the start); ``dry_run`` sends every command to the
+dry-run topic and none to the controller's. In process on a stand-in node, then as real processes over DDS."""
 
 import subprocess
 import sys
@@ -19,7 +20,8 @@ from wm_control.ros.nodes.policy import PolicyConfig, PolicyNode
 JOINTS = ["shoulder_pan", "elbow"]  # config/robots/two_joint.yaml: limits +-3.1, +-2.6; 2 rad/s at 50 Hz
 LOWER, UPPER, STEP = np.array([-3.1, -2.6]), np.array([3.1, 2.6]), 2.0 / 50.0
 NS = "/nobundle_test"
-COMMANDS = "/forward_position_controller/commands"
+COMMANDS = "/arm_controller/joint_trajectory"  # two_joint's command_interface: trajectory, on its command_topic
+DRY = "/wm/dry_run/joint_trajectory"
 
 
 # ------------------------------------------------------------------------------------------
@@ -28,6 +30,11 @@ COMMANDS = "/forward_position_controller/commands"
 def make(**kw):
     node = FakeNode()
     return node, PolicyNode(node, PolicyConfig(robot_config="two_joint", track_frames=False, **kw))
+
+
+def sent(node, name=COMMANDS):
+    """The positions of every one-point JointTrajectory published on ``name``."""
+    return [np.asarray(m.points[0].positions, float) for m in node.pubs[name].sent]
 
 
 def js(node, q):
@@ -51,7 +58,7 @@ def test_teleop_goes_through_limits_and_rate_limit_and_the_watchdog_holds():
     for _ in range(200):
         js(node, q)
         p.act()
-        q = np.asarray(node.pubs[COMMANDS].sent[-1].data, float)  # the arm follows at once
+        q = sent(node)[-1]  # the arm follows at once
         out.append(q)
     steps = np.abs(np.diff(np.stack([np.zeros(2)] + out), axis=0))
     assert steps.max() <= STEP + 1e-9
@@ -84,12 +91,12 @@ def test_estop_holds_without_a_bundle():
     js(node, [0.0, 0.0])
     node.deliver("/wm/estop", node.msg("std_msgs/msg/Bool", data=True))
     p.act()
-    assert np.allclose(node.pubs[COMMANDS].sent[-1].data, [0.0, 0.0])
+    assert np.allclose(sent(node)[-1], [0.0, 0.0])
     assert p.reset_estop("test")[0] is False
     node.deliver("/wm/estop", node.msg("std_msgs/msg/Bool", data=False))
     assert p.reset_estop("test") == (True, "e-stop cleared")
     p.act()
-    assert np.allclose(node.pubs[COMMANDS].sent[-1].data, [STEP, STEP])
+    assert np.allclose(sent(node)[-1], [STEP, STEP])
 
 
 def test_a_robot_config_without_limits_refuses_the_start_in_one_line():
@@ -116,39 +123,117 @@ def test_with_a_bundle_the_robot_configs_limits_join_the_robots_own(debug_bc, tm
     assert np.allclose(p.safety.hi, [0.4, 0.5]) and np.allclose(p.safety.max_step, 0.5 / p.rate)
 
 
+def test_the_command_interface_and_topic_are_the_robot_configs():
+    node, p = make(mode="teleop")  # two_joint: trajectory on /arm_controller/joint_trajectory, no parameter given
+    assert (p.interface, p.command_topic) == ("trajectory", COMMANDS)
+    js(node, [0.0, 0.0])
+    p.act()
+    msg = node.pubs[COMMANDS].sent[-1]
+    assert list(msg.joint_names) == JOINTS and len(msg.points) == 1
+    assert set(node.pubs) & {"/forward_position_controller/commands", "/joint_trajectory_controller/joint_trajectory"} \
+        == set()
+    _, p = make(mode="teleop", command_interface="trajectory")  # the same, given: fine
+    assert p.interface == "trajectory"
+
+
+def test_a_command_interface_parameter_that_differs_from_the_robot_config_refuses_the_start():
+    with pytest.raises(ValueError, match=r"^command_interface 'position' \(parameter\) differs from robot config "
+                                         r"two_joint's 'trajectory'"):
+        make(command_interface="position")
+    r = subprocess.run([sys.executable, "-m", "wm_control", "run", "policy", "--ros-args", "-p",
+                        "robot_config:=two_joint", "-p", "command_interface:=position", "-r", f"__ns:={NS}_iface"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1
+    failed = [ln for ln in (r.stdout + r.stderr).splitlines() if "failed to start" in ln]
+    assert len(failed) == 1 and "'position' (parameter)" in failed[0] and "'trajectory'" in failed[0], \
+        r.stdout + r.stderr
+
+
+def test_without_a_robot_config_the_parameter_still_chooses(debug_bc):
+    node = FakeNode()
+    p = PolicyNode(node, PolicyConfig(bundle=str(debug_bc[1]), device="cpu", track_frames=False))
+    assert (p.interface, p.command_topic) == ("position", "/forward_position_controller/commands")
+    p = PolicyNode(FakeNode(), PolicyConfig(bundle=str(debug_bc[1]), device="cpu", track_frames=False,
+                                            command_interface="trajectory"))
+    assert p.command_topic == "/joint_trajectory_controller/joint_trajectory"
+
+
+def test_a_dry_run_computes_the_same_commands_and_publishes_none_to_the_controller(tmp_path):
+    runs = {}
+    for dry in (False, True):
+        node, p = make(mode="teleop", dry_run=dry)
+        assert p.diag.values["dry_run"] == ("true" if dry else "false")
+        q = np.zeros(2)
+        node.deliver("/teleop/command", cv.make_joint_state(node.msg, node.t, JOINTS, np.array([9.0, -9.0])))
+        for _ in range(100):
+            js(node, q)
+            p.act()
+            q = sent(node, DRY if dry else COMMANDS)[-1]
+            node.t += 0.02
+        runs[dry] = (sent(node, DRY if dry else COMMANDS), dict(p.diag.counters))
+        assert (DRY in node.pubs) == dry and (COMMANDS in node.pubs) == (not dry)  # no publisher there at all
+    assert np.allclose(np.stack(runs[True][0]), np.stack(runs[False][0]))  # the same safety layer, the same commands
+    assert runs[True][1] == runs[False][1]  # and the same diagnostics counters
+    cfg = tmp_path / "pos.yaml"  # a position robot: Float64MultiArray on /wm/dry_run/commands
+    cfg.write_text("name: pos\njoint_names: [a, b]\nlimits: {lower: -1.0, upper: 1.0, max_velocity: 1.0}\n")
+    node = FakeNode()
+    p = PolicyNode(node, PolicyConfig(robot_config=str(cfg), mode="teleop", dry_run=True, track_frames=False))
+    node.deliver("/joint_states", cv.make_joint_state(node.msg, node.t, ["a", "b"], np.zeros(2), np.zeros(2)))
+    p.act()
+    assert set(node.pubs) == {"/wm/dry_run/commands", "/diagnostics"}
+    assert np.allclose(node.pubs["/wm/dry_run/commands"].sent[-1].data, [0.0, 0.0])
+
+
 # ------------------------------------------------------------------------------------------
 # A real process over DDS
 # ------------------------------------------------------------------------------------------
+REMAPPED = ["/wm/estop", "/wm/estop_reset", "/wm/mode", "/teleop/command", "/joint_states", COMMANDS, DRY,
+            "/diagnostics", "/wm/reset_estop", "/wm/set_mode/autonomous", "/wm/set_mode/teleop"]
+
+
+def topic(name, ns=NS):
+    return f"{ns}/{name.strip('/').replace('/', '_')}"
+
+
+def remaps(ns):
+    return [x for r in REMAPPED for x in ("-r", f"{r}:={topic(r, ns)}")]
+
+
 @pytest.fixture(scope="module")
 def policy():
-    remaps = ["/wm/estop", "/wm/estop_reset", "/wm/mode", "/teleop/command", "/joint_states", COMMANDS,
-              "/diagnostics", "/wm/reset_estop", "/wm/set_mode/autonomous", "/wm/set_mode/teleop"]
-    args = [x for r in remaps for x in ("-r", f"{r}:={NS}/{r.strip('/').replace('/', '_')}")]
     with NodeProcess("policy", "-p", "robot_config:=two_joint", "-p", "mode:=teleop", "-p", "max_teleop_age:=5.0",
-                     *args) as p:
+                     *remaps(NS)) as p:
         yield p
 
 
-def topic(name):
-    return f"{NS}/{name.strip('/').replace('/', '_')}"
-
-
 class Arm:
-    """A robot that follows the command at once, and an operator holding a target beyond the limits."""
+    """A robot that follows the command at once (on ``follow``: the controller's topic, or the dry-run topic),
+    and an operator holding a target beyond the limits. Records what comes on both command topics and the
+    policy's /diagnostics key values."""
 
-    def __init__(self):
-        self.node = n = DdsNode("nobundle_rig")
-        self.cmds: list[np.ndarray] = []
+    def __init__(self, ns=NS, follow=COMMANDS):
+        self.ns = ns
+        self.node = n = DdsNode(f"nobundle_rig{ns.replace('/', '_')}")
+        self.seen: dict[str, list[np.ndarray]] = {COMMANDS: [], DRY: []}
+        self.cmds = self.seen[follow]
+        self.diag: dict[str, str] = {}
         self.q = np.zeros(2)
-        n.create_subscription("std_msgs/msg/Float64MultiArray", topic(COMMANDS),
-                              lambda m: self.cmds.append(np.asarray(m.data, float).copy()),
-                              qos.QoSProfile("reliable", "volatile", 1000))
-        self.js = n.create_publisher("sensor_msgs/msg/JointState", topic("/joint_states"), qos.SENSOR_DATA)
-        self.teleop = n.create_publisher("sensor_msgs/msg/JointState", topic("/teleop/command"))
-        self.mode = n.create_publisher("std_msgs/msg/String", topic("/wm/mode"), qos.LATCHED)
-        self.estop = n.create_publisher("std_msgs/msg/Bool", topic("/wm/estop"), qos.DEFAULT)  # volatile
+        for name, got in self.seen.items():
+            n.create_subscription("trajectory_msgs/msg/JointTrajectory", topic(name, ns),
+                                  lambda m, got=got: got.append(np.asarray(m.points[0].positions, float).copy()),
+                                  qos.QoSProfile("reliable", "volatile", 1000))
+        n.create_subscription("diagnostic_msgs/msg/DiagnosticArray", topic("/diagnostics", ns), self._on_diag,
+                              qos.DIAGNOSTICS)
+        self.js = n.create_publisher("sensor_msgs/msg/JointState", topic("/joint_states", ns), qos.SENSOR_DATA)
+        self.teleop = n.create_publisher("sensor_msgs/msg/JointState", topic("/teleop/command", ns))
+        self.mode = n.create_publisher("std_msgs/msg/String", topic("/wm/mode", ns), qos.LATCHED)
+        self.estop = n.create_publisher("std_msgs/msg/Bool", topic("/wm/estop", ns), qos.DEFAULT)  # volatile
         self.target = np.array([9.0, -9.0])
         n.create_timer(0.01, self._tick)
+
+    def _on_diag(self, msg):
+        for st in msg.status:
+            self.diag.update({kv.key: kv.value for kv in st.values})
 
     def _tick(self):
         if self.cmds:
@@ -158,7 +243,7 @@ class Arm:
         self.teleop.publish(cv.make_joint_state(n.msg, n.now(), JOINTS, self.target))
 
     def call(self, service):
-        cli = self.node.create_client("std_srvs/srv/Trigger", topic(service))
+        cli = self.node.create_client("std_srvs/srv/Trigger", topic(service, self.ns))
         return cli.call(self.node.msg("std_srvs/srv/Trigger_Request"), timeout=10)
 
     def moving(self, s=0.3):
@@ -205,3 +290,34 @@ def test_over_dds_autonomous_is_refused_and_estop_holds(arm, policy):
     arm.node.spin(timeout=0.2)
     assert arm.call("/wm/reset_estop").success
     assert arm.node.spin(until=lambda: arm.moving(0.2), timeout=5)
+
+
+def test_over_dds_commands_go_to_the_controller_and_none_to_the_dry_run_topic(arm, policy):
+    assert arm.node.spin(until=lambda: "dry_run" in arm.diag, timeout=10), policy.output()
+    n = len(arm.seen[COMMANDS])
+    arm.node.spin(timeout=0.3)
+    assert len(arm.seen[COMMANDS]) > n and not arm.seen[DRY]
+    assert arm.diag["dry_run"] == "false" and arm.diag["command_topic"] == COMMANDS
+
+
+@pytest.fixture(scope="module")
+def dry():
+    ns = f"{NS}_dry"
+    with NodeProcess("policy", "-p", "robot_config:=two_joint", "-p", "mode:=teleop", "-p", "max_teleop_age:=5.0",
+                     "-p", "dry_run:=true", *remaps(ns)) as p:
+        a = Arm(ns, follow=DRY)  # the rig follows the dry-run commands: the operator sees the same motion
+        try:
+            assert a.node.spin(until=lambda: len(a.cmds) > 10, timeout=20), p.output()
+            yield a, p
+        finally:
+            a.node.destroy()
+
+
+def test_over_dds_a_dry_run_publishes_on_the_dry_run_topic_only(dry):
+    a, p = dry
+    assert "DRY RUN: commands go to /wm/dry_run/joint_trajectory only" in p.output()
+    assert a.node.spin(until=lambda: np.allclose(a.cmds[-1], [3.1, -2.6]), timeout=10), a.cmds[-1]
+    assert np.abs(np.diff(np.stack(a.cmds), axis=0)).max() <= STEP + 1e-9  # the same limits and rate limit
+    assert a.node.spin(until=lambda: a.diag.get("dry_run") == "true", timeout=10), a.diag
+    assert a.diag["command_topic"] == DRY
+    assert not a.seen[COMMANDS]  # nothing ever on the controller's topic

@@ -50,6 +50,13 @@ SPECS: dict[str, dict[str, str]] = {
                                                 "time_from_start": "builtin_interfaces/Duration"},
     "trajectory_msgs/msg/JointTrajectory": {"header": "std_msgs/Header", "joint_names": "sequence<string>",
                                            "points": "sequence<trajectory_msgs/JointTrajectoryPoint>"},
+    "lifecycle_msgs/msg/State": {"id": "uint8", "label": "string"},
+    "lifecycle_msgs/msg/Transition": {"id": "uint8", "label": "string"},
+    "lifecycle_msgs/msg/TransitionDescription": {"transition": "lifecycle_msgs/Transition",
+                                                 "start_state": "lifecycle_msgs/State",
+                                                 "goal_state": "lifecycle_msgs/State"},
+    "lifecycle_msgs/msg/TransitionEvent": {"timestamp": "uint64", "transition": "lifecycle_msgs/Transition",
+                                           "start_state": "lifecycle_msgs/State", "goal_state": "lifecycle_msgs/State"},
     "test_msgs/msg/Arrays": {"f32": "sequence<float>", "i8": "sequence<int8>", "u16": "sequence<uint16, 8>",
                              "i64": "sequence<int64>", "flags": "sequence<boolean>", "byte": "octet",
                              "fixed": "double[3]", "names": "sequence<string>"},
@@ -727,6 +734,43 @@ def test_create_service_passes_through_to_rclpy(fake_ros):
     node.create_service("std_srvs/srv/Trigger", "~/reset", on_reset)
     (srv,) = ros.services
     assert srv.srv_type is get_service("std_srvs/srv/Trigger") and srv.name == "~/reset" and srv.callback is on_reset
+
+
+def test_lifecycle_services_and_events_go_through_the_same_calls(fake_ros):
+    """A managed node on rclpy: the lifecycle_msgs services and ~/transition_event, created and answered through
+    the node API as on the dds backend (rclpy's own types; nothing lifecycle-specific in the backend)."""
+    from wm_control.ros import lifecycle
+
+    ros, node = adapted(fake_ros)
+    machine = lifecycle.StateMachine({"activate": lambda state: False})
+    lifecycle.serve(node, machine)
+    srvs = {s.name: s for s in ros.services}
+    assert {n: s.srv_type.TYPENAME for n, s in srvs.items()} == {
+        "~/change_state": "lifecycle_msgs/srv/ChangeState", "~/get_state": "lifecycle_msgs/srv/GetState",
+        "~/get_available_states": "lifecycle_msgs/srv/GetAvailableStates",
+        "~/get_available_transitions": "lifecycle_msgs/srv/GetAvailableTransitions",
+        "~/get_transition_graph": "lifecycle_msgs/srv/GetAvailableTransitions"}
+    (pub,) = ros.publishers
+    assert pub.cls.TYPENAME == "lifecycle_msgs/msg/TransitionEvent" and pub.topic_name.endswith("~/transition_event")
+    assert (pub.qos.reliability.name, pub.qos.durability.name, pub.qos.depth) == ("RELIABLE", "VOLATILE", 10)
+
+    def change(tid, label=""):
+        rq = types.SimpleNamespace(transition=types.SimpleNamespace(id=tid, label=label))
+        return srvs["~/change_state"].callback(rq, types.SimpleNamespace()).success
+
+    def state():
+        s = srvs["~/get_state"].callback(None, types.SimpleNamespace()).current_state
+        return type(s).__name__, s.id, s.label
+
+    assert not change(3) and state() == ("State", 1, "unconfigured")  # activate from unconfigured: refused
+    assert change(0, "configure") and state() == ("State", 2, "inactive")
+    assert not change(3) and state() == ("State", 2, "inactive")  # the callback said no
+    got = srvs["~/get_available_transitions"].callback(None, types.SimpleNamespace()).available_transitions
+    assert [(d.transition.label, d.transition.id, d.goal_state.label) for d in got] == [
+        ("cleanup", 2, "cleaningup"), ("activate", 3, "activating"), ("shutdown", 6, "shuttingdown")]
+    assert [(e.transition.id, e.start_state.id, e.goal_state.id) for e in pub.sent] == [
+        (1, 1, 10), (10, 10, 2), (3, 2, 13), (31, 13, 2)]
+    assert pub.sent[0].timestamp == 1_700_000_000_250_000_000  # the node's clock, in ns
 
 
 def test_client_call_spins_until_the_reply(fake_ros):

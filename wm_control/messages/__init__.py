@@ -4,7 +4,9 @@ Standard ROS 2 message types come from the ``rosbags`` typestores (Humble or Jaz
 own types are parsed from the ``.msg`` files in ``msg/`` at run time, so adding a file there is all it
 takes. The typestores hold no services: the standard ``.srv`` texts we use are shipped in
 ``interfaces/<pkg>/srv/`` and each registers its two halves as the message types ROS 2 generates,
-``pkg/srv/Name_Request`` and ``pkg/srv/Name_Response``. From the same definitions this module derives
+``pkg/srv/Name_Request`` and ``pkg/srv/Name_Response``; the standard ``.msg`` texts they use are shipped
+beside them in ``interfaces/<pkg>/msg/`` (lifecycle_msgs), registered first (a text that differs from the
+distro's own definition is refused). From the same definitions this module derives
 
 * message classes (``rosbags`` dataclasses; primitive arrays are numpy arrays, so an Image's
   ``uint8[] data`` is one ``np.ndarray``, never a list of ints),
@@ -65,7 +67,7 @@ def load_package_msgs(package: str = PACKAGE) -> dict[str, Any]:
 
 
 def srv_dir() -> Path:
-    """The standard ``.srv`` texts we ship: ``interfaces/<pkg>/srv/<Name>.srv``."""
+    """The standard texts we ship: ``interfaces/<pkg>/srv/<Name>.srv`` and ``interfaces/<pkg>/msg/<Name>.msg``."""
     return Path(__file__).resolve().parent / "interfaces"
 
 
@@ -83,6 +85,14 @@ def get_types_from_srv(text: str, srv_type: str) -> dict[str, Any]:
         # parsed as pkg/msg/X so that relative names resolve in pkg, then named pkg/srv/X
         parsed = get_types_from_msg("\n".join(part) + "\n", f"{pkg}/msg/{name}_{half}")
         typs[f"{pkg}/srv/{name}_{half}"] = next(iter(parsed.values()))
+    return typs
+
+
+def load_interface_msgs() -> dict[str, Any]:
+    """Every shipped standard ``.msg``: ``interfaces/<pkg>/msg/<Name>.msg`` -> ``pkg/msg/Name``."""
+    typs: dict[str, Any] = {}
+    for f in sorted(srv_dir().glob("*/msg/*.msg")):
+        typs.update(get_types_from_msg(f.read_text(), f"{f.parent.parent.name}/msg/{f.stem}"))
     return typs
 
 
@@ -121,6 +131,7 @@ class MessageRegistry:
         self.distro = distro
         self.store = get_typestore(SUPPORTED_DISTROS[distro])
         self.store.register(load_package_msgs())
+        self.store.register(load_interface_msgs())  # before the services that use them
         srv_types, self.services = load_srvs()
         self.store.register(srv_types)
 

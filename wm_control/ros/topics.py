@@ -6,7 +6,8 @@ this table, and ``tests/test_topics.py`` holds every node and the doc to it. ``q
 publishers use; a subscription has its reliability and durability (its depth is its own buffer), except on
 an ``any_qos`` topic, whose publishers may use any QoS: a node's readers there must hear every one.
 Publisher and reader names are node types (``wm-control run NODE``) or, for what is not ours, a description.
-``SERVICES`` is the same for the services our nodes offer (besides every node's parameter services).
+``SERVICES`` is the same for the services our nodes offer (besides every node's parameter services, and a
+managed node's lifecycle services and topic: ``LIFECYCLE_SERVICES``, ``TRANSITION_EVENT``).
 """
 
 from __future__ import annotations
@@ -99,6 +100,15 @@ POSITION_COMMANDS = Topic("/forward_position_controller/commands", "std_msgs/msg
                                                               "world_model"))
 TRAJECTORY = Topic("/joint_trajectory_controller/joint_trajectory", "trajectory_msgs/msg/JointTrajectory",
                    qos.DEFAULT, ("policy", "scripted_controller"), ("sim_robot", "the robot's controller"))
+#: the policy node's dry run (``dry_run: true``): every command as computed (same safety layer), on these
+#: and never on the controller's topic; one topic per interface (a topic has one type)
+DRY_RUN_COMMANDS = Topic("/wm/dry_run/commands", "std_msgs/msg/Float64MultiArray", qos.DEFAULT, ("policy",),
+                         ("an operator (wm-control topic echo)",))
+DRY_RUN_TRAJECTORY = Topic("/wm/dry_run/joint_trajectory", "trajectory_msgs/msg/JointTrajectory", qos.DEFAULT,
+                           ("policy",), ("an operator (wm-control topic echo)",))
+#: command interface -> (the controller's default topic, the dry-run topic)
+COMMAND_TOPICS: dict[str, tuple[Topic, Topic]] = {"position": (POSITION_COMMANDS, DRY_RUN_COMMANDS),
+                                                  "trajectory": (TRAJECTORY, DRY_RUN_TRAJECTORY)}
 EPISODE = Topic("~/episode", "diagnostic_msgs/msg/DiagnosticStatus", QoSProfile("reliable", "volatile", 100),
                 ("sim_robot",), ("wm-control eval",))
 CLOCK = Topic("/clock", "rosgraph_msgs/msg/Clock", qos.CLOCK, ("sim_robot", "bag replay"),
@@ -109,7 +119,7 @@ DIAGNOSTICS = Topic("/diagnostics", "diagnostic_msgs/msg/DiagnosticArray", qos.D
 #: the table, in the order of the doc
 TOPICS: tuple[Topic, ...] = (JOINT_STATES, CAMERA, CAMERA_COMPRESSED, FRAME, LATENT, PREVIEW, GOAL, PLAN,
                              TELEOP_COMMAND, MODE, ESTOP, ESTOP_RESET, JOY, TELEOP_VIEW, POSITION_COMMANDS,
-                             TRAJECTORY, EPISODE, CLOCK, DIAGNOSTICS)
+                             TRAJECTORY, DRY_RUN_COMMANDS, DRY_RUN_TRAJECTORY, EPISODE, CLOCK, DIAGNOSTICS)
 BY_NAME: dict[str, Topic] = {t.name: t for t in TOPICS}
 
 # ---- services (besides every node's parameter services) ------------------------------------------------
@@ -123,3 +133,17 @@ SET_MODE = tuple(Service(f"/wm/set_mode/{m}", "std_srvs/srv/Trigger", ("policy",
                  for m in ("autonomous", "teleop", "hold"))
 SERVICES: tuple[Service, ...] = (RESET_ESTOP, *SET_MODE)
 SERVICES_BY_NAME: dict[str, Service] = {s.name: s for s in SERVICES}
+
+# ---- a managed node's (lifecycle:=true), under its name, as rclcpp_lifecycle has them ----------------------
+#: not in TOPICS / SERVICES (like the parameter services): a node has them only with ``lifecycle:=true``
+#: (:mod:`wm_control.ros.lifecycle`), so ``ros2 lifecycle get|set|list`` and a lifecycle manager drive it
+MANAGED_NODES = ("policy", "planner")
+_LIFECYCLE_CLIENTS = ("a lifecycle manager", "ros2 lifecycle")
+TRANSITION_EVENT = Topic("~/transition_event", "lifecycle_msgs/msg/TransitionEvent", qos.DEFAULT, MANAGED_NODES,
+                         _LIFECYCLE_CLIENTS)
+LIFECYCLE_SERVICES: tuple[Service, ...] = tuple(
+    Service(f"~/{name}", f"lifecycle_msgs/srv/{typ}", MANAGED_NODES, _LIFECYCLE_CLIENTS)
+    for name, typ in (("change_state", "ChangeState"), ("get_state", "GetState"),
+                      ("get_available_states", "GetAvailableStates"),
+                      ("get_available_transitions", "GetAvailableTransitions"),
+                      ("get_transition_graph", "GetAvailableTransitions")))

@@ -24,6 +24,13 @@ depend on the CPU's speed; the policy node (``use_plan``) waits for the plan of 
 
 ``/diagnostics``: plan latency (``plan.p50_ms`` / ``plan.p99_ms``), the plan rate, a counter per
 status (``status.OK`` ...), the last expected return and first-step uncertainty.
+
+Lifecycle (``lifecycle:=true``): a ROS 2 managed node (:mod:`wm_control.ros.lifecycle`; ``ros2 lifecycle set
+/planner configure``). It starts unconfigured, loads nothing and publishes no plans; ``configure`` loads,
+verifies and warms up the bundle (a bundle that does not verify: the transition fails, one log line says why,
+the node stays unconfigured); in inactive it keeps the history but publishes no plans; ``activate`` starts
+planning, ``deactivate`` stops it, ``cleanup`` unloads (the goal is kept: it is latched), ``shutdown``
+finalizes. Without it (the default) the node configures and activates itself at start.
 """
 
 from __future__ import annotations
@@ -45,7 +52,7 @@ from wm_control.control.planner import (
     PlannerConfig,
 )
 from wm_control.messages import convert as cv
-from wm_control.ros import topics
+from wm_control.ros import lifecycle, topics
 from wm_control.ros.api import Diagnostics, Node
 from wm_control.ros.throttle import ThrottledLog
 from wm_control.world.bundle import load_bundle
@@ -68,6 +75,9 @@ class PlannerNodeConfig(PlannerConfig):
     """Order of the command topic's Float64MultiArray values; default: the bundle's joint names."""
     max_joint_state_age: float = 0.1
     """Real time: a newest joint state older than this gives a NO_INPUT plan."""
+    lifecycle: bool = False
+    """A ROS 2 managed node: start unconfigured (no bundle loaded, no plans) and wait for `configure` and
+    `activate` (~/change_state, as `ros2 lifecycle set`). false: configure and activate at start."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -84,6 +94,41 @@ class PlannerNode:
             raise ValueError("parameter 'bundle' is required (a bundle with an ensemble and a policy graph, made by "
                              "`wm-control train ensemble --bundle OUT --policy-bundle POLICY_BUNDLE`)")
         self.node, self.cfg = node, cfg
+        self.bundle = self.planner = self.history = self.names = None
+        self.active = False  # plans are published (lifecycle: only while active)
+        if not cfg.lifecycle:
+            self._load()
+            self.active = True
+        self.goal: np.ndarray | None = None
+        self.sim_time = bool(getattr(node, "use_sim_time", False))
+
+        self.pub = topics.PLAN.publisher(node)
+        # created in this order on purpose: data taken in one executor pass is handled commands -> goal -> state,
+        # so the command answering the previous state is in the history before the next state is planned from
+        topics.POSITION_COMMANDS.subscribe(node, self.on_command)
+        topics.GOAL.subscribe(node, self.on_goal)
+        topics.JOINT_STATES.subscribe(node, self.on_joint_state)
+        self.diag = Diagnostics(node)
+        self.warn = ThrottledLog(node.logger, period=5.0)
+        node.create_timer(1.0, self.warn.flush)
+        if not self.sim_time:
+            node.create_timer(1.0 / cfg.rate, self.tick)
+        if cfg.lifecycle:
+            self.lifecycle = lifecycle.StateMachine({
+                "configure": self.on_configure, "activate": self.on_activate, "deactivate": self.on_deactivate,
+                "cleanup": self.on_cleanup, "shutdown": self.on_shutdown, "error": self.on_cleanup})
+            self.lifecycle.listeners.append(lambda *_: self.diag.set("lifecycle", self.lifecycle.label))
+            lifecycle.serve(node, self.lifecycle)
+            self.diag.set("lifecycle", self.lifecycle.label)
+            self.diag.status(Diagnostics.WARN, "unconfigured (lifecycle): waiting for configure")
+            node.logger.info("planner up, unconfigured (lifecycle): bundle %s is loaded on configure", cfg.bundle)
+        else:
+            self._up()
+
+    # ---- configuration (at start, or on the lifecycle's transitions) -------------------------------
+    def _load(self) -> None:
+        """Load and verify the bundle, build and warm up the planner's sessions (not in the loop)."""
+        cfg = self.cfg
         self.bundle = load_bundle(cfg.bundle, expect_id=cfg.bundle_id or None)
         self.planner = Planner(self.bundle, cfg)  # sessions built and warmed up here, not in the loop
         p = self.planner
@@ -94,34 +139,55 @@ class PlannerNode:
         self.order, self.from_order, _ = cv.command_order(cfg.joint_order, self.names)
         self.dt, self.H = p.dt, p.history
         self.history = ControlHistory(self.dt, self.H, p.n)
-        self.goal: np.ndarray | None = None
         self.planned_stamp = -math.inf
         self.last_msg = None
-        self.sim_time = bool(getattr(node, "use_sim_time", False))
 
-        self.pub = topics.PLAN.publisher(node)
-        # created in this order on purpose: data taken in one executor pass is handled commands -> goal -> state,
-        # so the command answering the previous state is in the history before the next state is planned from
-        topics.POSITION_COMMANDS.subscribe(node, self.on_command)
-        topics.GOAL.subscribe(node, self.on_goal)
-        topics.JOINT_STATES.subscribe(node, self.on_joint_state)
-        self.diag = Diagnostics(node, hardware_id=f"bundle:{self.bundle.id}")
-        self.warn = ThrottledLog(node.logger, period=5.0)
-        node.create_timer(1.0, self.warn.flush)
+    def _up(self) -> None:
+        """After :meth:`_load`: diagnostics and the start line."""
+        cfg, p = self.cfg, self.planner
+        self.diag.hardware_id = f"bundle:{self.bundle.id}"
         self.diag.set("providers", ",".join(p.providers))
         self.diag.set("threads", cfg.threads)
         self.diag.set("samples", cfg.samples)
         self.diag.set("horizon", cfg.horizon)
         self.diag.status(Diagnostics.WARN, "waiting for joint states and a goal")
-        if not self.sim_time:
-            node.create_timer(1.0 / cfg.rate, self.tick)
-        node.logger.info("planner up: bundle %s (%s), %s x%d threads, %d members x %d samples x horizon %d, lam %.3g, "
-                         "%s", cfg.bundle, self.bundle.id, p.providers[0], cfg.threads, p.members, cfg.samples,
-                         cfg.horizon, cfg.lam, "once per state instant (sim time)" if self.sim_time
-                         else f"{cfg.rate:.0f} Hz")
+        self.node.logger.info("planner up: bundle %s (%s), %s x%d threads, %d members x %d samples x horizon %d, "
+                              "lam %.3g, %s", cfg.bundle, self.bundle.id, p.providers[0], cfg.threads, p.members,
+                              cfg.samples, cfg.horizon, cfg.lam, "once per state instant (sim time)" if self.sim_time
+                              else f"{cfg.rate:.0f} Hz")
+
+    def _unload(self) -> None:
+        self.active = False
+        self.bundle = self.planner = self.history = self.names = None  # the sessions go with the planner
+
+    def on_configure(self, _state: int) -> None:
+        try:
+            self._load()
+        except Exception as exc:  # a bundle that does not verify, a graph that does not load: stay unconfigured
+            self._unload()
+            raise lifecycle.Failure(" ".join(str(exc).split()) or type(exc).__name__) from None
+        self._up()
+
+    def on_activate(self, _state: int) -> None:
+        self.active = True
+        self.diag.status(Diagnostics.WARN, "active: waiting for joint states and a goal")
+
+    def on_deactivate(self, _state: int) -> None:
+        self.active = False
+        self.diag.status(Diagnostics.WARN, "inactive (lifecycle): no plans")
+
+    def on_cleanup(self, _state: int) -> None:
+        self._unload()
+        self.diag.status(Diagnostics.WARN, "unconfigured (lifecycle): waiting for configure")
+
+    def on_shutdown(self, _state: int) -> None:
+        self._unload()
+        self.diag.status(Diagnostics.WARN, "finalized (lifecycle)")
 
     # ---- inputs -------------------------------------------------------------------------------
     def on_command(self, msg) -> None:
+        if self.history is None:  # unconfigured (lifecycle)
+            return
         try:
             values = cv.multiarray_to_command(msg, len(self.names))[self.from_order]
         except cv.ConversionError as exc:
@@ -141,6 +207,8 @@ class PlannerNode:
             self.warn.log("goal", "dropped goal: %s", exc)
 
     def on_joint_state(self, msg) -> None:
+        if self.history is None:  # unconfigured (lifecycle)
+            return
         try:
             q, qd, _ = cv.joint_state_to_arrays(msg, self.names)
         except cv.ConversionError as exc:
@@ -158,17 +226,19 @@ class PlannerNode:
         self.history.add_state(stamp, q, qd)  # a late one too: the recording (and training) has it
         if newest is not None and stamp <= newest:
             if stamp == newest:  # a re-announced state (lock-step start): repeat its plan
-                if self.sim_time and self.last_msg is not None and stamp == self.planned_stamp:
+                if self.active and self.sim_time and self.last_msg is not None and stamp == self.planned_stamp:
                     self.pub.publish(self.last_msg)
                 return
             self.diag.count("late.joint_states")  # in the history, never planned from
             return
         self.diag.tick("joint_states")
-        if self.sim_time:
+        if self.sim_time and self.active:
             self.plan_at(stamp)
 
     # ---- planning -----------------------------------------------------------------------------
     def tick(self) -> None:
+        if not self.active:  # lifecycle: not active, no plans
+            return
         stamp = self.history.newest_state
         if stamp is None:
             self.publish_no_input(self.node.now(), "no joint states yet")

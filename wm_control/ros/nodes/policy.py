@@ -13,7 +13,11 @@ clears the latch only when no source's last value is True), and ``/wm/frame`` to
 camera-to-command latency. Numbers from the wire are checked before any arithmetic: joint states and
 plans stamped too far in the future (``max_future_stamp``) are dropped and counted, and never become
 the reference that later good ones are ordered against. Output: Float64MultiArray on ``/forward_position_controller/commands``
-(in ``joint_order``) or a one-point JointTrajectory on ``/joint_trajectory_controller/joint_trajectory``.
+(in ``joint_order``) or a one-point JointTrajectory on ``/joint_trajectory_controller/joint_trajectory``;
+with ``robot_config``, the config's ``command_interface`` on its ``command_topic`` (a ``command_interface``
+parameter that differs refuses the start). ``dry_run``: every command computed as usual, published on
+``/wm/dry_run/commands`` (position) or ``/wm/dry_run/joint_trajectory`` (trajectory) and never on the
+controller's topic (no publisher there at all); ``/diagnostics`` says ``dry_run`` and ``command_topic``.
 
 Services (``std_srvs/srv/Trigger``, :data:`wm_control.ros.topics.SERVICES`): ``/wm/reset_estop`` is the
 reset as a call: success when the e-stop is clear afterwards, else a message naming the sources that still
@@ -27,6 +31,15 @@ limit) are the robot config's (intersected with ``urdf`` / ``position_lower/uppe
 ``rate`` where given); the e-stop and the watchdog are as ever. Autonomous (by parameter, ``/wm/mode`` or
 service) is refused with one log line and the node holds. A robot config without limits (and no
 ``urdf`` / ``position_lower/upper``) refuses the start.
+
+Lifecycle (``lifecycle:=true``): a ROS 2 managed node (:mod:`wm_control.ros.lifecycle`; ``ros2 lifecycle set
+/policy configure``). It starts unconfigured: nothing loaded, no commands, but the e-stop is heard and latched
+(and kept through every transition). ``configure`` loads, verifies and warms up the bundle (or the robot
+config's limits; one that does not verify: the transition fails, one log line says why, the node stays
+unconfigured); ``activate`` starts commanding (the first command rate-limited from where the arm is measured);
+``deactivate`` ends with one hold tick (the arm frozen where it is measured, as the hold mode does) and
+publishes nothing more; ``cleanup`` unloads; ``shutdown`` finalizes. Without it (the default) the node
+configures and activates itself at start.
 
 The decisions are :mod:`wm_control.control.arbitration`'s (which source; whether the plan may be
 followed, and why not) and :class:`wm_control.control.policy.BundlePolicy`'s (the policy's target); this
@@ -47,11 +60,12 @@ import numpy as np
 
 from wm_control.control.arbitration import PlanView, choose_source, follow_plan
 from wm_control.control.policy import BundlePolicy
-from wm_control.control.safety import SafetyLayer
+from wm_control.control.safety import SafetyConfig, SafetyLayer
 from wm_control.messages import convert as cv
 from wm_control.robot import RobotConfig, load_robot_config
-from wm_control.ros import qos, topics
+from wm_control.ros import lifecycle, qos, topics
 from wm_control.ros.api import ControlTick, Diagnostics, Node, Window
+from wm_control.ros.bringup import policy_command
 from wm_control.ros.throttle import ThrottledLog
 from wm_control.world.bundle import Bundle, EffectiveLimits, effective_limits, load_bundle, urdf_limits
 
@@ -82,8 +96,12 @@ class PolicyConfig:
     rate: float = 0.0
     """Control rate in Hz; 0 takes the bundle's."""
     mode: str = "autonomous"
-    command_interface: str = "position"
-    """position (Float64MultiArray) | trajectory (JointTrajectory)."""
+    command_interface: str = ""
+    """position (Float64MultiArray) | trajectory (JointTrajectory); empty: the robot config's (with its
+    command_topic), else position. Given and differing from the robot config's: the start is refused."""
+    dry_run: bool = False
+    """Compute every command as usual (same safety layer, same diagnostics) but publish it on
+    /wm/dry_run/commands (position) or /wm/dry_run/joint_trajectory (trajectory), never on the controller's."""
     joint_order: list[str] = field(default_factory=list)
     """Order of Float64MultiArray values (the controller's joints YAML); default: the bundle's."""
     urdf: str = ""
@@ -117,11 +135,14 @@ class PolicyConfig:
     realtime_priority: int = 0
     """> 0: run the control loop thread SCHED_FIFO at this priority (needs CAP_SYS_NICE or an rtprio
     limit, as for ros2_control); refused -> a warning and normal scheduling."""
+    lifecycle: bool = False
+    """A ROS 2 managed node: start unconfigured (nothing loaded, no commands) and wait for `configure` and
+    `activate` (~/change_state, as `ros2 lifecycle set`). false: configure and activate at start."""
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, not {self.mode!r}")
-        if self.command_interface not in ("position", "trajectory"):
+        if self.command_interface not in ("", "position", "trajectory"):
             raise ValueError(f"command_interface must be position|trajectory, not {self.command_interface!r}")
         if self.rate < 0 or self.max_step < 0:
             raise ValueError("rate and max_step must be >= 0")
@@ -131,6 +152,20 @@ class PolicyConfig:
             raise ValueError("stamp_tolerance must be >= 0 and max_future_stamp > 0")
         if len(self.position_lower) != len(self.position_upper):
             raise ValueError("position_lower and position_upper must have the same length")
+
+
+def _carry_estop(old: SafetyLayer | None, new: SafetyLayer) -> SafetyLayer:
+    """``new`` with the e-stop state of ``old`` (the latch, every source's last value): no lifecycle
+    transition clears an e-stop; only a reset does."""
+    if old is not None:
+        new.estop_latched, new.estop_sources = old.estop_latched, dict(old.estop_sources)
+    return new
+
+
+def _estop_only(old: SafetyLayer | None = None) -> SafetyLayer:
+    """Unconfigured (lifecycle): no limits yet and no commands, but e-stops are heard, latched and reset as
+    ever. A safety layer that is never stepped, for its e-stop state (``old``'s, if given)."""
+    return _carry_estop(old, SafetyLayer(SafetyConfig(["unconfigured"], [-1.0], [1.0], 1.0)))
 
 
 def _robot_config_source(rc: RobotConfig) -> list[dict]:
@@ -170,24 +205,14 @@ class PolicyNode:
         self.bundle: Bundle | None = None
         self.policy: BundlePolicy | None = None
         self.session = None
-        if cfg.bundle:
-            self.bundle = load_bundle(cfg.bundle, expect_id=cfg.bundle_id or None,
-                                      trusted_keys=cfg.trusted_keys or None, require_signature=cfg.require_signature)
-            self.names = self.bundle.joint_names
-            self.limits = self._limits()  # robot's and bundle's joints checked, the tighter limits, before any command
-        else:
-            self.names = list(self.robot.joint_names)
-            self.limits = self._robot_limits()
-        self.order, _, self.out_index = cv.command_order(cfg.joint_order, self.names)
-        if self.bundle is not None:
-            self.policy = BundlePolicy(self.bundle, cfg.device)  # warmed up here, not in the loop
-            self.session = self.policy.session
-        self.rate = self.limits.control_rate
-        self.safety = SafetyLayer(self.limits.safety_config({"joint_states": cfg.max_joint_state_age}))
+        self.names: list[str] | None = None  # None: not configured (lifecycle)
+        self.ticker: ControlTick | None = None
+        # lifecycle: no limits before configure, but the e-stop is heard and latched all the same
+        self.safety: SafetyLayer | None = _estop_only() if cfg.lifecycle else None
         self.mode = cfg.mode
-        if self.mode == "autonomous" and self.policy is None:
-            node.logger.warning("mode autonomous refused: no bundle (teleop and hold only); holding (parameter mode)")
-            self.mode = "hold"
+        self.commanding = not cfg.lifecycle  # commands are published (lifecycle: only while active)
+        if not cfg.lifecycle:
+            self._load()  # the bundle verified, the limits, the policy warmed up, the safety layer
         self.q = self.qd = None
         self.goal: np.ndarray | None = None
         self.plan: PlanView | None = None
@@ -196,19 +221,19 @@ class PolicyNode:
         self.teleop: np.ndarray | None = None
         self.rx: dict[str, float] = {}  # optional inputs' receive times (node clock)
         self.frame_stamp: float | None = None
-        thr = self.bundle.manifest.get("thresholds", {}).get("uncertainty_p99") if self.bundle else None
-        self.plan_threshold = cfg.plan_uncertainty_threshold or (float(thr) if thr else np.inf)
         self.infer_ms = Window()
         self.frame_used: float | None = None
         self.last_act: float | None = None
 
         m = node.msg
         self.make = m
-        if cfg.command_interface == "position":
-            self.pub = node.create_publisher("std_msgs/msg/Float64MultiArray", "/forward_position_controller/commands")
-        else:
-            self.pub = node.create_publisher("trajectory_msgs/msg/JointTrajectory",
-                                             "/joint_trajectory_controller/joint_trajectory")
+        # the robot config's interface and topic (a differing parameter refused); dry run: the dry-run topic,
+        # and no publisher on the controller's topic at all
+        self.interface, self.command_topic = policy_command(cfg.command_interface, self.robot, cfg.dry_run)
+        self.pub = topics.COMMAND_TOPICS[self.interface][0].publisher(node, self.command_topic)
+        if cfg.dry_run:
+            node.logger.warning("DRY RUN: commands go to %s only, never to the controller (%s)", self.command_topic,
+                                policy_command(cfg.command_interface, self.robot)[1])
         # sensor-data QoS, but a deep history: a flood of bad states between two takes must not push the
         # good ones out of the reader (each is cheap to refuse: counted, logged throttled)
         node.create_subscription("sensor_msgs/msg/JointState", "/joint_states", self.on_joint_state, JOINT_STATES_QOS)
@@ -230,29 +255,137 @@ class PolicyNode:
             node.create_subscription("wm_control/msg/Plan", "/wm/plan", self.on_plan, qos.DEFAULT)
         if cfg.track_frames:
             node.create_subscription("sensor_msgs/msg/Image", "/wm/frame", self.on_frame, qos.SENSOR_DATA)
-        self.diag = Diagnostics(node, hardware_id=f"bundle:{self.bundle.id}" if self.bundle else
-                                f"robot:{self.robot.name}")
+        self.diag = Diagnostics(node, hardware_id=self._hardware_id())
         # a flood of bad input is counted in /diagnostics, and logged once, then as a count every 5 s
         self.warn = ThrottledLog(node.logger, period=5.0, summary="{count} more like this ({key}) in the last "
                                                                   "{seconds:.1f} s; the latest: {message}")
         node.create_timer(1.0, self.warn.flush)  # a burst that stopped still gets its count
         self.diag.set("providers", ",".join(self.session.providers) if self.session else "none (no bundle)")
         self.diag.set("mode", self.mode)
-        self.ticker = ControlTick(node, self.rate, self.act, ready=self.plan_ready if cfg.use_plan else None,
-                                  wait=cfg.plan_wait)
+        self.diag.set("dry_run", "true" if cfg.dry_run else "false")
+        self.diag.set("command_topic", self.command_topic)
+        if not cfg.lifecycle:
+            self._start_ticker()
         if cfg.realtime_priority > 0:
             try:
                 os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(cfg.realtime_priority))
                 self.diag.set("scheduling", f"SCHED_FIFO {cfg.realtime_priority}")
             except (PermissionError, OSError) as exc:
                 node.logger.warning("cannot use SCHED_FIFO %d (%s): normal scheduling", cfg.realtime_priority, exc)
+        if not cfg.lifecycle:
+            self._log_up()
+            return
+        self.lifecycle = lifecycle.StateMachine({
+            "configure": self.on_configure, "activate": self.on_activate, "deactivate": self.on_deactivate,
+            "cleanup": self.on_cleanup, "shutdown": self.on_shutdown, "error": self.on_cleanup})
+        self.lifecycle.listeners.append(lambda *_: self.diag.set("lifecycle", self.lifecycle.label))
+        lifecycle.serve(node, self.lifecycle)
+        self.diag.set("lifecycle", self.lifecycle.label)
+        self.diag.status(Diagnostics.WARN, "unconfigured (lifecycle): waiting for configure; no commands")
+        node.logger.info("policy up, unconfigured (lifecycle): %s is loaded on configure; no commands until "
+                         "activate", f"bundle {cfg.bundle}" if cfg.bundle else f"robot config {cfg.robot_config}")
+
+    def _log_up(self) -> None:
+        cfg = self.cfg
         what = f"bundle {cfg.bundle} ({self.bundle.id}), {self.session.providers[0]}" if self.bundle else \
             f"no bundle: robot {self.robot.name} (teleop and hold only)"
-        node.logger.info("policy up: %s, %.0f Hz, mode %s, limits %s..%s, max step %.3f rad", what, self.rate,
-                         self.mode, np.round(self.safety.lo, 3).tolist(), np.round(self.safety.hi, 3).tolist(),
-                         float(np.max(self.safety.max_step)))
+        self.node.logger.info("policy up: %s, %.0f Hz, mode %s, limits %s..%s, max step %.3f rad", what, self.rate,
+                              self.mode, np.round(self.safety.lo, 3).tolist(), np.round(self.safety.hi, 3).tolist(),
+                              float(np.max(self.safety.max_step)))
 
     # ---- configuration ----------------------------------------------------------------------
+    def _load(self) -> None:
+        """The configuration (at start, or on the lifecycle's configure): the bundle verified (or the robot
+        config's joints and limits), the effective limits, the policy warmed up (not in the loop) and the
+        safety layer, which keeps any e-stop heard before (no transition clears an e-stop)."""
+        cfg = self.cfg
+        if cfg.bundle:
+            self.bundle = load_bundle(cfg.bundle, expect_id=cfg.bundle_id or None,
+                                      trusted_keys=cfg.trusted_keys or None, require_signature=cfg.require_signature)
+            self.names = self.bundle.joint_names
+            self.limits = self._limits()  # robot's and bundle's joints checked, the tighter limits, before any command
+        else:
+            self.names = list(self.robot.joint_names)
+            self.limits = self._robot_limits()
+        self.order, _, self.out_index = cv.command_order(cfg.joint_order, self.names)
+        if self.bundle is not None:
+            self.policy = BundlePolicy(self.bundle, cfg.device)  # warmed up here, not in the loop
+            self.session = self.policy.session
+        self.rate = self.limits.control_rate
+        self.safety = _carry_estop(self.safety, SafetyLayer(self.limits.safety_config(
+            {"joint_states": cfg.max_joint_state_age})))
+        thr = self.bundle.manifest.get("thresholds", {}).get("uncertainty_p99") if self.bundle else None
+        self.plan_threshold = cfg.plan_uncertainty_threshold or (float(thr) if thr else np.inf)
+        if self.mode == "autonomous" and self.policy is None:
+            self.node.logger.warning("mode autonomous refused: no bundle (teleop and hold only); holding (%s)",
+                                     "at configure" if cfg.lifecycle else "parameter mode")
+            self.mode = "hold"
+
+    def _hardware_id(self) -> str:
+        if self.names is None:
+            return ""
+        return f"bundle:{self.bundle.id}" if self.bundle else f"robot:{self.robot.name}"
+
+    def _start_ticker(self) -> None:
+        self.ticker = ControlTick(self.node, self.rate, self.act, ready=self.plan_ready if self.cfg.use_plan else None,
+                                  wait=self.cfg.plan_wait)
+
+    def _unload(self) -> None:
+        """Back to unconfigured: no bundle, no loop, no inputs of the old joints; the e-stop state kept."""
+        self.commanding = False
+        if self.ticker is not None:
+            for timer in (self.ticker.timer, getattr(self.ticker, "grace_timer", None)):
+                if timer is not None:
+                    timer.cancel()
+        self.ticker = None
+        self.bundle = self.policy = self.session = self.names = None
+        self.safety = _estop_only(self.safety)
+        self.q = self.qd = self.teleop = self.plan = None
+        self.plan_stamp = -np.inf
+        self.rx.clear()
+
+    def _hold_once(self) -> None:
+        """One last tick in hold, through the safety layer (the arm frozen where it is measured), as the
+        hold mode's first tick; the mode itself is kept."""
+        mode, self.mode = self.mode, "hold"
+        try:
+            self.act()
+        finally:
+            self.mode = mode
+
+    # ---- the lifecycle's callbacks (lifecycle:=true; wm_control.ros.lifecycle decides the states) ----------
+    def on_configure(self, _state: int) -> None:
+        try:
+            self._load()
+        except Exception as exc:  # a bundle that does not verify, limits that do not fit: stay unconfigured
+            self._unload()
+            raise lifecycle.Failure(" ".join(str(exc).split()) or type(exc).__name__) from None
+        self.diag.hardware_id = self._hardware_id()
+        self.diag.set("providers", ",".join(self.session.providers) if self.session else "none (no bundle)")
+        self.diag.set("mode", self.mode)
+        self._start_ticker()
+        self.diag.status(Diagnostics.WARN, "inactive (lifecycle): no commands until activate")
+        self._log_up()
+
+    def on_activate(self, _state: int) -> None:
+        self.safety.reset()  # the first command is rate-limited from where the arm is measured now
+        self.commanding = True
+
+    def on_deactivate(self, _state: int) -> None:
+        self._hold_once()
+        self.commanding = False
+        self.diag.status(Diagnostics.WARN, "inactive (lifecycle): holding, no commands until activate")
+
+    def on_cleanup(self, _state: int) -> None:
+        self._unload()
+        self.diag.status(Diagnostics.WARN, "unconfigured (lifecycle): waiting for configure; no commands")
+
+    def on_shutdown(self, state: int) -> None:
+        if state == lifecycle.ACTIVE:
+            self._hold_once()
+        self._unload()
+        self.diag.status(Diagnostics.WARN, "finalized (lifecycle): no commands")
+
     def _limits(self) -> EffectiveLimits:
         """The robot's own limits (URDF, position_lower/upper, max_step, rate, joint_order, the robot config's)
         intersected with the bundle's: never looser than either (:func:`wm_control.world.bundle.effective_limits`)."""
@@ -272,6 +405,8 @@ class PolicyNode:
 
     # ---- inputs -------------------------------------------------------------------------------
     def on_joint_state(self, msg) -> None:
+        if self.names is None:  # unconfigured (lifecycle): no joints to read yet
+            return
         try:
             q, qd, _ = cv.joint_state_to_arrays(msg, self.names)
         except cv.ConversionError as exc:
@@ -312,6 +447,8 @@ class PolicyNode:
             self.warn.log("goal", "dropped goal: %s", exc)
 
     def on_teleop(self, msg) -> None:
+        if self.names is None:  # unconfigured (lifecycle)
+            return
         try:
             self.teleop = cv.joint_state_to_arrays(msg, self.names)[0]
         except cv.ConversionError as exc:
@@ -321,6 +458,8 @@ class PolicyNode:
         self.rx["teleop"] = self.node.now()
 
     def on_plan(self, msg) -> None:
+        if self.names is None:  # unconfigured (lifecycle)
+            return
         stamp = cv.stamp_sec(msg.header.stamp)
         if not math.isfinite(stamp) or stamp - self.node.now() > self.cfg.max_future_stamp:
             self.diag.count("dropped.plan_future")  # never the reference later plans are ordered against
@@ -353,7 +492,7 @@ class PolicyNode:
     def set_mode(self, mode: str, via: str) -> tuple[bool, str]:
         """Take ``mode`` (one of MODES); (taken, what now). Without a bundle, autonomous is refused and the
         node holds."""
-        if mode == "autonomous" and self.policy is None:  # one line (throttled), the hold included
+        if mode == "autonomous" and self.policy is None and self.names is not None:  # one line (throttled)
             self.mode = "hold"
             self.diag.set("mode", self.mode)
             self.diag.count("refused.autonomous")
@@ -442,6 +581,8 @@ class PolicyNode:
                            self.plan_threshold, self.ticker.timed_out)
 
     def act(self) -> None:
+        if not self.commanding:  # lifecycle: not active (deactivate ended with one hold tick)
+            return
         now = self.node.now()
         self.fallback = None
         proposal, source = self.propose(now)
@@ -456,7 +597,7 @@ class PolicyNode:
             self.diag.status(Diagnostics.ERROR, "no safe command: " + ", ".join(res.reasons))
             return
         cmd = res.command
-        if self.cfg.command_interface == "position":
+        if self.interface == "position":  # with dry_run, self.pub is the dry-run topic's
             self.pub.publish(cv.make_multiarray(self.make, cmd[self.out_index]))
         else:
             self.pub.publish(cv.make_trajectory(self.make, 0.0, self.names, [1.0 / self.rate], cmd[None]))
