@@ -80,7 +80,7 @@ visual: $(STAMP)
 PANDA_EPISODES ?= 100
 panda: $(STAMP)
 	test -e data/panda_expert/index.json || $(PY) -m wm_control collect --robot panda --out data/panda_expert \
-	    --episodes 400 --no-images --noise 0.3 --seed 3
+	    --episodes 400 --no-images --noise 0.1 --seed 4
 	$(PY) -m wm_control dataset data/panda_expert --robot-config panda --no-images --json runs/panda/dataset.json
 	test -e bundles/panda_bc/manifest.yaml || $(PY) -m wm_control train bc --robot-config panda \
 	    --data data/panda_expert --out runs/panda_bc --bundle bundles/panda_bc

@@ -22,7 +22,7 @@ from launch.actions import DeclareLaunchArgument, LogInfo, OpaqueFunction, Shutd
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
-from wm_control.ros.bringup import describe, robot_nodes
+from wm_control.ros.bringup import describe, launch_actions, robot_nodes
 
 
 def _nodes(context, *args, **kwargs):
@@ -30,13 +30,7 @@ def _nodes(context, *args, **kwargs):
     robots = os.path.join(get_package_share_directory("wm_control"), "config", "robots")
     nodes = robot_nodes(arg("robot_config"), bundle=arg("bundle"), controller=arg("controller"),
                         dry_run=arg("dry_run"), params_file=arg("params_file"), robots_dir=robots)
-    actions = [LogInfo(msg="wm_control robot bring-up: " + describe(nodes))]
-    for n in nodes:
-        kw = n.kwargs()
-        if n.required and not n.respawn:
-            kw["on_exit"] = Shutdown()
-        actions.append(Node(**kw))
-    return actions
+    return [LogInfo(msg="wm_control robot bring-up: " + describe(nodes)), *launch_actions(nodes, Node, Shutdown)]
 
 
 def generate_launch_description():

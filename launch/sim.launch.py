@@ -17,17 +17,11 @@ from launch.actions import DeclareLaunchArgument, OpaqueFunction, Shutdown
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
-from wm_control.ros.bringup import graph_nodes
+from wm_control.ros.bringup import graph_nodes, launch_actions
 
 
 def _nodes(context, *args, **kwargs):
-    actions = []
-    for n in graph_nodes(LaunchConfiguration("params_file").perform(context)):
-        kw = n.kwargs()
-        if n.required and not n.respawn:
-            kw["on_exit"] = Shutdown()
-        actions.append(Node(**kw))
-    return actions
+    return launch_actions(graph_nodes(LaunchConfiguration("params_file").perform(context)), Node, Shutdown)
 
 
 def generate_launch_description():

@@ -48,6 +48,18 @@ class NodeAction:
         return kw
 
 
+def launch_actions(nodes: list[NodeAction], node_cls: Any, shutdown_cls: Any) -> list[Any]:
+    """launch_ros ``Node`` actions (``node_cls``, passed in: this module never imports launch_ros) for
+    ``nodes``; a required node that is not respawned ends the launch when it exits (``shutdown_cls()``)."""
+    actions = []
+    for n in nodes:
+        kw = n.kwargs()
+        if n.required and not n.respawn:
+            kw["on_exit"] = shutdown_cls()
+        actions.append(node_cls(**kw))
+    return actions
+
+
 def parse_remappings(rules: list[str]) -> list[tuple[str, str]]:
     """``["from:=to", ...]`` (the launcher's ``-r`` rules) as launch_ros ``remappings`` pairs."""
     out = []
