@@ -181,3 +181,31 @@ def test_a_stack_that_never_acted_is_not_scored(foreign_bag, tmp_path):
     assert rep["compared"] == 0 and "never acted" in rep["note"]
     assert rep["ticks"]["acted"] == 0 and rep["ticks"]["reasons"]["no_proposal"] == rep["ticks"]["total"] > 50
     assert "never acted" in r.stderr.strip().splitlines()[-1]
+
+
+def test_foreign_bag_ensemble_and_visual_from_the_robot_config(foreign_bag, tmp_path):
+    """train ensemble and train visual read the robot's bags through its config: the bundles carry the
+    robot's name and limits, no kinematics without a tip_link, and fit the robot."""
+    from wm_control.world.bundle import load_bundle
+
+    cfg = str(ROOT / "config/robots/two_joint.yaml")
+    ens = tmp_path / "ens"
+    r = wm("train", "ensemble", "--preset", "debug", "--robot-config", cfg, "--regime", "self",
+           "--data", str(foreign_bag.parent), "--out", str(tmp_path / "run_ens"), "--bundle", str(ens), timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    man = load_bundle(ens).manifest["robot"]
+    assert man["name"] == "two_joint" and man["joint_names"] == JOINTS and "kinematics" not in man
+    assert man["position_limits"] == [[-3.1, 3.1], [-2.6, 2.6]]
+    vis = tmp_path / "vis"
+    r = wm("train", "visual", "--preset", "debug", "--robot-config", cfg, "--frame-rate", "15",
+           "--data", str(foreign_bag.parent), "--out", str(tmp_path / "run_vis"), "--bundle", str(vis), timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "held out: 1 from its last episodes" in r.stderr
+    b = load_bundle(vis)
+    assert b.manifest["robot"]["name"] == "two_joint" and b.joint_names == JOINTS
+    assert b.manifest["camera"]["rate"] == 15.0
+    for bundle in (ens, vis):
+        r = wm("verify", str(bundle), "--robot", cfg)
+        assert r.returncode == 0 and "fits robot two_joint" in r.stdout, r.stderr
+    r = wm("train", "visual", "--preset", "debug", "--robot-config", cfg)
+    assert r.returncode == 2 and "give --data" in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr

@@ -12,9 +12,14 @@ from wm_control.train.presets import preset
 @dataclass
 class VisualConfig:
     robot: str = DEFAULT_ROBOT
+    """The simulated robot whose camera bags are collected when the data folder is empty."""
+    robot_config: str = ""
+    """A robot config YAML (or a name in config/robots/): the bags' camera topic (raw or compressed), joint
+    and command topics, joints and limits; its bags are never collected, and without a held-out folder the
+    last tenth of its episodes is held out. '' for the simulated ROBOT."""
     image_size: int = 64
     frame_rate: float = 30.0
-    """The camera rate: one model step per frame."""
+    """The camera rate: one model step per frame (a robot's camera rate, e.g. 15 for a 15 Hz camera)."""
     episodes: int = 400
     """Episodes to collect when the data folder is empty (expert with noise ``collect_noise``)."""
     heldout_episodes: int = 40

@@ -28,9 +28,23 @@ class VideoEpisode:
     source: str
 
 
+def dataset_config(cfg: VisualConfig) -> DatasetConfig:
+    """How the camera bags are read: the robot config's topics and joints, else the simulator's defaults."""
+    if cfg.robot_config:
+        from wm_control.robot import load_robot_config
+
+        rc = load_robot_config(cfg.robot_config)
+        if rc.camera_kind == "none":
+            raise ValueError(f"robot config {rc.name}: camera_kind none (the visual world model needs the camera)")
+        return rc.dataset_config(rate=cfg.frame_rate, hindsight_goal=rc.goal_kind == "hindsight")
+    return DatasetConfig(rate=cfg.frame_rate)
+
+
 def ensure_video(cfg: VisualConfig, data_dir: Path, episodes: int, seed: int) -> None:
     if data_dir.exists() and any(data_dir.rglob("metadata.yaml")):
         return
+    if cfg.robot_config:
+        raise ValueError(f"no bags at {data_dir} (a robot config's bags are never collected; give --data)")
     from wm_control.data.bags import CollectConfig, collect
 
     summary_line(f"no bags in {data_dir}: collecting {episodes} camera episodes (expert, noise {cfg.collect_noise})",
@@ -44,7 +58,9 @@ def load_video(data_dir: str | Path, cfg: VisualConfig,
     """Episodes at the camera rate, frames resized as camera_ingest does (cached next to the bags).
     ``with_actions=False`` reads the bags as unlabelled video: the command topic is ignored."""
     data_dir = Path(data_dir)
-    cache = data_dir / f".video_{cfg.image_size}_{cfg.frame_rate:g}.npz"
+    dcfg = dataset_config(cfg)
+    key = f"_{Path(cfg.robot_config).stem}" if cfg.robot_config else ""  # other topics: another cache
+    cache = data_dir / f".video_{cfg.image_size}_{cfg.frame_rate:g}{key}.npz"
     bags = sorted(str(p.parent) for p in data_dir.rglob("metadata.yaml"))
     if cache.exists():
         z = np.load(cache, allow_pickle=False)
@@ -52,7 +68,6 @@ def load_video(data_dir: str | Path, cfg: VisualConfig,
             eps, names = _unpack(z)
             return (eps if with_actions else unlabelled(eps)), names
     spec = FrameSpec(cfg.image_size, cfg.image_size)
-    dcfg = DatasetConfig(rate=cfg.frame_rate)
     eps, video_only, names = [], [], []
     for bag in find_bags([data_dir]):
         if _has_topics(bag, dcfg):

@@ -59,8 +59,17 @@ def export_visual(ckpt_dir: str | Path, bundle_dir: str | Path) -> Path:
     names = meta["joint_names"]
     with tempfile.TemporaryDirectory() as tmp:
         graphs = export_visual_graphs(vm, Path(tmp), len(names))
-        robot = {"name": cfg.robot, "joint_names": names, "control_rate": 50.0,
-                 "position_limits": sim_position_limits(cfg.robot, names)}
+        if cfg.robot_config:  # the robot's name, rate, interface, camera and goal kind, and its limits
+            from wm_control.robot import load_robot_config
+
+            rc = load_robot_config(cfg.robot_config)
+            lim = rc.position_limits()
+            order = [rc.joint_names.index(j) for j in names]
+            robot = {**rc.manifest(), "joint_names": names,
+                     "position_limits": None if lim is None else [[lim[0][i], lim[1][i]] for i in order]}
+        else:
+            robot = {"name": cfg.robot, "joint_names": names, "control_rate": 50.0,
+                     "position_limits": sim_position_limits(cfg.robot, names)}
         camera = {"width": cfg.image_size, "height": cfg.image_size, "encoding": "rgb8", "rate": cfg.frame_rate}
         visual = {"latent_dim": cfg.latent_dim, "action_dim": cfg.action_dim, "window": cfg.window,
                   "context": cfg.context, "horizon": cfg.horizon, "frame_rate": cfg.frame_rate,

@@ -15,12 +15,27 @@ from wm_control.train.visual.config import VisualConfig
 from wm_control.train.visual.data import ensure_video, labelled_split, load_video, unlabelled
 
 
-def _data_dirs(cfg: VisualConfig, data_dir: str | Path | None, heldout_dir: str | Path | None) -> tuple[Path, Path]:
+def _data_dirs(cfg: VisualConfig, data_dir: str | Path | None, heldout_dir: str | Path | None
+               ) -> tuple[Path, Path | None]:
+    """The training and held-out bag folders (collected in the simulator where empty). A robot config's
+    bags are never collected: without a held-out folder (None) its episodes are split."""
+    if cfg.robot_config and not data_dir:
+        raise ValueError("a robot config's bags are never collected: give --data")
     d = Path(data_dir or f"data/{cfg.robot}_video")
     h = Path(heldout_dir or f"{d}_heldout")
     ensure_video(cfg, d, cfg.episodes, cfg.seed)
+    if cfg.robot_config and not heldout_dir and not (h.exists() and any(h.rglob("metadata.yaml"))):
+        return d, None
     ensure_video(cfg, h, cfg.heldout_episodes, cfg.seed + 1000)
     return d, h
+
+
+def split_heldout(eps: list, fraction: float = 0.1) -> tuple[list, list]:
+    """The last ``fraction`` of the episodes (at least one, and at least one left) held out."""
+    if len(eps) < 2:
+        raise ValueError(f"{len(eps)} camera episode(s): need 2+ to hold one out (or give --heldout)")
+    k = min(len(eps) - 1, max(1, int(round(fraction * len(eps)))))
+    return eps[:-k], eps[-k:]
 
 
 def train_visual(cfg: VisualConfig, data_dir: str | Path | None = None, out_dir: str | Path = "runs/visual",
@@ -35,10 +50,14 @@ def train_visual(cfg: VisualConfig, data_dir: str | Path | None = None, out_dir:
     out.mkdir(parents=True, exist_ok=True)
     d, h = _data_dirs(cfg, data_dir, heldout_dir)
     labelled, names = load_video(d, cfg)  # read once: the commands serve the labelled subset only
+    if h is None:  # a robot config's one folder: its last episodes held out
+        labelled, heldout = split_heldout(labelled)
+    else:
+        heldout, _ = load_video(h, cfg)
     eps = unlabelled(labelled)  # every stage up to the student sees video: no action topic is used
-    heldout, _ = load_video(h, cfg)
     summary_line(f"{len(eps)} episodes ({sum(len(e.frames) for e in eps)} frames at {cfg.frame_rate:g} Hz, "
-                 f"{cfg.image_size}x{cfg.image_size}) from {d}; held out: {len(heldout)} from {h}", tag="train visual",
+                 f"{cfg.image_size}x{cfg.image_size}) from {d}; held out: {len(heldout)} from "
+                 f"{h if h is not None else 'its last episodes'}", tag="train visual",
                  err=True)
     metrics: dict[str, Any] = {}
     prev = _previous_metrics(out) if resume else {}
@@ -102,7 +121,7 @@ def train_visual(cfg: VisualConfig, data_dir: str | Path | None = None, out_dir:
                                                  [labelled[i].command for i in lab], out, lam, student=student.eval())
     np.savez(out / "latents.npz", mean=mean, std=std, labelled=lab)
     meta = {"kind": "visual", "config": to_plain(asdict(cfg)), "joint_names": names, "data": str(d),
-            "heldout": str(h), "episodes": len(eps), "labelled_episodes": [int(i) for i in lab],
+            "heldout": str(h) if h is not None else None, "heldout_episodes": len(heldout), "episodes": len(eps), "labelled_episodes": [int(i) for i in lab],
             "normalizer": {"latent_mean": mean.tolist(), "latent_std": std.tolist()},
             "metrics": to_plain(metrics), "action_source": "latent"}
     (out / "checkpoint.yaml").write_text(yaml.safe_dump(meta, sort_keys=False))
