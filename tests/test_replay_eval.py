@@ -2,6 +2,7 @@
 through the real graph and writes JSON + PNG."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -69,3 +70,13 @@ def test_eval_scores_bundle_and_expert_in_one_run(debug_bc, tmp_path):
     assert expert["success_rate"] == 1.0 and expert["mean_final_distance"] < 0.02
     assert [e["episode"] for e in expert["per_episode"]] == [0, 1, 2]
     assert set(out["relative_to_expert"]) == {str(bundle), "expert"}
+
+
+def test_replay_output_goes_under_runs_not_beside_the_bag(bag, debug_bc, tmp_path, monkeypatch):
+    """The default output is runs/replay/BAG_NAME: beside the bag it would be one more robot log to train on."""
+    _, bundle = debug_bc
+    monkeypatch.chdir(tmp_path)
+    rep = replay(bag, bundle=str(Path(bundle).resolve()), device="cpu")
+    assert rep["recorded_to"] == str(Path("runs/replay") / Path(bag).name)
+    assert (tmp_path / "runs" / "replay" / Path(bag).name).is_dir()
+    assert not [p for p in Path(bag).parent.iterdir() if p.name.endswith("_replay")]

@@ -164,7 +164,8 @@ class ReplayOptions:
     config: str | None = None
     """Or a graph YAML (use_sim_time: true) to run instead."""
     out: str | None = None
-    """MCAP bag for what the stack publishes (default BAG_replay)."""
+    """MCAP bag for what the stack publishes (default runs/replay/BAG_NAME; not beside the bag, where it would
+    be read as one more robot log)."""
     rate: float | None = None
     """Play at this multiple of real time (default: lock-step)."""
     control_rate: float | None = None

@@ -163,7 +163,8 @@ def replay(bag: str | Path, bundle: str | None = None, config: str | None = None
     recorded = [(t, raw) for topic, _, t, raw in msgs if topic == cmd_topic]
     skip = set(COMMAND_TOPICS) | {cmd_topic} | NEVER_REPLAY
     inputs = [m for m in msgs if m[0] not in skip]
-    out = Path(out) if out else bag.parent / f"{bag.name}_replay"
+    # not beside the bag: a replay's output in the bags' folder would be read as one more robot log
+    out = Path(out) if out else Path("runs/replay") / bag.name
     graph = _stack_graph(bundle, device, interface, remaps, robot.joint_names if robot else None) \
         if config is None else config
     sim_now = [msgs[0][2]]
