@@ -465,6 +465,45 @@ def test_joy_drives_the_arm_through_policy_only_with_deadman(graph):
     assert rig_modes[-1] == "teleop"
 
 
+def test_teleop_reset_calls_the_service_and_says_who_still_holds_the_estop(graph):
+    """The 'c' key's reset is the policy node's /wm/reset_estop Trigger: refused while another source holds
+    the e-stop, and the log line names that source (its publisher); granted once it is released."""
+    import logging
+
+    from wm_control.ros.dds import DdsNode
+    from wm_control.ros.nodes.teleop import TeleopConfig, TeleopNode
+
+    node = DdsNode("teleop_reset_test")
+    teleop = TeleopNode(node, config_from_params(TeleopConfig, {"view": "none", "input": "joy", "set_mode": False,
+                                                                "joint_names": ["joint0", "joint1"]}))
+    lines: list[str] = []
+    handler = logging.Handler(logging.INFO)
+    handler.emit = lambda r: lines.append(r.getMessage())
+    teleop.log.addHandler(handler)
+    rig = DdsNode("teleop_reset_rig")
+    other = rig.create_publisher("std_msgs/msg/Bool", "/wm/estop", qos.LATCHED)
+    probe = rig.create_client("std_srvs/srv/Trigger", "/wm/reset_estop")
+    try:
+        assert teleop.reset_client.wait_for_service(10.0), "the policy node serves no /wm/reset_estop"
+        other.publish(rig.msg("std_msgs/msg/Bool", data=True))
+        assert spin([node, rig], 5.0, lambda: teleop.session.estop), "teleop did not hear the e-stop"
+        # the policy node has latched it once a reset is refused
+        assert spin([node, rig], 5.0, lambda: not probe.call(rig.msg("std_srvs/srv/Trigger_Request")).success)
+        teleop._reset_estop()
+        refused = [m for m in lines if "e-stop reset refused" in m]
+        assert refused and "still held by publisher" in refused[0], lines  # the rig's writer, by its handle
+        other.publish(rig.msg("std_msgs/msg/Bool", data=False))
+        assert spin([node, rig], 5.0, lambda: probe.call(rig.msg("std_srvs/srv/Trigger_Request")).success)
+        lines.clear()
+        teleop._reset_estop()
+        assert any(m.startswith("e-stop reset:") for m in lines), lines
+    finally:
+        teleop.log.removeHandler(handler)
+        teleop.close()
+        node.destroy()
+        rig.destroy()
+
+
 def test_teleop_sets_hold_when_it_stops(graph):
     from wm_control.ros.dds import DdsNode
 
@@ -553,7 +592,8 @@ def test_cli_teleop_keyboard_on_a_terminal():
     master, slave = pty.openpty()
     remaps = [x for a, b in [("/joint_states", "/kb/joint_states"), ("/teleop/command", "/kb/command"),
                              ("/wm/mode", "/kb/mode"), ("/wm/estop", "/kb/estop"),
-                             ("/wm/estop_reset", "/kb/estop_reset")] for x in ("-r", f"{a}:={b}")]
+                             ("/wm/estop_reset", "/kb/estop_reset"), ("/wm/reset_estop", "/kb/reset_estop")]
+              for x in ("-r", f"{a}:={b}")]
     p = subprocess.Popen([sys.executable, "-m", "wm_control", "teleop", "--view", "none", "--ros-args",
                           "-p", "key_step:=0.05", "-p", "max_lead:=0.3", "-p", "joint_names:=[joint0, joint1]",
                           *remaps],
@@ -605,8 +645,10 @@ def test_cli_teleop_keyboard_on_a_terminal():
         n = len(cmds)
         rig.spin(timeout=0.3)
         assert len(cmds) == n
-        keys("c", settle=0.6)  # clear: false, then the reset; commands resume from the measured position
-        assert estops[-1] is False and resets, (estops, resets)
+        keys("c", settle=0.1)  # clear: false, then the reset (no policy node serves /wm/reset_estop here: the
+        # topic); commands resume from the measured position
+        assert rig.spin(until=lambda: resets and estops[-1] is False, timeout=5), (estops, resets)
+        assert rig.spin(until=lambda: "no /wm/reset_estop service answered" in text(), timeout=3), text()
         assert len(cmds) > n and np.allclose(cmds[-1], q)
         keys("m")  # hold: the mode goes to the policy, teleop stops commanding
         assert modes[-1] == "hold"

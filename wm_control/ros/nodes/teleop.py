@@ -12,7 +12,8 @@ Input (``input``: keyboard | joy | both):
 
 * keyboard: joint i moves by ``key_step`` (times the speed) with ``keys_plus[i]`` / ``keys_minus[i]``
   (default rows ``qwertyu`` / ``asdfghj``); ``m`` teleop <-> hold, space E-STOP (``/wm/estop`` true),
-  ``c`` clears it (``/wm/estop`` false, then ``/wm/estop_reset``), ``+`` / ``-`` speed, Esc quits. Keys
+  ``c`` clears it (``/wm/estop`` false, then the ``/wm/reset_estop`` call, whose refusal names the sources
+  that still hold it; ``/wm/estop_reset`` where no service answers), ``+`` / ``-`` speed, Esc quits. Keys
   come from the OpenCV window when there is one, else from the terminal (only when stdin is a TTY in
   the foreground; otherwise a log line says there is no keyboard). The held target is published.
 * joy: ``axis_map[i]`` drives joint i at ``scale`` rad/s at full deflection (after ``deadzone``), only
@@ -40,6 +41,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -63,6 +65,7 @@ from wm_control.world import frames as im
 INPUTS = ("keyboard", "joy", "both")
 VIEWS = ("auto", "window", "topic", "mjpeg", "none")
 WARN_PERIOD = 5.0
+RESET_SERVICE_WAIT = 0.5  # s to find /wm/reset_estop before falling back to the /wm/estop_reset topic
 
 
 @dataclass
@@ -177,6 +180,8 @@ class TeleopNode:
         self.pub_mode = node.create_publisher("std_msgs/msg/String", "/wm/mode", qos.LATCHED)
         self.pub_estop = node.create_publisher("std_msgs/msg/Bool", "/wm/estop", qos.LATCHED)
         self.pub_reset = node.create_publisher("std_msgs/msg/Empty", "/wm/estop_reset", qos.DEFAULT)
+        # the reset as the policy node's Trigger: its answer says which sources still hold the e-stop
+        self.reset_client = node.create_client(topics.RESET_ESTOP.type, topics.RESET_ESTOP.name)
         node.create_subscription("sensor_msgs/msg/JointState", "/joint_states", self.on_joint_state, qos.SENSOR_DATA)
         node.create_subscription("std_msgs/msg/String", "/wm/mode", lambda m: self._apply(self.session.on_mode(m.data)),
                                  qos.LATCHED)
@@ -319,13 +324,32 @@ class TeleopNode:
             elif kind == "estop":
                 self.pub_estop.publish(n.msg("std_msgs/msg/Bool", data=value))
             elif kind == "reset":
-                self.pub_reset.publish(n.msg("std_msgs/msg/Empty"))
+                threading.Thread(target=self._reset_estop, name="teleop-reset", daemon=True).start()
             elif kind == "dropped":
                 self._drop(*value)
             elif kind == "quit":
                 self._quit()
             else:
                 getattr(self.log, kind)("%s", value)
+
+    def _reset_estop(self) -> None:
+        """Call ``/wm/reset_estop`` and say what came of it (refused: the sources that still hold it); where no
+        server answers (a policy node without the service), publish ``/wm/estop_reset`` as before. Off the
+        executor's thread: the call waits for its reply."""
+        n = self.node
+        try:
+            if self.reset_client.wait_for_service(timeout=RESET_SERVICE_WAIT):
+                r = self.reset_client.call(n.msg(f"{topics.RESET_ESTOP.type}_Request"), timeout=2.0)
+                if r.success:
+                    self.log.info("e-stop reset: %s", r.message or "clear")
+                else:
+                    self.log.error("e-stop reset refused: %s", r.message)
+                return
+        except (TimeoutError, RuntimeError) as exc:
+            self.log.warning("e-stop reset call failed (%s): publishing /wm/estop_reset", exc)
+        if not self._closed:
+            self.pub_reset.publish(n.msg("std_msgs/msg/Empty"))
+            self.log.info("e-stop reset published on /wm/estop_reset (no %s service answered)", topics.RESET_ESTOP.name)
 
     def _drop(self, what: str, text: str) -> None:
         self.diag.count(f"dropped.{what}")
