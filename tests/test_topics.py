@@ -39,6 +39,7 @@ class RecordingNode:
         self.logger = logging.getLogger("test_topics")
         self.endpoints: list[tuple[str, str, str, qosmod.QoSProfile]] = []  # (pub | sub, type, topic, QoS)
         self.services: list[tuple[str, str]] = []  # (type, name)
+        self.clients: list[tuple[str, str]] = []  # (type, name)
         self.msg = make
 
     def create_publisher(self, typename, topic, qos=BACKEND_DEFAULT):
@@ -51,6 +52,10 @@ class RecordingNode:
     def create_service(self, srv_type, name, callback):
         self.services.append((srv_type, name))
         return SimpleNamespace(name=name)
+
+    def create_client(self, srv_type, name):
+        self.clients.append((srv_type, name))
+        return SimpleNamespace(name=name, wait_for_service=lambda timeout=0.0: False)
 
     def create_timer(self, period, callback):
         return SimpleNamespace(period=period, cancel=lambda: None)
@@ -111,7 +116,8 @@ def graph(bundle):
                     params = {"bundle": str(bundle), "device": "cpu", **params}
                 node = RecordingNode()
                 close_instance(cls(node, config_from_params(cls.Config, params)), node.logger)
-                out[node_type] += node.endpoints + [("srv", typ, name, None) for typ, name in node.services]
+                out[node_type] += node.endpoints + [("srv", typ, name, None) for typ, name in node.services] + \
+                    [("cli", typ, name, None) for typ, name in node.clients]
     return out
 
 
@@ -153,7 +159,7 @@ def test_the_table_is_well_formed():
 def test_every_endpoint_of_a_node_is_the_tables(graph, node_type):
     assert node_type in CONFIGS, f"add {node_type} to CONFIGS"
     for kind, typename, name, q in graph[node_type]:
-        if kind == "srv":
+        if kind in ("srv", "cli"):
             continue  # services: test_every_service_of_a_node_is_the_tables
         t = topics.BY_NAME.get(name)
         assert t is not None, f"{node_type} {kind} {name}: not in the topic table"
@@ -175,6 +181,9 @@ def test_every_service_of_a_node_is_the_tables(graph, node_type):
     made = {(typ, name) for k, typ, name, _ in graph[node_type] if k == "srv"}
     table = {(s.type, s.name) for s in topics.SERVICES if node_type in s.servers}
     assert made == table, f"{node_type} serves {sorted(made - table)} beyond the table, lacks {sorted(table - made)}"
+    called = {(typ, name) for k, typ, name, _ in graph[node_type] if k == "cli"}
+    table = {(s.type, s.name) for s in topics.SERVICES if node_type in s.clients}
+    assert called == table, f"{node_type} calls {sorted(called - table)} beyond the table, lacks {sorted(table - called)}"
 
 
 def test_a_service_name_is_not_a_topic_name():

@@ -126,7 +126,8 @@ BY_NAME: dict[str, Topic] = {t.name: t for t in TOPICS}
 #: the e-stop reset as a call: the reply says whether the e-stop is clear now (success) or which sources
 #: still hold it. Not named /wm/estop_reset (the std_msgs/Empty topic, kept): a remap of that name would
 #: move both, and `ros2 topic pub` and `ros2 service call` on one name is a trap for the operator.
-RESET_ESTOP = Service("/wm/reset_estop", "std_srvs/srv/Trigger", ("policy",), ("an operator (ros2 service call)",))
+RESET_ESTOP = Service("/wm/reset_estop", "std_srvs/srv/Trigger", ("policy",),
+                      ("teleop", "an operator (ros2 service call)"))
 #: the policy node's mode as a call, one Trigger per mode (ROS 2 has no standard service that sets a string);
 #: the reply says whether the node took it (autonomous is refused without a bundle)
 SET_MODE = tuple(Service(f"/wm/set_mode/{m}", "std_srvs/srv/Trigger", ("policy",), ("an operator (ros2 service call)",))
