@@ -154,3 +154,16 @@ def test_the_history_keeps_what_the_window_needs_and_forgets_the_rest():
         np.testing.assert_array_equal(a, b)
     online.add_state(0.501, np.ones(N), np.zeros(N))  # late, older than what is kept: no effect on the window
     np.testing.assert_array_equal(online.window(199 * 0.005)[0], full.window(199 * 0.005)[0])
+
+
+def test_a_repeated_stamp_keeps_the_last_received_online_and_offline():
+    """Two states with one stamp and other values (hypothesis found the online window taking the first
+    and the recording the last, once trimming had dropped part of the run): the last received stands."""
+    t, q = sort_stream([0.0, 1.0, 1.0, 2.0], np.array([[0.0], [0.0], [0.1], [0.0]]))
+    assert t.tolist() == [0.0, 1.0, 2.0] and q[:, 0].tolist() == [0.0, 0.1, 0.0]
+    h = ControlHistory(0.5, 1, 1, keep=0.1)  # a short memory: trimming runs on every sample
+    for ts, v in [(0.0, 0.0), (1.0, 0.0), (1.0, 0.1), (2.0, 0.0)]:
+        h.add_state(ts, np.array([v]), np.array([0.0]))
+    assert h.states.t == [1.0, 2.0]
+    states, _, _ = h.window(1.0)
+    assert states[0, 0] == 0.1

@@ -5,8 +5,9 @@ node (:class:`ControlHistory`, online, the last few steps) both call :func:`alig
 sees at run time exactly what it was trained on. From two stamped streams, in any order:
 
 * **states** (joint positions and velocities): linear interpolation between the two surrounding
-  states, sorted by stamp (stable: of states with the same stamp, ``np.interp`` takes the first
-  from below and the last at and above it); before the first state the first one, after the last
+  states, sorted by stamp; of samples with the same stamp the last received stands (it replaces the
+  earlier ones, online and offline alike: ``np.interp`` over repeated stamps would otherwise depend on
+  which of them a trimmed window still holds); before the first state the first one, after the last
   the last one;
 * **commands**: ``action[k]`` is the command in force over the step from ``grid[k]`` to the next
   grid point (``grid[k] + dt`` after the last): the latest one received more than :data:`TIME_EPS`
@@ -41,9 +42,13 @@ class Aligned:
 
 
 def sort_stream(t, *values) -> tuple[np.ndarray, ...]:
-    """``(t, *values)`` as arrays in stamp order (stable: equal stamps keep their arrival order)."""
+    """``(t, *values)`` as arrays in stamp order, one sample per stamp: of equal stamps the last received
+    (a stable sort of arrival order, then the last of each run), as :class:`ControlHistory` keeps them."""
     t = np.asarray(t, dtype=np.float64)
     order = np.argsort(t, kind="stable")
+    ts = t[order]
+    last = np.append(ts[1:] != ts[:-1], True) if len(ts) else np.zeros(0, bool)
+    order = order[last]
     return (t[order], *(np.asarray(v)[order] for v in values))
 
 
@@ -77,7 +82,10 @@ class _Stream:
         self.v: list[tuple[np.ndarray, ...]] = []
 
     def add(self, t: float, *values: np.ndarray) -> None:
-        i = bisect.bisect_right(self.t, t)  # after equal stamps: as a stable sort of arrival order
+        i = bisect.bisect_right(self.t, t)
+        if i > 0 and self.t[i - 1] == t:  # the same stamp again: the last received stands (as sort_stream)
+            self.v[i - 1] = values
+            return
         self.t.insert(i, t)
         self.v.insert(i, values)
         cut = bisect.bisect_left(self.t, self.t[-1] - self.keep) - 1

@@ -8,7 +8,6 @@ nothing while its inputs are missing or older than ``max_input_age`` (the robot 
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -64,7 +63,7 @@ class ScriptedControllerNode:
         self.rng = np.random.default_rng(cfg.seed)
         self.policy.reset(self.rng)
         self.Observation = Observation
-        self.state: tuple[float, np.ndarray, np.ndarray] | None = None  # (monotonic rx time, q, qd)
+        self.state: tuple[float, np.ndarray, np.ndarray] | None = None  # (rx time on the node's clock, q, qd)
         self.goal: np.ndarray | None = None
         self.goal_rx = 0.0
         cmd = topics.POSITION_COMMANDS if cfg.command_interface == "position" else topics.TRAJECTORY
@@ -83,7 +82,8 @@ class ScriptedControllerNode:
             self.diag.count("joint_states_dropped")
             self.warn.log("joint_state", "dropped joint state: %s", exc)
             return
-        self.state = (time.monotonic(), q, np.nan_to_num(qd))
+        # the node's clock (ROS time): under sim time a loaded machine's wall-clock delays age no state
+        self.state = (self.node.now(), q, np.nan_to_num(qd))
         self.diag.tick("joint_states")
         self.ticker.on_state(cv.stamp_sec(msg.header.stamp))
 
@@ -103,7 +103,7 @@ class ScriptedControllerNode:
             self.diag.status(Diagnostics.WARN, "waiting for joint_states and goal")
             return
         rx, q, qd = self.state
-        if time.monotonic() - rx > self.cfg.max_input_age:
+        if self.node.now() - rx > self.cfg.max_input_age:
             self.diag.count("stale_holds")
             self.diag.status(Diagnostics.WARN, "joint_states stale: not commanding (robot holds)")
             return
