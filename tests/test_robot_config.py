@@ -209,3 +209,11 @@ def test_foreign_bag_ensemble_and_visual_from_the_robot_config(foreign_bag, tmp_
         assert r.returncode == 0 and "fits robot two_joint" in r.stdout, r.stderr
     r = wm("train", "visual", "--preset", "debug", "--robot-config", cfg)
     assert r.returncode == 2 and "give --data" in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    # eval visual reads the episodes train visual held out of the robot's folder; visual-state (the simulated
+    # task) refuses such a model in one line
+    ev = tmp_path / "eval_visual.json"
+    r = wm("eval", "visual", "--model", str(tmp_path / "run_vis"), "--json", str(ev), timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert json.loads(ev.read_text())["windows"] > 0
+    r = wm("eval", "visual-state", "--model", str(tmp_path / "run_vis"))
+    assert r.returncode == 2 and "robot config" in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr

@@ -121,7 +121,12 @@ def evaluate_visual(ckpt: str | Path = "runs/visual", json_path: str | Path | No
     cfg = vm.cfg
     C, H = cfg.context, cfg.horizon
     T = C + H
-    held, _ = load_video(vm.meta["heldout"], cfg)
+    if vm.meta.get("heldout"):
+        held, _ = load_video(vm.meta["heldout"], cfg)
+    else:  # trained from a robot config's one folder: the episodes train_visual held out of it
+        from wm_control.train.visual.pipeline import split_heldout
+
+        held = split_heldout(load_video(vm.meta["data"], cfg)[0])[1]
     lat = [((z - vm.mean) / vm.std).astype(np.float32) for z in encode_all(vm.encoder, [e.frames for e in held])]
     act = latent_actions(vm.lam, lat)
     idx = _windows(lat, T, stride)

@@ -109,6 +109,9 @@ def visual_state_report(ckpt: str | Path = "runs/visual", json_path: str | Path 
     t0 = time.time()
     vm = load_visual(ckpt)
     out_root = Path(out_root)
+    if not vm.meta.get("heldout") or vm.cfg.robot_config:
+        raise ValueError(f"{ckpt}: trained from a robot config's bags; eval visual-state runs the simulated task "
+                         f"(use eval visual for what the model predicts on the robot's own held-out episodes)")
     train = control_rate_episodes(vm, vm.meta["data"])
     held = control_rate_episodes(vm, vm.meta["heldout"])
     print(f"[eval visual-state] {len(train)} training and {len(held)} held-out episodes at 50 Hz with latents",
