@@ -142,3 +142,28 @@ def test_node_is_visible_to_ros2_node_list(sim):
     readers, writers = seen[("/", "sim_robot")]
     assert readers == 8  # commands, trajectory + the 6 parameter services' request readers
     assert writers == 12  # joint_states, camera, goal, episode results, diagnostics, rosout + 6 reply writers
+
+
+def test_a_destroyed_node_serves_no_latched_sample():
+    """destroy() deletes the node's writers at once, as rclpy's destroy_node does: a latched /goal of a
+    destroyed node must not reach a later subscriber while a reference (a callback cycle) keeps the
+    publisher object alive. Before, a finished test's goal could steer the next graph's controller."""
+    old = DdsNode("old_goal_source")
+    pub = old.create_publisher("geometry_msgs/msg/PointStamped", "/wm_test/destroyed_goal", qos.LATCHED)
+    pub.publish(cv.make_point(old.msg, 0.0, np.array([0.15, 0.15, 0.0])))
+    live = DdsNode("live_goal_source")
+    pub2 = live.create_publisher("geometry_msgs/msg/PointStamped", "/wm_test/destroyed_goal", qos.LATCHED)
+    pub2.publish(cv.make_point(live.msg, 0.0, np.array([0.05, 0.0, 0.0])))
+    old.destroy()
+    pub.publish(cv.make_point(old.msg, 0.0, np.array([0.15, 0.15, 0.0])))  # after destroy: dropped, no error
+    node = DdsNode("late_goal_listener")
+    got = []
+    node.create_subscription("geometry_msgs/msg/PointStamped", "/wm_test/destroyed_goal", got.append,
+                             qos.QoSProfile("reliable", "transient_local", 10))  # deep enough to keep both writers'
+    try:
+        assert node.spin(until=lambda: got, timeout=5)
+        node.spin(timeout=0.5)
+        assert [tuple(cv.point_to_array(m)[:2]) for m in got] == [(0.05, 0.0)]
+    finally:
+        node.destroy()
+        live.destroy()

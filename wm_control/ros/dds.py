@@ -34,7 +34,7 @@ import traceback
 from typing import Any, Callable
 
 from cyclonedds._clayer import ddspy_take, ddspy_write
-from cyclonedds.core import GuardCondition, InstanceState, ReadCondition, SampleState, ViewState, WaitSet
+from cyclonedds.core import Entity, GuardCondition, InstanceState, ReadCondition, SampleState, ViewState, WaitSet
 from cyclonedds.domain import DomainParticipant
 from cyclonedds.pub import DataWriter
 from cyclonedds.qos import Policy, Qos
@@ -247,6 +247,18 @@ def _service_endpoint(node: "DdsNode", dds_name: str, typename: str, csid: str) 
             dds_qos(SERVICES_QOS, user))
 
 
+
+def _delete_entities(*entities: Any) -> None:
+    """Delete DDS entities now, as ``__del__`` would once the last reference goes: a destroyed node's
+    writers must stop serving their (latched) samples even while a callback cycle keeps the objects."""
+    for e in entities:
+        ref = getattr(e, "_ref", None)
+        if ref is None or ref not in Entity._entities:
+            continue
+        del Entity._entities[ref]
+        e._delete(ref)  # dds_delete; an entity already gone with its parent returns an error code
+
+
 class DdsPublisher:
     def __init__(self, node: "DdsNode", typename: str, topic: str, qos: qosmod.QoSProfile):
         self.node = node
@@ -261,7 +273,10 @@ class DdsPublisher:
         self.publish_raw(self._serialize(msg, self.typename))
 
     def publish_raw(self, cdr: bytes) -> None:
-        """Publish already-serialised CDR (with encapsulation header), e.g. from a bag."""
+        """Publish already-serialised CDR (with encapsulation header), e.g. from a bag. After its node is
+        destroyed a publisher publishes nothing."""
+        if self.node._destroyed:
+            return
         ret = ddspy_write(self._writer._ref, pad_cdr(cdr))
         if ret < 0:
             raise RuntimeError(f"DDS write on {self.topic} failed ({ret})")
@@ -524,6 +539,7 @@ class DdsNode:
         self.guard = GuardCondition(self.context.participant)
         self.waitset.attach(self.guard)
         self._shutdown = False
+        self._destroyed = False
         self._sim_now: float | None = None
         self.use_sim_time = bool(self.param_overrides.get("use_sim_time", False))
         if self.use_sim_time:
@@ -664,6 +680,11 @@ class DdsNode:
                 self.waitset.detach(ent.condition)
             except Exception:
                 pass
+        self._destroyed = True
+        _delete_entities(*(p._writer for p in self.publishers),
+                         *(e for s in (*self.subscriptions, *self.services) for e in (s.condition, s.reader,
+                                                                                       getattr(s, "writer", None))),
+                         *(e for c in self.clients for e in (c.writer, c.reader)))
         self.subscriptions.clear()
         self.services.clear()
         self.clients.clear()
