@@ -51,15 +51,22 @@ def debug_ensemble(debug_bc, tmp_path_factory):
 @pytest.fixture(scope="session")
 def debug_visual(tmp_path_factory):
     """The visual world model from the debug preset (collects its own tiny camera data): (ckpt, bundle)."""
-    import torch
-
-    from wm_control.train.visual import export_visual, train_visual, visual_preset
+    from wm_control.train.visual import export_visual
 
     root = tmp_path_factory.mktemp("debug_visual")
+    ckpt = train_debug_visual(root)
+    return ckpt, export_visual(ckpt, root / "bundle")
+
+
+def train_debug_visual(root: Path, **overrides):
+    """train_visual at the debug preset (+ ``overrides``) into ROOT/ckpt, its bags collected into ROOT/data."""
+    import torch
+
+    from wm_control.train.visual import train_visual, visual_preset
+
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)
+    torch.set_num_threads(1)  # tiny models: one thread is faster than two fighting
     try:
-        ckpt = train_visual(visual_preset("debug"), root / "data", root / "ckpt")
+        return train_visual(visual_preset("debug", **overrides), root / "data", root / "ckpt")
     finally:
         torch.set_num_threads(threads)
-    return ckpt, export_visual(ckpt, root / "bundle")

@@ -59,6 +59,27 @@ def test_collect_writes_one_mcap_bag_per_run_readable_by_rosbags(bags):
                     assert list(msg.name) == ["joint0", "joint1"]
 
 
+
+def test_collect_push_qualities_log_goal_image_and_ground_truth(tmp_path):
+    """--quality mixed alternates the noisy expert and the low-quality behaviour; a robot with an object
+    adds the goal image and the object's true position (labels only) to what a robot logs."""
+    from wm_control.data.bags import OBJECT_TOPICS
+
+    cfg = CollectConfig(robot="pusher", quality="mixed", episodes=2, episode_s=0.4, image_width=32,
+                        image_height=32, camera_rate=10.0, seed=1)
+    summary = collect(cfg, tmp_path, progress=False)
+    assert [e["behaviour"] for e in summary["episodes"]] == ["expert", "low"]
+    assert summary["success_radius_m"] == 0.05 and set(summary["by_behaviour"]) == {"expert", "low"}
+    with Reader(summary["episodes"][0]["bag"]) as r:
+        topics = {c.topic: c.msgtype for c in r.connections}
+        counts = {c.topic: c.msgcount for c in r.connections}
+    assert topics == {**ROBOT_TOPICS, **OBJECT_TOPICS}
+    assert counts["/goal_image"] == 1 and counts["/sim/ground_truth/object"] == counts["/joint_states"] == 41
+    with pytest.raises(ValueError, match="no data qualities are defined for robot 'reacher'"):
+        CollectConfig(robot="reacher", quality="expert")
+    with pytest.raises(ValueError, match="quality must be"):
+        CollectConfig(robot="pusher", quality="great")
+
 def test_dataset_reader_aligns_episodes(bags):
     out, summary = bags
     eps = load_episodes([out], DatasetConfig(rate=50.0))

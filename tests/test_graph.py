@@ -141,7 +141,8 @@ def test_node_is_visible_to_ros2_node_list(sim):
     assert ("/", "sim_robot") in seen, seen
     readers, writers = seen[("/", "sim_robot")]
     assert readers == 8  # commands, trajectory + the 6 parameter services' request readers
-    assert writers == 12  # joint_states, camera, goal, episode results, diagnostics, rosout + 6 reply writers
+    assert writers == 14  # joint_states, camera, goal, goal image, ground truth, episode results, diagnostics,
+    #                      rosout + 6 reply writers
 
 
 def test_a_destroyed_node_serves_no_latched_sample():

@@ -45,8 +45,11 @@ def cmd_collect(argv: list[str]) -> int:
     except ValueError as exc:
         raise UserError(str(exc)) from None
     summary = collect(cfg, o.out)
-    print(f"collected {len(summary['episodes'])} bags in {o.out}: policy {cfg.policy} noise {cfg.noise}, "
-          f"success {100 * summary['success_rate']:.0f}%, mean final distance "
+    what = (f"policy {cfg.policy} noise {cfg.noise}" if cfg.quality == "custom" else
+            f"quality {cfg.quality} (" + ", ".join(f"{k} {100 * v['success_rate']:.0f}% of {v['episodes']}"
+                                                   for k, v in summary["by_behaviour"].items()) + ")")
+    print(f"collected {len(summary['episodes'])} bags in {o.out}: {what}, success "
+          f"{100 * summary['success_rate']:.0f}% (within {summary['success_radius_m']} m), mean final distance "
           f"{summary['mean_final_distance']:.4f} m")
     return 0
 

@@ -1,4 +1,4 @@
-"""``wm-control eval [closed-loop|world-model|suite|visual|visual-state]``: evaluations that write
+"""``wm-control eval [closed-loop|world-model|suite|visual|visual-state|push]``: evaluations that write
 JSON + PNG."""
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ WHAT = {
     "suite": "groups of labelled policies (one per offline data set) side by side",
     "visual": "the visual world model: teacher vs student, KV cache, latent vs real actions, speed",
     "visual-state": "what the visual latent adds to the ensemble's state and to a policy (goal from pixels)",
+    "push": "pushing an object only the camera sees: behaviour vs BC from pixels vs BC with the true object",
 }
 
 
@@ -99,6 +100,23 @@ class VisualStateOptions:
     """Closed-loop episodes per policy."""
 
 
+@dataclass
+class PushOptions:
+    """Per offline data set: the behaviour policy, BC from pixels and BC with the true object (privileged), in
+    the simulator from the same starts and goals; success = object within the robot's radius at the end."""
+
+    data: Annotated[list[str], tyro.conf.arg(metavar="QUALITY=FOLDER")]
+    """Camera bags of each quality: expert=data/push_expert low=... mixed=... (``collect --quality``)."""
+    model: str = "runs/visual_push"
+    """The visual checkpoint trained on the task's video (its encoder makes the latent)."""
+    json: str = "runs/eval/push.json"
+    episodes: int = 100
+    """Closed-loop episodes per entry."""
+    bc_iterations: int = 8000
+    seed: int = 10_000
+    """Episode i starts from the simulator reset with seed SEED + i (every entry the same)."""
+
+
 def _planner_params(items: list[str]) -> dict[str, Any]:
     from wm_control.eval.closed_loop import check_planner_params, parse_params
 
@@ -136,6 +154,23 @@ def cmd_eval(argv: list[str]) -> int:
         print(json.dumps({"ensemble_error_ratio_with_latent": res["ensemble"]["ratio_at_horizon"],
                           "success": {k: v["success"] for k, v in res["goal_from_pixels"].items()
                                       if isinstance(v, dict)}}, indent=2))
+        return 0
+    if what == "push":
+        from wm_control.eval.push import push_report
+
+        o, _ = parse(prog, argv, PushOptions)
+        data = {}
+        for item in o.data:
+            quality, sep, folder = item.partition("=")
+            if not sep or not folder:
+                raise UserError(f"--data {item!r}: give QUALITY=FOLDER, e.g. expert=data/push_expert")
+            data[quality.strip()] = folder.strip()
+        try:
+            res = push_report(o.model, data, o.json, episodes=o.episodes, bc_iterations=o.bc_iterations, seed=o.seed)
+        except ValueError as e:
+            raise UserError(str(e)) from None
+        print(json.dumps({q: {k: round(v["success"], 3) for k, v in d["entries"].items()}
+                          for q, d in res["data"].items()}, indent=2))
         return 0
     if what == "suite":
         from wm_control.eval.suite import evaluate_suite

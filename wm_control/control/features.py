@@ -13,9 +13,12 @@ import numpy as np
 #: cloned policy copy its own motion (the BC "copycat" failure: it learns to keep spinning).
 OBSERVATION_KINDS = {"joint_trig_goal": 2, "joint_trig_vel_goal": 3}
 #: Offline kinds that no bundle serves (the node has no latent input), for comparisons such as
-#: ``eval visual-state``: (cos q, sin q) alone (joint_trig), with the goal's x, y (joint_trig_goal_xy),
-#: or with the visual latent and the goal withheld (joint_trig_latent). Only :func:`policy_observation`.
-OFFLINE_OBSERVATION_KINDS = ("joint_trig", "joint_trig_goal_xy", "joint_trig_latent")
+#: ``eval visual-state`` and ``eval push``: (cos q, sin q) alone (joint_trig), with the goal's x, y
+#: (joint_trig_goal_xy), with the visual latent and the goal withheld (joint_trig_latent), with the goal's
+#: x, y and the latent (joint_trig_goal_xy_latent: the object from pixels) or the object's true x, y
+#: (joint_trig_goal_xy_object: privileged, a simulator's label; no robot has it). Only :func:`policy_observation`.
+OFFLINE_OBSERVATION_KINDS = ("joint_trig", "joint_trig_goal_xy", "joint_trig_latent", "joint_trig_goal_xy_latent",
+                             "joint_trig_goal_xy_object")
 
 
 def _check(kind: str, offline: bool = False) -> None:
@@ -30,23 +33,28 @@ def observation_dim(kind: str, n_joints: int) -> int:
 
 
 def policy_observation(kind: str, q: np.ndarray, qd: np.ndarray | None, goal: np.ndarray | None,
-                       latent: np.ndarray | None = None) -> np.ndarray:
-    """(..., obs_dim) float32 from q (..., n), qd (..., n), goal (..., 3) and, for joint_trig_latent, the
-    visual latent (..., Dz); an offline kind ignores the inputs it does not show (they may be None)."""
+                       latent: np.ndarray | None = None, obj: np.ndarray | None = None) -> np.ndarray:
+    """(..., obs_dim) float32 from q (..., n), qd (..., n), goal (..., 3) and, for the latent kinds, the
+    visual latent (..., Dz), for joint_trig_goal_xy_object the object's position (..., 2 or 3); an offline
+    kind ignores the inputs it does not show (they may be None)."""
     _check(kind, offline=True)
     q = np.asarray(q, dtype=np.float64)
     parts = [np.cos(q), np.sin(q)]
     if kind == "joint_trig_vel_goal":
         parts.append(np.nan_to_num(np.asarray(qd, dtype=np.float64)))  # a robot may not report velocity
-    if kind == "joint_trig_latent":
-        if latent is None:
-            raise ValueError(f"observation {kind!r} needs the visual latent")
-        parts.append(np.asarray(latent, dtype=np.float64))
-    elif kind != "joint_trig":
+    if kind not in ("joint_trig", "joint_trig_latent"):
         if goal is None:
             raise ValueError(f"observation {kind!r} needs the goal")
         goal = np.asarray(goal, dtype=np.float64)
-        parts.append(goal[..., :2] if kind == "joint_trig_goal_xy" else goal)
+        parts.append(goal if kind in OBSERVATION_KINDS else goal[..., :2])
+    if kind.endswith("_latent"):
+        if latent is None:
+            raise ValueError(f"observation {kind!r} needs the visual latent")
+        parts.append(np.asarray(latent, dtype=np.float64))
+    if kind.endswith("_object"):
+        if obj is None:
+            raise ValueError(f"observation {kind!r} needs the object's position (a simulator's label)")
+        parts.append(np.asarray(obj, dtype=np.float64)[..., :2])
     return np.concatenate(parts, axis=-1).astype(np.float32)
 
 

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Literal, NamedTuple
 
 from wm_control.errors import UserError
-from wm_control.sim.robots import DEFAULT_ROBOT
+from wm_control.sim.robots import DEFAULT_ROBOT, success_radius
 
 if TYPE_CHECKING:
     import numpy as np
@@ -43,6 +43,12 @@ ROBOT_TOPICS = {
     "/camera/image_raw": "sensor_msgs/msg/Image",
     "/forward_position_controller/commands": "std_msgs/msg/Float64MultiArray",
     "/goal": "geometry_msgs/msg/PointStamped",
+}
+#: what a simulated robot with an object adds to its bags: the goal as a picture (a robot's task could
+#: give it) and the object's true position, which only evaluation and labelling may read
+OBJECT_TOPICS = {
+    "/goal_image": "sensor_msgs/msg/Image",
+    "/sim/ground_truth/object": "geometry_msgs/msg/PointStamped",
 }
 
 
@@ -1030,8 +1036,22 @@ class CollectConfig:
     episode_reset: Literal["goal", "full"] = "goal"
     """'goal': each episode is a new goal from where the arm is (continuous operation, as on a real
     robot and as sim_robot runs); 'full': re-randomise the arm too (Gymnasium-style)."""
+    quality: Literal["custom", "expert", "low", "mixed"] = "custom"
+    """A named data quality (wm_control.sim.robots.DATA_QUALITY): 'expert' (the noisy expert), 'low' (slow,
+    noisy, half the goals), 'mixed' (alternating episodes of the two; index.json names each one's).
+    They set the expert's noise, gain and goal region; 'custom': --policy/--noise/--gain/--goal-region."""
 
     def __post_init__(self) -> None:
+        if self.quality not in ("custom", "expert", "low", "mixed"):
+            raise ValueError(f"quality must be custom|expert|low|mixed, not {self.quality!r}")
+        if self.quality != "custom":
+            from wm_control.sim.robots import DATA_QUALITY
+
+            if self.robot not in DATA_QUALITY:
+                raise ValueError(f"no data qualities are defined for robot {self.robot!r} (they are for "
+                                 f"{sorted(DATA_QUALITY)}); set --noise/--gain/--goal-region instead")
+            if self.policy != "expert":
+                raise ValueError("a data quality is a setting of the scripted expert: use --policy expert")
         if self.policy not in ("expert", "random"):
             raise ValueError(f"policy must be expert or random, not {self.policy!r}")
         if self.episodes < 1 or self.episode_s <= 0:
@@ -1052,8 +1072,10 @@ def _events(period: float, duration: float) -> np.ndarray:
 
 
 def collect_episode(arm: Any, policy: Any, cfg: CollectConfig, path: Path, t0: float,
-                    reg: MessageRegistry, rng: np.random.Generator) -> dict:
-    """Run one episode and write its bag. Time stamps are ROS times starting at ``t0``."""
+                    reg: MessageRegistry, rng: np.random.Generator, goal_region: str | None = None) -> dict:
+    """Run one episode and write its bag. Time stamps are ROS times starting at ``t0``. A robot with an
+    object also logs the goal image (at the start) and the object's true position (with each joint state)."""
+    goal_region = goal_region or cfg.goal_region
     import numpy as np
 
     from wm_control.messages import convert as cv
@@ -1063,9 +1085,11 @@ def collect_episode(arm: Any, policy: Any, cfg: CollectConfig, path: Path, t0: f
     fresh = (lambda: arm.reset(seed=int(rng.integers(2**31)))) if first or cfg.episode_reset == "full" \
         else arm.new_goal
     obs = fresh()
-    if cfg.goal_region == "half":
+    if goal_region == "half":  # goals on one side (y >= the region centre's y) only
+        g = arm.config.goal_region
+        centre_y = g[1] if len(g) == 3 else (g[1] + g[4]) / 2
         for _ in range(100):
-            if obs.goal[1] >= 0:
+            if obs.goal[1] >= centre_y:
                 break
             obs = arm.new_goal()
     policy.reset(rng)
@@ -1079,13 +1103,22 @@ def collect_episode(arm: Any, policy: Any, cfg: CollectConfig, path: Path, t0: f
         for topic, typ in ROBOT_TOPICS.items():
             if topic != "/camera/image_raw" or cfg.render:
                 bag.add_topic(topic, typ)
+        has_object = obs.object is not None
+        if has_object:
+            for topic, typ in OBJECT_TOPICS.items():
+                if topic != "/goal_image" or cfg.render:
+                    bag.add_topic(topic, typ)
         bag.write("/goal", t0, cv.make_point(make, t0, obs.goal))
+        if has_object and cfg.render:
+            bag.write("/goal_image", t0, cv.make_image(make, t0, arm.goal_image()))
         for k in range(n_ticks + 1):
             ts = k * tick
             t = t0 + ts
             obs = arm.get_observation()
             if ts + 1e-9 >= next_js:
                 bag.write("/joint_states", t, cv.make_joint_state(make, t, names, obs.q, obs.qd, obs.effort))
+                if has_object:
+                    bag.write("/sim/ground_truth/object", t, cv.make_point(make, t, obs.object))
                 next_js += dt_js
             if cfg.render and ts + 1e-9 >= next_cam:
                 bag.write("/camera/image_raw", t, cv.make_image(make, t, arm.render()))
@@ -1100,7 +1133,7 @@ def collect_episode(arm: Any, policy: Any, cfg: CollectConfig, path: Path, t0: f
             arm.step(tick)
         counts = dict(bag.counts)
     d = float(arm.distance_to_goal())
-    return {"bag": str(path), "final_distance": d, "success": d < 0.02, "messages": counts,
+    return {"bag": str(path), "final_distance": d, "success": d < success_radius(cfg.robot), "messages": counts,
             "start_time": t0, "duration": cfg.episode_s}
 
 
@@ -1119,22 +1152,37 @@ def collect(cfg: CollectConfig, out_dir: str | Path, reg: MessageRegistry | None
     arm = SimArm(ArmConfig(robot=cfg.robot, image_width=cfg.image_width, image_height=cfg.image_height,
                            render=cfg.render, seed=cfg.seed))
     arm.connect()
-    kw = {"noise": cfg.noise, "gain": cfg.gain} if cfg.policy == "expert" else {}
-    policy = make_policy(cfg.policy, seed=cfg.seed, **kw)
+    if cfg.quality == "custom":
+        kw = {"noise": cfg.noise, "gain": cfg.gain} if cfg.policy == "expert" else {}
+        behaviours = {"custom": (make_policy(cfg.policy, seed=cfg.seed, **kw), cfg.goal_region)}
+    else:
+        from wm_control.sim.robots import DATA_QUALITY
+
+        q = DATA_QUALITY[cfg.robot]
+        behaviours = {name: (make_policy("expert", seed=cfg.seed + k, noise=q[name]["noise"], gain=q[name]["gain"]),
+                             q[name]["goal_region"])
+                      for k, name in enumerate(("expert", "low") if cfg.quality == "mixed" else (cfg.quality,))}
+    order = list(behaviours)
     rng = np.random.default_rng(cfg.seed)
     episodes = []
     t0 = 1_700_000_000.0  # a fixed, plausible ROS epoch time: bags are reproducible
     bar = _progress(range(cfg.episodes), "collect", progress)
     try:
         for i in bar:
-            ep = collect_episode(arm, policy, cfg, out / f"ep_{i:04d}", t0, reg, rng)
+            name = order[i % len(order)]
+            policy, region = behaviours[name]
+            ep = collect_episode(arm, policy, cfg, out / f"ep_{i:04d}", t0, reg, rng, goal_region=region)
+            ep["behaviour"] = name
             episodes.append(ep)
             t0 += cfg.episode_s + 1.0
     finally:
         arm.disconnect()
     summary = {"config": asdict(cfg), "distro": reg.distro, "episodes": episodes,
                "success_rate": float(np.mean([e["success"] for e in episodes])),
-               "mean_final_distance": float(np.mean([e["final_distance"] for e in episodes]))}
+               "mean_final_distance": float(np.mean([e["final_distance"] for e in episodes])),
+               "success_radius_m": success_radius(cfg.robot),
+               "by_behaviour": {name: {"episodes": len(eps), "success_rate": float(np.mean([e["success"] for e in eps]))}
+                                for name in order for eps in [[e for e in episodes if e["behaviour"] == name]]}}
     (out / "index.json").write_text(json.dumps(summary, indent=2))
     return summary
 

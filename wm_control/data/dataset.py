@@ -47,6 +47,9 @@ class DatasetConfig:
     """'' to ignore images."""
     goal_topic: str = "/goal"
     """'' to ignore the goal."""
+    label_topic: str = "/sim/ground_truth/object"
+    """A labelling topic (PointStamped): read into ``Episode.object`` for evaluation and probes, never an
+    input of a model; '' to ignore it. Bags without it (every real robot's) have no labels."""
     rate: float = 50.0
     max_gap: float = 0.5
     load_images: bool = True
@@ -71,6 +74,9 @@ class Episode:
     source: str
     latent: np.ndarray | None = None
     """(T, Dz) the visual world model's latent of each step's frame, when attached (not read from bags)."""
+    object: np.ndarray | None = None
+    """(T, 3) a label: the object's true position at each step's frame capture (the latest at or before
+    it), from ``label_topic``; for evaluation and probes only, never a model's input."""
 
     def __len__(self) -> int:
         return len(self.t)
@@ -87,6 +93,8 @@ class _Streams:
     img: list[np.ndarray] = field(default_factory=list)
     goal_t: list[float] = field(default_factory=list)
     goal: list[np.ndarray] = field(default_factory=list)
+    label_t: list[float] = field(default_factory=list)
+    label: list[np.ndarray] = field(default_factory=list)
     dropped: int = 0
     """Messages skipped: undecodable, or not what the config expects (wrong joint count ...)."""
     undecodable: int = 0
@@ -115,6 +123,8 @@ def read_streams(path: str | Path, cfg: DatasetConfig) -> tuple[_Streams, list[s
         wanted.append(cfg.image_topic)
     if cfg.goal_topic:
         wanted.append(cfg.goal_topic)
+    if cfg.label_topic:
+        wanted.append(cfg.label_topic)
     try:
         bag = iter_bag_messages(path, topics=wanted, warn=False)
     except BagError as exc:
@@ -168,6 +178,9 @@ def read_streams(path: str | Path, cfg: DatasetConfig) -> tuple[_Streams, list[s
                 elif topic == cfg.goal_topic:
                     s.goal_t.append(_stamp_or(msg, t_bag))
                     s.goal.append(cv.point_to_array(msg))
+                elif topic == cfg.label_topic:
+                    s.label_t.append(_stamp_or(msg, t_bag))
+                    s.label.append(cv.point_to_array(msg))
             except (cv.ConversionError, ValueError) as exc:
                 drop(topic, str(exc))
     except BagError as exc:
@@ -228,8 +241,14 @@ def align(s: _Streams, names: list[str], cfg: DatasetConfig, source: str) -> lis
             ii = np.maximum(_latest_before(it[io], grid, strict=False), 0)
             frames = np.stack([s.img[io[i]] for i in ii])
             frame_time = it[io][ii]
+        obj = None
+        if s.label_t:  # at the frame's capture (what the camera showed), else at the step
+            lt = np.asarray(s.label_t)
+            lo = np.argsort(lt, kind="stable")
+            li = np.maximum(_latest_before(lt[lo], grid if frame_time is None else frame_time, strict=False), 0)
+            obj = np.asarray(s.label)[lo][li]
         episodes.append(Episode(t=grid, q=a.q, qd=a.qd, action=a.action, goal=goal, frames=frames,
-                                frame_time=frame_time, joint_names=list(names), source=source))
+                                frame_time=frame_time, joint_names=list(names), source=source, object=obj))
     return episodes
 
 

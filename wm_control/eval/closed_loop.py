@@ -21,7 +21,7 @@ import yaml
 
 from wm_control.ros import qos
 from wm_control.ros.harness import GraphRun
-from wm_control.sim.robots import DEFAULT_ROBOT
+from wm_control.sim.robots import DEFAULT_ROBOT, success_radius
 
 
 def expert_params(spec: str) -> dict[str, float]:
@@ -158,7 +158,7 @@ def evaluate(policies: list[str], episodes: int = 50, robot: str = DEFAULT_ROBOT
             for p in policies]
     out: dict[str, Any] = {
         "evaluation": "closed_loop", "robot": robot, "episodes": episodes, "episode_s": episode_s, "seed": seed,
-        "success_radius_m": 0.02, "mode": "lockstep (sim time)", "policies": runs,
+        "success_radius_m": success_radius(robot), "mode": "lockstep (sim time)", "policies": runs,
     }
     expert = next((r for r in runs if r["policy"] == "expert"), None)
     if expert is not None and expert["success_rate"] > 0:

@@ -86,6 +86,12 @@ LATENT = Topic("/wm/latent", "wm_control/msg/LatentState", qos.DEFAULT, ("world_
 PREVIEW = Topic("/wm/preview", "sensor_msgs/msg/Image", qos.SENSOR_DATA, ("world_model",), ("teleop",))
 GOAL = Topic("/goal", "geometry_msgs/msg/PointStamped", qos.LATCHED, ("sim_robot", "the task"),
              ("policy", "planner", "scripted_controller"))
+GOAL_IMAGE = Topic("/goal_image", "sensor_msgs/msg/Image", qos.LATCHED, ("sim_robot", "the task"),
+                   ("a goal-image controller (V-JEPA 2-AC's setting)",))
+#: the simulator's true object position: for evaluation, labelling and the scripted demonstrator, never
+#: an input of the learned stack (a robot has no such topic)
+GROUND_TRUTH_OBJECT = Topic("/sim/ground_truth/object", "geometry_msgs/msg/PointStamped", qos.DEFAULT, ("sim_robot",),
+                            ("scripted_controller", "wm-control eval, dataset labels"))
 PLAN = Topic("/wm/plan", "wm_control/msg/Plan", qos.DEFAULT, ("planner",), ("policy",))
 TELEOP_COMMAND = Topic("/teleop/command", "sensor_msgs/msg/JointState", qos.DEFAULT, ("teleop",),
                        ("policy", "world_model"))
@@ -117,7 +123,8 @@ DIAGNOSTICS = Topic("/diagnostics", "diagnostic_msgs/msg/DiagnosticArray", qos.D
                     ("wm-control harness (demo, eval, benchmarks)",))
 
 #: the table, in the order of the doc
-TOPICS: tuple[Topic, ...] = (JOINT_STATES, CAMERA, CAMERA_COMPRESSED, FRAME, LATENT, PREVIEW, GOAL, PLAN,
+TOPICS: tuple[Topic, ...] = (JOINT_STATES, CAMERA, CAMERA_COMPRESSED, FRAME, LATENT, PREVIEW, GOAL, GOAL_IMAGE,
+                             GROUND_TRUTH_OBJECT, PLAN,
                              TELEOP_COMMAND, MODE, ESTOP, ESTOP_RESET, JOY, TELEOP_VIEW, POSITION_COMMANDS,
                              TRAJECTORY, DRY_RUN_COMMANDS, DRY_RUN_TRAJECTORY, EPISODE, CLOCK, DIAGNOSTICS)
 BY_NAME: dict[str, Topic] = {t.name: t for t in TOPICS}

@@ -45,7 +45,12 @@ _OBJECT_JOINTS = ("obj_slidex", "obj_slidey")
 # Goal region. Planar robots: (centre_x, centre_y, radius) in world xy, uniform over the disc
 # (reacher: Gymnasium samples |goal| < 0.2 uniformly; pusher: goal is fixed). Panda: a box
 # (x0, y0, z0, x1, y1, z1) in world m, uniform over it.
-_GOAL_REGION = {"reacher": (0.0, 0.0, 0.2), "pusher": (0.45, -0.05, 0.0), "panda": panda.GOAL_BOX}
+_GOAL_REGION = {"reacher": (0.0, 0.0, 0.2), "pusher": (0.4, -0.05, 0.12), "panda": panda.GOAL_BOX}
+# Pusher: the object starts uniformly in this box (x0, y0, x1, y1; world m, on the table) at least
+# _PUSH_DIST[0] and at most _PUSH_DIST[1] from the goal; the goals lie beyond it (away from the shoulder at y = -0.6), so every
+# push runs roughly away from the robot, across the whole workspace the camera sees.
+_OBJECT_REGION = {"pusher": (0.3, -0.4, 0.6, -0.2)}
+_PUSH_DIST = (0.15, 0.3)  # object-goal distance at the start (m)
 # PD gains (N m / rad, N m s / rad). Reacher joints: inertia ~1 (armature).
 _KP = {"reacher": (200.0, 200.0), "pusher": (40.0, 40.0, 10.0, 20.0, 10.0, 10.0, 10.0), "panda": panda.KP}
 _KD = {"reacher": (27.0, 27.0), "pusher": (11.0, 9.0, 1.2, 2.5, 1.2, 1.2, 1.2), "panda": panda.KD}
@@ -91,6 +96,7 @@ class ArmConfig:
     goal_region: tuple[float, ...] | None = None
     render: bool = True
     object_mass: float | None = 0.02
+    object_region: tuple[float, float, float, float] | None = None
 
     def __post_init__(self) -> None:
         if self.robot not in ROBOTS:
@@ -104,6 +110,12 @@ class ArmConfig:
         self.kd = self._gains(self.kd, _KD[self.robot], n, "kd")
         if self.object_mass is not None and not self.object_mass > 0:
             raise ValueError("object_mass must be positive or None")
+        if self.object_region is None:
+            self.object_region = _OBJECT_REGION.get(self.robot, (0.0, 0.0, 0.0, 0.0))
+        o = tuple(float(v) for v in self.object_region)
+        if len(o) != 4 or not (o[0] <= o[2] and o[1] <= o[3]) or not all(np.isfinite(o)):
+            raise ValueError("object_region must be a box (x0, y0, x1, y1) with x0 <= x1 and y0 <= y1")
+        self.object_region = o
         if self.goal_region is None:
             self.goal_region = _GOAL_REGION[self.robot]
         g = tuple(float(v) for v in self.goal_region)
@@ -256,8 +268,8 @@ class SimArm:
         # top-down, x to the right and y up in the image
         if self.config.robot == "reacher":  # arm reach 0.21 m; view +-0.26 m
             cam.lookat[:], cam.distance = (0.0, 0.0, 0.0), 0.62
-        else:  # table area with the shoulder, object region and goal
-            cam.lookat[:], cam.distance = (0.4, -0.25, -0.3), 1.25
+        else:  # the pushing workspace: object and goal regions with a margin, the arm reaching in
+            cam.lookat[:], cam.distance = (0.45, -0.2, -0.3), 0.9
         cam.elevation, cam.azimuth = -90.0, 90.0
         return cam
 
@@ -299,13 +311,8 @@ class SimArm:
                 qpos[m.jnt_qposadr[m.actuator_trnid[a, 0]]] = panda.FINGER_OPENING
         elif self.config.robot == "reacher":
             qpos += rng.uniform(-0.1, 0.1, m.nq)
-        else:  # Gymnasium Pusher: arm at zero, object offset (y in [-.3,0], x in [-.2,.2]) > 0.17 from goal
-            while True:
-                off = np.array([rng.uniform(-0.2, 0.2), rng.uniform(-0.3, 0.0)])
-                obj = self._obj_xy0 + off
-                if np.linalg.norm(obj - goal) > 0.17:
-                    break
-            qpos[self._obj_q] = m.qpos0[self._obj_q] + off
+        else:  # pusher: arm at zero, object in its region, far enough from the goal
+            qpos[self._obj_q] = m.qpos0[self._obj_q] + (self._sample_object(goal) - self._obj_xy0)
             qvel[self._obj_q] = 0.0
         d.qpos[:], d.qvel[:] = qpos, qvel
         d.ctrl[:] = 0.0
@@ -319,12 +326,31 @@ class SimArm:
         return self.get_observation()
 
     def new_goal(self) -> Observation:
-        """Sample a new goal and leave the arm (and object) where they are, as on a real robot: an
-        episode boundary without teleporting anything the controller is holding."""
+        """Sample a new goal and leave the arm where it is, as on a real robot: an episode boundary without
+        teleporting anything the controller is holding. The pusher's object is set down anew in its region
+        (as a person resets the scene), clear of the gripper."""
         self._require()
-        self._place_goal(self._sample_goal())
-        mujoco.mj_forward(self.model, self.data)
+        m, d = self.model, self.data
+        goal = self._sample_goal()
+        if self._obj is not None:
+            tip = d.xpos[self._tip, :2]
+            obj = self._sample_object(goal, avoid=tip)
+            d.qpos[self._obj_q] = m.qpos0[self._obj_q] + (obj - self._obj_xy0)
+            d.qvel[self._obj_q] = 0.0
+        self._place_goal(goal)
+        mujoco.mj_forward(m, d)
         return self.get_observation()
+
+    def _sample_object(self, goal: np.ndarray, avoid: np.ndarray | None = None) -> np.ndarray:
+        """An object position in ``object_region`` between _PUSH_DIST from ``goal`` (and 0.12 m from ``avoid``)."""
+        lo, hi = np.split(np.asarray(self.config.object_region, float), 2)
+        obj = (lo + hi) / 2
+        for _ in range(1000):
+            obj = self._rng.uniform(lo, hi)
+            if _PUSH_DIST[0] <= np.linalg.norm(obj - goal) <= _PUSH_DIST[1] and \
+                    (avoid is None or np.linalg.norm(obj - avoid) > 0.12):
+                break
+        return obj
 
     def _sample_goal(self) -> np.ndarray:
         """A goal from ``goal_region``: xy in the disc (planar robots) or xyz in the box (panda)."""
@@ -438,6 +464,23 @@ class SimArm:
             raise RuntimeError("rendering disabled (ArmConfig.render=False)")
         self._renderer.update_scene(self.data, camera=self._camera)
         return np.ascontiguousarray(self._renderer.render())
+
+    def goal_image(self) -> np.ndarray:
+        """The goal as a picture (V-JEPA 2-AC's goal image): the scene rendered with the object at the goal
+        and the arm at its rest pose. Pusher only; the simulation state is left as it was."""
+        self._require()
+        if self._obj is None:
+            raise ValueError(f"{self.config.robot} has no object: its goal is a point, not an image")
+        m, d = self.model, self.data
+        qpos, qvel = d.qpos.copy(), d.qvel.copy()
+        try:
+            d.qpos[self._qadr] = 0.0
+            d.qpos[self._obj_q] = m.qpos0[self._obj_q] + (d.xpos[self._goal, :2] - self._obj_xy0)
+            mujoco.mj_kinematics(m, d)
+            return self.render()
+        finally:
+            d.qpos[:], d.qvel[:] = qpos, qvel
+            mujoco.mj_forward(m, d)
 
     def distance_to_goal(self) -> float:
         """Reacher: fingertip-target distance; pusher: object-goal distance (both in xy;

@@ -40,7 +40,7 @@ def bc_arrays(episodes: list[Episode], kind: str, goal_free: bool = False) -> tu
     for i, e in enumerate(episodes):
         goal = e.goal if e.goal is not None or not goal_free else np.zeros((len(e), 3))
         try:
-            obs.append(policy_observation(kind, e.q, e.qd, goal, e.latent))
+            obs.append(policy_observation(kind, e.q, e.qd, goal, e.latent, e.object))
         except ValueError as exc:
             raise ValueError(f"{e.source}: {exc}") from None
         delta.append((e.action - e.q).astype(np.float32))

@@ -1,6 +1,8 @@
 """``scripted_controller``: the scripted expert as a ROS node (the stand-in until learned policies).
 
-Reads ``/joint_states`` by name and ``/goal``; at ``rate`` Hz (absolute deadlines, ROS time) it
+Reads ``/joint_states`` by name and ``/goal`` (and, for a robot whose expert pushes an object, the
+simulator's ``/sim/ground_truth/object``: a demonstrator, never the learned stack); at ``rate`` Hz (absolute
+deadlines, ROS time) it
 publishes a joint position target on ``/forward_position_controller/commands`` (Float64MultiArray
 in ``joint_order``) or a one-point JointTrajectory, chosen by ``command_interface``. It publishes
 nothing while its inputs are missing or older than ``max_input_age`` (the robot holds).
@@ -36,10 +38,6 @@ class ScriptedControllerConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if self.robot in EXPERT_NEEDS_OBJECT and self.policy == "expert":
-            raise ValueError(f"the scripted expert of robot {self.robot!r} needs the object's pose, which no robot "
-                             f"topic carries (use `wm-control collect --robot {self.robot}`, which runs it with the "
-                             f"simulator's state)")
         if self.command_interface not in ("position", "trajectory"):
             raise ValueError(f"command_interface must be position|trajectory, not {self.command_interface!r}")
         if not self.rate > 0 or not self.gain > 0:
@@ -66,10 +64,13 @@ class ScriptedControllerNode:
         self.state: tuple[float, np.ndarray, np.ndarray] | None = None  # (rx time on the node's clock, q, qd)
         self.goal: np.ndarray | None = None
         self.goal_rx = 0.0
+        self.needs_object = cfg.robot in EXPERT_NEEDS_OBJECT and cfg.policy == "expert"
+        self.object: tuple[float, np.ndarray] | None = None  # (rx time on the node's clock, xyz)
         cmd = topics.POSITION_COMMANDS if cfg.command_interface == "position" else topics.TRAJECTORY
         self.pub_cmd = cmd.publisher(node)
         topics.JOINT_STATES.subscribe(node, self.on_joint_state)
         topics.GOAL.subscribe(node, self.on_goal)
+        topics.GROUND_TRUTH_OBJECT.subscribe(node, self.on_object)
         self.diag = Diagnostics(node, hardware_id="scripted")
         self.warn = ThrottledLog(node.logger, period=5.0)  # bad input: once, then a count
         node.create_timer(1.0, self.warn.flush)
@@ -87,29 +88,42 @@ class ScriptedControllerNode:
         self.diag.tick("joint_states")
         self.ticker.on_state(cv.stamp_sec(msg.header.stamp))
 
-    def on_goal(self, msg) -> None:
+    def _point(self, msg, what: str) -> np.ndarray | None:
+        """The point of a PointStamped, or None (counted as ``{what}s_dropped`` and logged) when it is bad."""
         try:
-            new = cv.point_to_array(msg)
+            return cv.point_to_array(msg)
         except cv.ConversionError as exc:
-            self.diag.count("goals_dropped")
-            self.warn.log("goal", "dropped goal: %s", exc)
+            self.diag.count(f"{what}s_dropped")
+            self.warn.log(what, "dropped %s: %s", what, exc)
+            return None
+
+    def on_goal(self, msg) -> None:
+        new = self._point(msg, "goal")
+        if new is None:
             return
         if self.goal is None or not np.allclose(new, self.goal):
             self.policy.reset(self.rng)
         self.goal = new
 
+    def on_object(self, msg) -> None:
+        xyz = self._point(msg, "object")
+        if xyz is not None:
+            self.object = (self.node.now(), xyz)
+
     def act(self) -> None:
-        if self.state is None or self.goal is None:
-            self.diag.status(Diagnostics.WARN, "waiting for joint_states and goal")
+        if self.state is None or self.goal is None or (self.needs_object and self.object is None):
+            self.diag.status(Diagnostics.WARN, "waiting for joint_states, goal" +
+                             (" and /sim/ground_truth/object" if self.needs_object else ""))
             return
         rx, q, qd = self.state
-        if self.node.now() - rx > self.cfg.max_input_age:
+        now = self.node.now()
+        if now - rx > self.cfg.max_input_age or (self.needs_object and now - self.object[0] > self.cfg.max_input_age):
             self.diag.count("stale_holds")
-            self.diag.status(Diagnostics.WARN, "joint_states stale: not commanding (robot holds)")
+            self.diag.status(Diagnostics.WARN, "inputs stale: not commanding (robot holds)")
             return
         tip, _ = self.kin.fingertip_jacobian(q)
-        obs = self.Observation(time=self.node.now(), q=q, qd=qd, effort=np.zeros_like(q), goal=self.goal,
-                               fingertip=tip, object=None)
+        obs = self.Observation(time=now, q=q, qd=qd, effort=np.zeros_like(q), goal=self.goal,
+                               fingertip=tip, object=self.object[1] if self.needs_object else None)
         target = np.asarray(self.policy(obs, self.kin), dtype=np.float64)
         if not np.all(np.isfinite(target)):
             self.diag.count("nonfinite_targets")

@@ -1,7 +1,10 @@
 """``sim_robot``: a MuJoCo arm that looks like a ros2_control robot on the ROS graph.
 
 Publishes ``/joint_states`` (names from the model), ``/camera/image_raw`` (rgb8, stamped with the
-capture time), ``/goal`` (PointStamped, latched) and, under ``mode: lockstep``, ``/clock``. Accepts
+capture time), ``/goal`` (PointStamped, latched) and, under ``mode: lockstep``, ``/clock``. A robot with
+an object also publishes ``/goal_image`` (latched: the scene with the object at the goal) and
+the object's true position on ``/sim/ground_truth/object`` with each joint state, for evaluation and
+labelling only. Accepts
 position targets on ``/forward_position_controller/commands`` (Float64MultiArray in ``joint_order``)
 and ``/joint_trajectory_controller/joint_trajectory``; both are tracked by the arm's joint PD servo.
 
@@ -21,7 +24,7 @@ from wm_control.messages import convert as cv
 from wm_control.ros import topics
 from wm_control.ros.api import Diagnostics, Node
 from wm_control.ros.throttle import ThrottledLog
-from wm_control.sim.robots import DEFAULT_ROBOT
+from wm_control.sim.robots import DEFAULT_ROBOT, success_radius
 
 
 @dataclass
@@ -48,7 +51,9 @@ class SimRobotConfig:
     episode_reset: str = "goal"
     """'goal': only a new goal, the arm stays (like a real robot); 'full': also re-randomise the arm
     (a teleport: a safety layer will hold against it, as it should)."""
-    success_radius: float = 0.02
+    success_radius: float = 0.0
+    """Metres from the goal (the tip's, or the object's where the task is to push one) that count as success; 0: the
+    robot's (:data:`wm_control.sim.robots.SUCCESS_RADIUS`)."""
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -61,6 +66,10 @@ class SimRobotConfig:
             raise ValueError(f"episode_reset must be 'goal' or 'full', not {self.episode_reset!r}")
         if self.image_width <= 0 or self.image_height <= 0:
             raise ValueError("image_width and image_height must be > 0")
+        if self.success_radius < 0:
+            raise ValueError("success_radius must be >= 0 (0: the robot's)")
+        if self.success_radius == 0:
+            self.success_radius = success_radius(self.robot)
 
 
 class SimRobotNode:
@@ -91,6 +100,8 @@ class SimRobotNode:
         self.pub_js = topics.JOINT_STATES.publisher(node)
         self.pub_img = topics.CAMERA.publisher(node)
         self.pub_goal = topics.GOAL.publisher(node)
+        self.pub_goal_image = topics.GOAL_IMAGE.publisher(node)
+        self.pub_object = topics.GROUND_TRUTH_OBJECT.publisher(node)
         self.pub_episode = topics.EPISODE.publisher(node)  # one DiagnosticStatus per episode (`wm-control eval`)
         self.pub_clock = topics.CLOCK.publisher(node) if self.lockstep else None
         topics.POSITION_COMMANDS.subscribe(node, self.on_command)
@@ -178,6 +189,8 @@ class SimRobotNode:
         o = self.obs
         self.pub_js.publish(cv.make_joint_state(self.make, t, self.names, o.q, o.qd, o.effort))
         self.diag.tick("joint_states")
+        if o.object is not None:
+            self.pub_object.publish(cv.make_point(self.make, t, o.object))
         if self.cfg.render and t + 1e-9 >= self.next_camera:
             img = self.arm.render()  # captured now: the stamp is the capture time
             self.pub_img.publish(cv.make_image(self.make, self.stamp(), img, self.cfg.camera_frame_id))
@@ -186,7 +199,10 @@ class SimRobotNode:
             self.next_camera = max(self.next_camera + period, t - period)
 
     def publish_goal(self) -> None:
-        self.pub_goal.publish(cv.make_point(self.make, self.stamp(), self.obs.goal))
+        t = self.stamp()
+        self.pub_goal.publish(cv.make_point(self.make, t, self.obs.goal))
+        if self.cfg.render and self.obs.object is not None:
+            self.pub_goal_image.publish(cv.make_image(self.make, t, self.arm.goal_image(), self.cfg.camera_frame_id))
 
     def realtime_tick(self) -> None:
         self.advance(1.0 / self.cfg.joint_state_rate)

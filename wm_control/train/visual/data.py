@@ -26,6 +26,8 @@ class VideoEpisode:
     q: np.ndarray  # (T, n)
     goal: np.ndarray | None  # (T, 3)
     source: str
+    object: np.ndarray | None = None
+    """(T, 2) a label only (the simulator's ground truth, for probes): the object's table xy at each frame."""
 
 
 def dataset_config(cfg: VisualConfig) -> DatasetConfig:
@@ -46,11 +48,15 @@ def ensure_video(cfg: VisualConfig, data_dir: Path, episodes: int, seed: int) ->
     if cfg.robot_config:
         raise ValueError(f"no bags at {data_dir} (a robot config's bags are never collected; give --data)")
     from wm_control.data.bags import CollectConfig, collect
+    from wm_control.sim.robots import DATA_QUALITY
 
-    summary_line(f"no bags in {data_dir}: collecting {episodes} camera episodes (expert, noise {cfg.collect_noise})",
-                 tag="train visual", err=True)
-    collect(CollectConfig(robot=cfg.robot, policy="expert", noise=cfg.collect_noise, episodes=episodes,
-                          episode_s=cfg.episode_s, render=True, seed=seed), data_dir)
+    if cfg.robot in DATA_QUALITY:  # a task with data qualities: the mixed set, for the widest coverage
+        what, kw = "the mixed data quality", {"quality": "mixed"}
+    else:
+        what, kw = f"expert, noise {cfg.collect_noise}", {"noise": cfg.collect_noise}
+    summary_line(f"no bags in {data_dir}: collecting {episodes} camera episodes ({what})", tag="train visual", err=True)
+    collect(CollectConfig(robot=cfg.robot, policy="expert", episodes=episodes, episode_s=cfg.episode_s, render=True,
+                          seed=seed, **kw), data_dir)
 
 
 def load_video(data_dir: str | Path, cfg: VisualConfig,
@@ -64,7 +70,7 @@ def load_video(data_dir: str | Path, cfg: VisualConfig,
     bags = sorted(str(p.parent) for p in data_dir.rglob("metadata.yaml"))
     if cache.exists():
         z = np.load(cache, allow_pickle=False)
-        if list(z["bags"]) == bags:
+        if list(z["bags"]) == bags and "object" in z.files:  # (caches before the object labels: rebuilt)
             eps, names = _unpack(z)
             return (eps if with_actions else unlabelled(eps)), names
     spec = FrameSpec(cfg.image_size, cfg.image_size)
@@ -78,7 +84,8 @@ def load_video(data_dir: str | Path, cfg: VisualConfig,
                 if len(e) >= cfg.window:
                     eps.append(VideoEpisode(np.stack([prepare_frame(f, spec) for f in e.frames]),
                                             e.action.astype(np.float32), e.q.astype(np.float32),
-                                            None if e.goal is None else e.goal.astype(np.float32), e.source))
+                                            None if e.goal is None else e.goal.astype(np.float32), e.source,
+                                            None if e.object is None else e.object[:, :2].astype(np.float32)))
         else:
             video_only.extend(seg for seg in read_video_only(bag, dcfg, spec) if len(seg[0]) >= cfg.window)
     n = len(names)
@@ -93,7 +100,9 @@ def load_video(data_dir: str | Path, cfg: VisualConfig,
              frames=np.concatenate([e.frames for e in eps]), command=np.concatenate([e.command for e in eps]),
              q=np.concatenate([e.q for e in eps]),
              goal=np.concatenate([e.goal if e.goal is not None else np.full((len(e.q), 3), np.nan, np.float32)
-                                  for e in eps]), sources=np.array([e.source for e in eps]))
+                                  for e in eps]), sources=np.array([e.source for e in eps]),
+             object=np.concatenate([e.object if e.object is not None else np.full((len(e.q), 2), np.nan, np.float32)
+                                    for e in eps]))
     return (eps if with_actions else unlabelled(eps)), names
 
 
@@ -144,9 +153,9 @@ def read_video_only(bag: Path, dcfg: DatasetConfig, spec: FrameSpec) -> list[tup
 
 def _unpack(z: Any) -> tuple[list[VideoEpisode], list[str]]:
     cut = np.cumsum(z["lens"])[:-1]
-    parts = [np.split(z[k], cut) for k in ("frames", "command", "q", "goal")]
-    eps = [VideoEpisode(f, c, q, None if np.isnan(g).all() else g, str(s))
-           for f, c, q, g, s in zip(*parts, z["sources"])]
+    parts = [np.split(z[k], cut) for k in ("frames", "command", "q", "goal", "object")]
+    eps = [VideoEpisode(f, c, q, None if np.isnan(g).all() else g, str(s), None if np.isnan(o).all() else o)
+           for f, c, q, g, o, s in zip(*parts, z["sources"])]
     return eps, [str(n) for n in z["names"]]
 
 

@@ -83,14 +83,21 @@ def train_visual(cfg: VisualConfig, data_dir: str | Path | None = None, out_dir:
     # the probe reads joint angles and goal off the latent: only episodes that log them (not camera-only video)
     logged = [i for i, e in enumerate(eps) if not np.isnan(e.q).any()]
     logged_h = [i for i, e in enumerate(heldout) if not np.isnan(e.q).any()]
-    yt = np.concatenate([stages.probe_targets(eps[i]) for i in logged])
-    yh = np.concatenate([stages.probe_targets(heldout[i]) for i in logged_h])
+    # ... and the object's xy where every such episode has the simulator's label (the push task)
+    with_object = all(e.object is not None for e in [eps[i] for i in logged] + [heldout[i] for i in logged_h])
+    with_goal = all(e.goal is not None for e in [eps[i] for i in logged] + [heldout[i] for i in logged_h])
+    yt = np.concatenate([stages.probe_targets(eps[i], with_object) for i in logged])
+    yh = np.concatenate([stages.probe_targets(heldout[i], with_object) for i in logged_h])
     n = len(names)
+    groups = {"joint_cos_sin": slice(0, 2 * n), "goal_xy": slice(2 * n, 2 * n + 2 if with_goal else 2 * n)}
+    if with_object:
+        groups["object_xy"] = slice(groups["goal_xy"].stop, groups["goal_xy"].stop + 2)
     pr = stages.probe_r2(np.concatenate([lat[i] for i in logged]), yt, np.concatenate([lat_h[i] for i in logged_h]),
-                         yh, {"joint_cos_sin": slice(0, 2 * n), "goal_xy": slice(2 * n, None)})
+                         yh, groups)
     metrics["encoder"]["probe_r2"] = pr
     summary_line(f"encoder: linear probe R^2 on held-out frames: joint angles (cos, sin) {pr['joint_cos_sin']}, "
-                 f"goal {pr['goal_xy']}", tag="train visual", err=True)
+                 f"goal {pr['goal_xy']}" + (f", object {pr['object_xy']}" if with_object else ""),
+                 tag="train visual", err=True)
     _save_progress(out, metrics)
     for stage, fn in (("decoder", lambda: stages.train_decoder(cfg, eps, lat, out)),
                       ("lam", lambda: stages.train_lam(cfg, lat, out))):

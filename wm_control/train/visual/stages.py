@@ -204,10 +204,14 @@ def probe_r2(z_tr: np.ndarray, y_tr: np.ndarray, z_te: np.ndarray, y_te: np.ndar
     return out
 
 
-def probe_targets(e: VideoEpisode) -> np.ndarray:
+def probe_targets(e: VideoEpisode, with_object: bool = False) -> np.ndarray:
+    """What the linear probe reads off the latent: joint angles (cos, sin), the goal's xy (when logged)
+    and, ``with_object``, the object's xy (a ground-truth label)."""
     cols = [np.cos(e.q), np.sin(e.q)]
     if e.goal is not None:
         cols.append(e.goal[:, :2])
+    if with_object:
+        cols.append(e.object)
     return np.concatenate(cols, 1)
 
 

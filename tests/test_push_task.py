@@ -1,0 +1,122 @@
+"""The push task on the ROS graph: the simulated pusher publishes its goal as a point and as a goal image,
+and the object's true position only on the simulator's ground-truth topic; the scripted demonstrator
+pushes over the graph from that topic and episodes are scored by the object's distance to the goal."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.helpers import NodeProcess
+from wm_control.eval.closed_loop import run_episodes
+from wm_control.messages import convert as cv
+from wm_control.ros import qos, topics
+from wm_control.ros.dds import DdsNode
+from wm_control.sim.robots import success_radius
+from wm_control.world.frames import image_msg_to_rgb
+
+
+@pytest.fixture
+def pusher_sim():  # one test: a second simulator on the domain would disturb the graph test
+    with NodeProcess("sim_robot", "-r", "__node:=sim_robot", "-p", "robot:=pusher", "-p", "episode_s:=0.0",
+                     "-p", "camera_rate:=10.0", "-p", "image_width:=64", "-p", "image_height:=64") as p:
+        yield p
+
+
+def test_goal_image_and_ground_truth_topics(pusher_sim):
+    node = DdsNode("push_topics_listener")
+    got = {"img": [], "obj": [], "goal": [], "cam": []}
+    try:
+        node.create_subscription(topics.GOAL_IMAGE.type, topics.GOAL_IMAGE.name, got["img"].append, qos.LATCHED)
+        node.create_subscription(topics.GOAL.type, topics.GOAL.name, got["goal"].append, qos.LATCHED)
+        node.create_subscription(topics.GROUND_TRUTH_OBJECT.type, topics.GROUND_TRUTH_OBJECT.name,
+                                 got["obj"].append, topics.GROUND_TRUTH_OBJECT.qos)
+        node.create_subscription(topics.CAMERA.type, topics.CAMERA.name, got["cam"].append, topics.CAMERA.qos)
+        assert node.spin(until=lambda: all(got.values()) and len(got["obj"]) > 3, timeout=20), \
+            {k: len(v) for k, v in got.items()}
+        goal, obj = cv.point_to_array(got["goal"][-1]), cv.point_to_array(got["obj"][-1])
+        assert 0.15 - 1e-6 <= np.linalg.norm(goal[:2] - obj[:2]) <= 0.3 + 1e-6
+        goal_img, cam = image_msg_to_rgb(got["img"][-1]), image_msg_to_rgb(got["cam"][-1])
+        assert goal_img.shape == cam.shape == (64, 64, 3)
+        assert np.abs(goal_img.astype(int) - cam).sum() > 1000  # the object moved to the goal in the picture
+        assert -0.35 < obj[2] < -0.2  # on the table (world z), where the camera sees it
+    finally:
+        node.destroy()
+
+
+def test_scripted_demonstrator_pushes_over_the_graph():
+    """Lock-step, 2 episodes of 5 s: the object (not the tip) ends within the pusher's 5 cm of the goal."""
+    r = run_episodes("expert", 2, robot="pusher", episode_s=5.0, device="cpu")
+    assert success_radius("pusher") == 0.05
+    assert r["success_rate"] == 1.0, r["per_episode"]
+    assert r["mean_final_distance"] < 0.05
+
+
+def test_push_video_carries_the_object_label_for_probes_only(tmp_path):
+    """Bags of the push task give the visual model's episodes the object's table xy at each frame (from the
+    ground-truth topic, for the linear probe); the model's inputs (frames, commands, joints) are as before."""
+    from rosbags.highlevel import AnyReader
+
+    from wm_control.data.bags import CollectConfig, collect
+    from wm_control.messages import registry
+    from wm_control.train.visual import VisualConfig, load_video, probe_targets
+
+    data = tmp_path / "push"
+    collect(CollectConfig(robot="pusher", quality="mixed", episodes=2, episode_s=0.5, image_width=32,
+                          image_height=32, camera_rate=10.0, seed=2), data, progress=False)
+    cfg = VisualConfig(robot="pusher", image_size=32, frame_rate=10.0, window=4, context=2, horizon=2)
+    eps, names = load_video(data, cfg)
+    assert len(eps) == 2 and len(names) == 7
+    e = eps[0]
+    assert e.object is not None and e.object.shape == (len(e.frames), 2)
+    with AnyReader([Path(e.source)], default_typestore=registry().store) as r:
+        conn = [c for c in r.connections if c.topic == "/sim/ground_truth/object"]
+        first = r.deserialize(next(iter(r.messages(connections=conn)))[2], conn[0].msgtype)
+    np.testing.assert_allclose(e.object[0], [first.point.x, first.point.y], atol=1e-6)  # the object at rest
+    assert probe_targets(e, with_object=True).shape == (len(e.frames), 2 * 7 + 2 + 2)
+    assert probe_targets(e).shape == (len(e.frames), 2 * 7 + 2)
+    again, _ = load_video(data, cfg)  # from the cache: the labels survive it
+    np.testing.assert_array_equal(again[0].object, e.object)
+
+
+@pytest.fixture(scope="module")
+def push_visual(tmp_path_factory):
+    """A debug-preset visual model on the push task's mixed video (collected by train visual)."""
+    from tests.conftest import train_debug_visual
+
+    root = tmp_path_factory.mktemp("push_visual")
+    return train_debug_visual(root, robot="pusher", image_size=32), root / "data"
+
+
+def test_train_visual_on_push_video_probes_the_object(push_visual):
+    import yaml
+
+    ckpt, data = push_visual
+    index = json.loads((data / "index.json").read_text())
+    assert index["config"]["quality"] == "mixed"  # the widest coverage of object positions
+    meta = yaml.safe_load((ckpt / "checkpoint.yaml").read_text())
+    pr = meta["metrics"]["encoder"]["probe_r2"]
+    assert set(pr) == {"joint_cos_sin", "goal_xy", "object_xy"} and isinstance(pr["object_xy"], float)
+
+
+def test_eval_push_runs_every_entry_from_the_same_starts(push_visual, tmp_path):
+    from wm_control.eval.push import push_report, wilson
+
+    ckpt, data = push_visual
+    res = push_report(ckpt, {"mixed": str(data)}, tmp_path / "push.json", episodes=2, bc_iterations=20,
+                      episode_s=0.4)
+    saved = json.loads((tmp_path / "push.json").read_text())
+    assert (tmp_path / "push.png").stat().st_size > 1000
+    entries = saved["data"]["mixed"]["entries"]
+    assert set(entries) == {"behaviour", "BC from pixels", "BC, true object (privileged)"}
+    assert all(e["episodes"] == 2 and len(e["final_distance_m"]) == 2 for e in entries.values())
+    assert saved["success_radius_m"] == 0.05 and "object_xy" in saved["probe_r2"]
+    assert res["data"]["mixed"]["training_episodes"] > 0
+    # 0.4 s is too short to move the object: every entry ends where the same start left it
+    starts = {tuple(e["final_distance_m"]) for e in entries.values()}
+    assert len(starts) == 1, starts
+    lo, hi = wilson(95, 100)
+    assert 0.88 < lo < 0.95 < hi < 0.99
+    with pytest.raises(ValueError, match="unknown data qualities"):
+        push_report(ckpt, {"great": str(data)}, episodes=1)
