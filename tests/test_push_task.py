@@ -120,3 +120,14 @@ def test_eval_push_runs_every_entry_from_the_same_starts(push_visual, tmp_path):
     assert 0.88 < lo < 0.95 < hi < 0.99
     with pytest.raises(ValueError, match="unknown data qualities"):
         push_report(ckpt, {"great": str(data)}, episodes=1)
+
+
+def test_eval_visual_reads_the_object_back_from_predicted_latents(push_visual, tmp_path):
+    from wm_control.eval.visual import evaluate_visual
+
+    ckpt, _ = push_visual
+    res = evaluate_visual(ckpt, tmp_path / "visual.json", train_missing=False, speed_iters=5)
+    pr, H = res["prediction"], res["horizon"]
+    for name in ("teacher", "student", "no_motion", "probe_on_true_latents"):
+        assert len(pr[name]["object_error_cm_median"]) == H and pr[name][f"object_error_cm_at_{H}"] >= 0
+    assert (tmp_path / "visual.png").stat().st_size > 1000

@@ -146,11 +146,27 @@ def evaluate_visual(ckpt: str | Path = "runs/visual", json_path: str | Path | No
             img = vm.decoder(z.reshape(-1, cfg.latent_dim)).permute(0, 2, 3, 1).numpy()
         return np.clip(img * 255 + 0.5, 0, 255).astype(np.uint8).reshape(*z.shape[:2], *img.shape[1:])
 
+    # the object's xy read back from a latent by the linear probe fitted on the training frames (a task whose
+    # bags carry the simulator's object labels): what a predicted latent says about where the object will be
+    probe, O = None, None
+    if held and all(e.object is not None for e in held):
+        from wm_control.train.visual import ridge_apply, ridge_fit
+
+        train_eps = load_video(vm.meta["data"], cfg)[0]
+        zt = [((z - vm.mean) / vm.std) for z in encode_all(vm.encoder, [e.frames for e in train_eps])]
+        probe = ridge_fit(np.concatenate(zt), np.concatenate([e.object for e in train_eps]))
+        O = _stack([e.object for e in held], idx, T)[:, C:]  # (B, H, 2) true object xy of the predicted frames
+
     def curve(pred):
         rmse = (pred - truth).pow(2).mean(-1).sqrt().mean(0).numpy()
         psnr = _psnr(decode(pred), F).mean(0)
-        return {"latent_rmse": rmse.tolist(), "psnr_db": psnr.tolist(), "latent_rmse_mean": float(rmse.mean()),
-                f"latent_rmse_at_{H}": float(rmse[-1]), "psnr_mean_db": float(psnr.mean())}
+        out = {"latent_rmse": rmse.tolist(), "psnr_db": psnr.tolist(), "latent_rmse_mean": float(rmse.mean()),
+               f"latent_rmse_at_{H}": float(rmse[-1]), "psnr_mean_db": float(psnr.mean())}
+        if probe is not None:
+            err = 100 * np.linalg.norm(ridge_apply(probe, pred.numpy()) - O, axis=-1)  # (B, H) cm
+            med = np.median(err, axis=0)
+            out.update({"object_error_cm_median": med.tolist(), f"object_error_cm_at_{H}": float(med[-1])})
+        return out
 
     with torch.no_grad():
         p_teacher = vm.teacher.predict(Z[:, :C], A, H)
@@ -158,6 +174,7 @@ def evaluate_visual(ckpt: str | Path = "runs/visual", json_path: str | Path | No
         p_hold = Z[:, C - 1:C].expand(-1, H, -1)
         p_adapter = rollout_commands(vm.student, vm.adapter, Z[:, :C], U, H)
     res["prediction"] = {"teacher": curve(p_teacher), "student": curve(p_student), "no_motion": curve(p_hold),
+                         **({"probe_on_true_latents": curve(truth)} if probe is not None else {}),
                          "decoder_ceiling_psnr_db": float(_psnr(decode(truth), F).mean()),
                          "actions": "latent actions the LAM reads off the held-out video"}
     ps, pt = res["prediction"]["student"], res["prediction"]["teacher"]
@@ -165,6 +182,12 @@ def evaluate_visual(ckpt: str | Path = "runs/visual", json_path: str | Path | No
     summary_line(f"{len(idx)} held-out windows, {C} frames of context, {H} predicted; latent RMSE at {H}: "
                  f"teacher {pt[f'latent_rmse_at_{H}']:.3f}, student {ps[f'latent_rmse_at_{H}']:.3f}, "
                  f"no motion {res['prediction']['no_motion'][f'latent_rmse_at_{H}']:.3f}", tag="eval visual", err=True)
+    if probe is not None:
+        k = f"object_error_cm_at_{H}"
+        pr = res["prediction"]
+        summary_line(f"object read from the latent by the probe, median error at {H}: teacher {pr['teacher'][k]:.1f} cm, "
+                     f"student {pr['student'][k]:.1f} cm, no motion {pr['no_motion'][k]:.1f} cm, the probe on the true "
+                     f"latents {pr['probe_on_true_latents'][k]:.1f} cm", tag="eval visual", err=True)
 
     # ---- latent vs real actions, all driven by the recorded commands -------------------------------
     out_root = Path(ckpt).parent
@@ -221,7 +244,15 @@ def plot(res: dict[str, Any], path: Path) -> None:
     plt = pyplot()
     H = res["horizon"]
     h = np.arange(1, H + 1)
-    fig, ax = plt.subplots(1, 4, figsize=(19, 4.2))
+    with_object = "object_error_cm_median" in res["prediction"]["teacher"]
+    fig, ax = plt.subplots(1, 5 if with_object else 4, figsize=(24 if with_object else 19, 4.2))
+    if with_object:  # the object read back from the predicted latents
+        for name, style in (("teacher", "-o"), ("student", "-s"), ("no_motion", ":"), ("probe_on_true_latents", "--")):
+            ax[4].plot(h, res["prediction"][name]["object_error_cm_median"], style, ms=3, label=name.replace("_", " "))
+        ax[4].set(title="object xy read from the latent (linear probe)", xlabel="frames ahead",
+                  ylabel="median error (cm)")
+        ax[4].grid(alpha=0.3)
+        ax[4].legend(fontsize=8)
     for name, style in (("teacher", "-o"), ("student", "-s"), ("no_motion", ":")):
         c = res["prediction"][name]
         ax[0].plot(h, c["latent_rmse"], style, ms=3, label=name.replace("_", " "))

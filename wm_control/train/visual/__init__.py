@@ -59,6 +59,8 @@ from wm_control.train.visual.stages import (
     momentum_at,
     probe_r2,
     probe_targets,
+    ridge_apply,
+    ridge_fit,
     train_adapter,
     train_decoder,
     train_encoder,
@@ -70,7 +72,7 @@ from wm_control.train.visual.stages import (
 __all__ = [
     "VideoEpisode", "VisualConfig", "VisualModels", "Windows", "encode_all", "ensure_video", "export_visual",
     "export_visual_graphs", "labelled_split", "latent_actions", "load_dynamics", "load_video", "load_visual",
-    "make_student", "make_teacher", "momentum_at", "probe_r2", "probe_targets", "read_video_only",
+    "make_student", "make_teacher", "momentum_at", "probe_r2", "probe_targets", "read_video_only", "ridge_apply", "ridge_fit",
     "train_adapter", "train_decoder", "train_dynamics", "train_encoder", "train_lam", "train_student",
     "train_teacher", "train_visual", "unlabelled", "visual_preset",
 ]

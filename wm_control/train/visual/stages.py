@@ -188,13 +188,23 @@ def encode_all(encoder, frames_list: list[np.ndarray], batch: int = 256) -> list
     return out
 
 
+def ridge_fit(z: np.ndarray, y: np.ndarray, ridge: float = 1e-2) -> np.ndarray:
+    """(Dz + 1, k): the linear probe (ridge regression with a bias) from latents ``z`` to targets ``y``;
+    :func:`ridge_apply` reads it."""
+    X = np.c_[z, np.ones(len(z))]
+    return np.linalg.solve(X.T @ X + ridge * np.eye(X.shape[1]), X.T @ y)
+
+
+def ridge_apply(w: np.ndarray, z: np.ndarray) -> np.ndarray:
+    """The probe ``w`` of :func:`ridge_fit` on latents ``z`` (..., Dz)."""
+    return z @ w[:-1] + w[-1]
+
+
 def probe_r2(z_tr: np.ndarray, y_tr: np.ndarray, z_te: np.ndarray, y_te: np.ndarray,
              groups: dict[str, slice], ridge: float = 1e-2) -> dict[str, float | None]:
     """Linear probe (ridge) from latents to targets; on the test set, R^2 pooled over each group of
     target columns (pooled, so a column with little held-out variance cannot dominate)."""
-    X = np.c_[z_tr, np.ones(len(z_tr))]
-    w = np.linalg.solve(X.T @ X + ridge * np.eye(X.shape[1]), X.T @ y_tr)
-    pred = np.c_[z_te, np.ones(len(z_te))] @ w
+    pred = ridge_apply(ridge_fit(z_tr, y_tr, ridge), z_te)
     ss_res = ((pred - y_te) ** 2).sum(0)
     ss_tot = ((y_te - y_te.mean(0)) ** 2).sum(0)
     out: dict[str, float | None] = {}
