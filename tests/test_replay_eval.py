@@ -80,3 +80,17 @@ def test_replay_output_goes_under_runs_not_beside_the_bag(bag, debug_bc, tmp_pat
     assert rep["recorded_to"] == str(Path("runs/replay") / Path(bag).name)
     assert (tmp_path / "runs" / "replay" / Path(bag).name).is_dir()
     assert not [p for p in Path(bag).parent.iterdir() if p.name.endswith("_replay")]
+
+
+def test_policy_lists_keep_expert_specs_whole_and_bad_specs_are_refused_before_any_graph(tmp_path, capsys):
+    from wm_control.cli import main
+    from wm_control.eval.closed_loop import split_policies
+
+    assert split_policies("expert:noise=0.05,expert:noise=0.15,gain=0.5,bundles/bc, planner:bundles/x") == \
+        ["expert:noise=0.05", "expert:noise=0.15,gain=0.5", "bundles/bc", "planner:bundles/x"]
+    assert split_policies("expert,gain=0.5") == ["expert", "gain=0.5"]  # plain expert takes no parameters
+    rc = main(["eval", "closed-loop", "--policy", f"expert,{tmp_path / 'nothing'}", "--episodes", "1",
+               "--json", str(tmp_path / "e.json")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "is not a bundle folder" in err and "Traceback" not in err
+    assert not (tmp_path / "e.json").exists()  # nothing ran

@@ -180,13 +180,18 @@ def cmd_eval(argv: list[str]) -> int:
                        only=[g.strip() for g in u.group.split(",")] if u.group else None, resume=u.resume,
                        planner_params=_planner_params(u.planner_param))
         return 0
-    from wm_control.eval.closed_loop import evaluate
+    from wm_control.eval.closed_loop import check_policy, evaluate, split_policies
 
     c, _ = parse(prog, argv, ClosedLoopOptions)
     planner_params = _planner_params(c.planner_param)
-    policies = [p.strip() for p in (c.policy or "").split(",") if p.strip()] or [c.bundle or "bundles/bc"]
+    policies = split_policies(c.policy or "") or [c.bundle or "bundles/bc"]
     if c.bundle and c.bundle not in policies:
         policies.insert(0, c.bundle)
+    for p in policies:
+        try:
+            check_policy(p)
+        except ValueError as e:
+            raise UserError(str(e)) from None
     evaluate(policies, episodes=c.episodes, robot=c.robot, episode_s=c.episode_s, seed=c.seed, device=c.device,
              json_path=c.json, planner_params=planner_params or None)
     return 0

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import yaml
 
+from wm_control.report import write_json
 from wm_control.ros import qos
 from wm_control.ros.harness import GraphRun
 from wm_control.sim.robots import DEFAULT_ROBOT, success_radius
@@ -36,6 +37,31 @@ def expert_params(spec: str) -> dict[str, float]:
             raise ValueError(f"bad expert spec {spec!r}: use expert:noise=N,gain=G[,seed=S]")
         out[k.strip()] = int(v) if k.strip() == "seed" else float(v)
     return out
+
+
+def split_policies(text: str) -> list[str]:
+    """A comma list of policy specs -> the specs; ``expert:noise=N,gain=G`` stays one spec (a ``key=value``
+    item continues the expert spec before it)."""
+    out: list[str] = []
+    for item in (t.strip() for t in text.split(",")):
+        if not item:
+            continue
+        if out and out[-1].startswith("expert:") and "=" in item and ":" not in item and "/" not in item:
+            out[-1] += "," + item
+        else:
+            out.append(item)
+    return out
+
+
+def check_policy(spec: str) -> None:
+    """Refuse, before any graph starts, a spec that is no expert spec and names no bundle folder."""
+    if spec == "expert" or spec.startswith("expert:"):
+        expert_params(spec)
+        return
+    path = Path(spec.split(":", 1)[1] if spec.startswith("planner:") else spec)
+    if not (path / "manifest.yaml").exists():
+        raise ValueError(f"policy {spec!r}: {path} is not a bundle folder (no manifest.yaml); give a bundle, "
+                         f"planner:BUNDLE, expert or expert:noise=N,gain=G")
 
 
 def policy_label(policy: str) -> str:
@@ -154,12 +180,18 @@ def _bar(total: int, desc: str) -> Any:
 def evaluate(policies: list[str], episodes: int = 50, robot: str = DEFAULT_ROBOT, episode_s: float = 2.0,
              seed: int = 0, device: str = "auto", json_path: str | None = None,
              planner_params: dict[str, Any] | None = None, backend: str | None = None) -> dict:
-    runs = [run_episodes(p, episodes, robot, episode_s, seed, device, planner_params=planner_params, backend=backend)
-            for p in policies]
+    for p in policies:
+        check_policy(p)
+    runs: list[dict] = []
     out: dict[str, Any] = {
         "evaluation": "closed_loop", "robot": robot, "episodes": episodes, "episode_s": episode_s, "seed": seed,
         "success_radius_m": success_radius(robot), "mode": "lockstep (sim time)", "policies": runs,
     }
+    for p in policies:  # the JSON grows after each policy: a later failure keeps what finished
+        runs.append(run_episodes(p, episodes, robot, episode_s, seed, device, planner_params=planner_params,
+                                 backend=backend))
+        if json_path:
+            write_json(json_path, out)
     expert = next((r for r in runs if r["policy"] == "expert"), None)
     if expert is not None and expert["success_rate"] > 0:
         out["relative_to_expert"] = {r["policy"]: r["success_rate"] / expert["success_rate"] for r in runs}
