@@ -27,7 +27,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from wm_control.report import figure_path, pyplot, save_figure, write_json
+from wm_control.report import figure_path, progress, pyplot, save_figure, write_json
 
 #: entry -> observation kind of its BC policy (:mod:`wm_control.control.features`)
 BC_ENTRIES = {"BC from pixels": "joint_trig_goal_xy_latent", "BC, true object (privileged)": "joint_trig_goal_xy_object"}
@@ -73,6 +73,7 @@ def closed_loop(vm, actors: dict[str, tuple[Actor, Callable[[int], None]]], epis
         arm = SimArm(ArmConfig(robot=vm.cfg.robot, image_width=image_size, image_height=image_size, seed=seed))
         arm.connect()
         dist, t0 = [], time.monotonic()
+        bar = progress(episodes, f"eval push {name}", unit="ep")
         try:
             for i in range(episodes):
                 obs = arm.reset(seed=seed + i)
@@ -88,7 +89,9 @@ def closed_loop(vm, actors: dict[str, tuple[Actor, Callable[[int], None]]], epis
                     arm.set_position_target(act(obs, arm, z))
                     obs = arm.step(1.0 / control_rate)
                 dist.append(float(arm.distance_to_goal()))
+                bar.update(1)
         finally:
+            bar.close()
             arm.disconnect()
         out[name] = {**score(dist, radius), "wall_s": round(time.monotonic() - t0, 1)}
         r = out[name]
