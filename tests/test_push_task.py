@@ -120,6 +120,10 @@ def test_eval_push_runs_every_entry_from_the_same_starts(push_visual, tmp_path):
     assert 0.88 < lo < 0.95 < hi < 0.99
     with pytest.raises(ValueError, match="unknown data qualities"):
         push_report(ckpt, {"great": str(data)}, episodes=1)
+    two = push_report(ckpt, {"mixed": str(data)}, episodes=2, bc_iterations=10, episode_s=0.4, bc_seeds=(0, 1))
+    px = two["data"]["mixed"]["entries"]["BC from pixels"]
+    assert px["episodes"] == 4 and [p["seed"] for p in px["per_seed"]] == [0, 1]  # pooled over the two seeds
+    assert set(two["data"]["mixed"]["entries"]) == set(entries)
 
 
 def test_eval_visual_reads_the_object_back_from_predicted_latents(push_visual, tmp_path):

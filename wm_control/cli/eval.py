@@ -113,6 +113,8 @@ class PushOptions:
     episodes: int = 100
     """Closed-loop episodes per entry."""
     bc_iterations: int = 8000
+    bc_seeds: list[int] = field(default_factory=lambda: [0])
+    """Training seeds of each BC entry (several: the figures pool them; per_seed has each one's)."""
     seed: int = 10_000
     """Episode i starts from the simulator reset with seed SEED + i (every entry the same)."""
 
@@ -166,7 +168,8 @@ def cmd_eval(argv: list[str]) -> int:
                 raise UserError(f"--data {item!r}: give QUALITY=FOLDER, e.g. expert=data/push_expert")
             data[quality.strip()] = folder.strip()
         try:
-            res = push_report(o.model, data, o.json, episodes=o.episodes, bc_iterations=o.bc_iterations, seed=o.seed)
+            res = push_report(o.model, data, o.json, episodes=o.episodes, bc_iterations=o.bc_iterations, seed=o.seed,
+                              bc_seeds=tuple(o.bc_seeds))
         except ValueError as e:
             raise UserError(str(e)) from None
         print(json.dumps({q: {k: round(v["success"], 3) for k, v in d["entries"].items()}

@@ -135,8 +135,13 @@ def bc_actor(kind: str, policy: Any) -> tuple[Actor, Callable[[int], None]]:
 
 def push_report(visual: str | Path, data: dict[str, str], json_path: str | Path | None = None,
                 episodes: int = 100, bc_iterations: int = 8000, seed: int = 10_000, episode_s: float | None = None,
-                bc_seed: int = 0) -> dict[str, Any]:
-    """``data``: quality name ('expert', 'low', 'mixed') -> folder of that quality's camera bags."""
+                bc_seeds: tuple[int, ...] = (0,)) -> dict[str, Any]:
+    """``data``: quality name ('expert', 'low', 'mixed') -> folder of that quality's camera bags. Each BC entry is
+    trained once per seed of ``bc_seeds``; with several, its figures pool their episodes and ``per_seed`` lists
+    each training seed's own."""
+    bc_seeds = tuple(dict.fromkeys(int(b) for b in bc_seeds))
+    if not bc_seeds:
+        raise ValueError("bc_seeds: give at least one training seed")
     from wm_control.eval.visual_state import control_rate_episodes
     from wm_control.sim.robots import DATA_QUALITY, success_radius
     from wm_control.sim.robots import episode_s as sim_episode_s
@@ -167,14 +172,24 @@ def push_report(visual: str | Path, data: dict[str, str], json_path: str | Path 
         print(f"[eval push] {quality}: {len(eps)} episodes from {folder}; fitting BC ({bc_iterations} iterations)",
               file=sys.stderr)
         actors = {"behaviour": behaviour_actor(robot, quality, seed)}
-        fits = {}
+        fits: dict[str, list[dict[str, Any]]] = {}
         for name, kind in BC_ENTRIES.items():
-            pol, info = fit_bc(eps, kind, bc_iterations, seed=bc_seed)
-            fits[name] = {"kind": kind, "seconds": info.get("seconds"), "steps": info.get("steps")}
-            actors[name] = bc_actor(kind, pol)
-        entries = closed_loop(vm, actors, episodes, seed, ep_s, radius=radius)
+            for b in bc_seeds:
+                pol, info = fit_bc(eps, kind, bc_iterations, seed=b)
+                fits.setdefault(name, []).append({"kind": kind, "seed": b, "seconds": info.get("seconds")})
+                actors[name if len(bc_seeds) == 1 else f"{name} [seed {b}]"] = bc_actor(kind, pol)
+        runs = closed_loop(vm, actors, episodes, seed, ep_s, radius=radius)
+        entries = {"behaviour": runs["behaviour"]}
         for name, f in fits.items():
-            entries[name]["bc"] = f
+            if len(bc_seeds) == 1:
+                entries[name] = {**runs[name], "bc": f[0]}
+                continue
+            per = [runs[f"{name} [seed {b}]"] for b in bc_seeds]
+            entries[name] = {**score([d for r in per for d in r["final_distance_m"]], radius), "bc": f,
+                             "per_seed": [{"seed": b, "success": r["success"], "success_95ci": r["success_95ci"],
+                                           "median_final_distance_m": r["median_final_distance_m"]}
+                                          for b, r in zip(bc_seeds, per)],
+                             "wall_s": round(sum(r["wall_s"] for r in per), 1)}
         res["data"][quality] = {"folder": str(folder), "training_episodes": len(eps), "entries": entries,
                                 "pixels_minus_behaviour_points": round(100 * (entries["BC from pixels"]["success"]
                                                                               - entries["behaviour"]["success"]), 1),
