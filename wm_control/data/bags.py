@@ -1181,8 +1181,10 @@ def collect(cfg: CollectConfig, out_dir: str | Path, reg: MessageRegistry | None
                "success_rate": float(np.mean([e["success"] for e in episodes])),
                "mean_final_distance": float(np.mean([e["final_distance"] for e in episodes])),
                "success_radius_m": success_radius(cfg.robot),
-               "by_behaviour": {name: {"episodes": len(eps), "success_rate": float(np.mean([e["success"] for e in eps]))}
-                                for name in order for eps in [[e for e in episodes if e["behaviour"] == name]]}}
+               "by_behaviour": {}}
+    for name in order:
+        ok = [e["success"] for e in episodes if e["behaviour"] == name]
+        summary["by_behaviour"][name] = {"episodes": len(ok), "success_rate": float(np.mean(ok))}
     (out / "index.json").write_text(json.dumps(summary, indent=2))
     return summary
 

@@ -10,7 +10,6 @@ is paired. Results: one JSON object and a PNG next to it.
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from pathlib import Path
@@ -53,13 +52,19 @@ def split_policies(text: str) -> list[str]:
     return out
 
 
+def missing_bundle(spec: str) -> str | None:
+    """The bundle folder a policy spec names when it has no manifest.yaml; None for an expert spec or a bundle."""
+    if spec == "expert" or spec.startswith("expert:"):
+        return None
+    path = spec.split(":", 1)[1] if spec.startswith("planner:") else spec
+    return None if (Path(path) / "manifest.yaml").exists() else path
+
+
 def check_policy(spec: str) -> None:
-    """Refuse, before any graph starts, a spec that is no expert spec and names no bundle folder."""
+    """Refuse, before any graph starts, a bad expert spec or a spec that names no bundle folder."""
     if spec == "expert" or spec.startswith("expert:"):
         expert_params(spec)
-        return
-    path = Path(spec.split(":", 1)[1] if spec.startswith("planner:") else spec)
-    if not (path / "manifest.yaml").exists():
+    elif (path := missing_bundle(spec)) is not None:
         raise ValueError(f"policy {spec!r}: {path} is not a bundle folder (no manifest.yaml); give a bundle, "
                          f"planner:BUNDLE, expert or expert:noise=N,gain=G")
 
@@ -200,9 +205,7 @@ def evaluate(policies: list[str], episodes: int = 50, robot: str = DEFAULT_ROBOT
               f"{r['mean_return']:8.3f}  mean final distance {r['mean_final_distance']:.4f} m  "
               f"({r['episodes']} episodes, {r['wall_s']:.0f} s)")
     if json_path:
-        p = Path(json_path)
-        p.parent.mkdir(parents=True, exist_ok=True)
-        p.write_text(json.dumps(out, indent=2))
+        p = write_json(json_path, out)
         _plot(out, p.with_suffix(".png"))
         print(f"wrote {p} and {p.with_suffix('.png')}")
     return out

@@ -28,13 +28,6 @@ from wm_control.report import figure_path, pyplot, read_json, save_figure, summa
 from wm_control.sim.robots import DEFAULT_ROBOT
 
 
-def _missing(spec: str) -> str | None:
-    if spec == "expert" or spec.startswith("expert:"):
-        return None
-    path = spec.split(":", 1)[1] if spec.startswith("planner:") else spec
-    return None if (Path(path) / "manifest.yaml").exists() else path
-
-
 def evaluate_suite(config: str | Path, json_path: str | Path | None = None, episodes: int | None = None,
                    device: str = "auto", only: list[str] | None = None, resume: bool = False,
                    planner_params: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -42,7 +35,7 @@ def evaluate_suite(config: str | Path, json_path: str | Path | None = None, epis
     spec, episodes, episode length and seed are kept instead of run again (a long suite survives a stop,
     and a group can be added later). The file is rewritten after every policy. ``planner_params`` go to
     every ``planner:`` policy's planner node (a result made with other parameters is run again)."""
-    from wm_control.eval.closed_loop import run_episodes
+    from wm_control.eval.closed_loop import missing_bundle, run_episodes
 
     suite = yaml.safe_load(Path(config).read_text())
     groups: dict[str, dict[str, str]] = suite["groups"]
@@ -51,7 +44,7 @@ def evaluate_suite(config: str | Path, json_path: str | Path | None = None, epis
         if not groups:
             raise SystemExit(f"no group named {only} in {config} (groups: {list(suite['groups'])})")
     missing = [f"{g}/{label}: {m}" for g, pol in groups.items() for label, spec in pol.items()
-               if (m := _missing(str(spec)))]
+               if (m := missing_bundle(str(spec)))]
     if missing:
         raise SystemExit("bundles missing (build them first, see the README's offline RL section):\n  "
                          + "\n  ".join(missing))
