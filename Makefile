@@ -94,9 +94,12 @@ panda: $(STAMP)
 
 # The push task (README "Pushing from pixels"): a 7-joint arm pushes an object that only the camera sees.
 # Camera bags of three qualities (noisy expert, low-quality/narrow, mixed), the visual world model on the
-# mixed video, then per data set the behaviour policy, BC from pixels and BC with the true object
-# (privileged) in the simulator from the same starts and goals. PUSH_EPISODES per entry.
+# mixed video, BC from pixels per data set (bundles whose policy reads /wm/latent) and in the goal-image mode,
+# those bundles over the live graph with the camera in the loop (eval suite, lock-step), then per data set the behaviour policy, BC from pixels
+# and BC with the true object (privileged) in the simulator from the same starts and goals, and the loop's
+# camera-to-command latency on the frame whose latent the command used. PUSH_EPISODES per entry.
 PUSH_EPISODES ?= 100
+PUSH_VISUAL ?= --enc-keypoints 16
 PUSH_COLLECT := $(PY) -m wm_control collect --robot pusher --episode-reset full --image-size 64
 push: $(STAMP)
 	test -e data/push_expert/index.json || $(PUSH_COLLECT) --quality expert --episodes 300 --seed 1 --out data/push_expert
@@ -104,10 +107,20 @@ push: $(STAMP)
 	test -e data/push_mixed_heldout/index.json || $(PUSH_COLLECT) --quality mixed --episodes 40 --seed 3 \
 	    --out data/push_mixed_heldout
 	test -e data/push_low/index.json || $(PUSH_COLLECT) --quality low --episodes 300 --seed 4 --out data/push_low
-	$(PY) -m wm_control train visual --preset quick --robot pusher --episode-s 5 --data data/push_mixed \
-	    --heldout data/push_mixed_heldout --out runs/visual_push --bundle bundles/visual_push --resume
+	test -e bundles/visual_push/manifest.yaml || $(PY) -m wm_control train visual --preset quick --robot pusher \
+	    --episode-s 5 --data data/push_mixed --heldout data/push_mixed_heldout $(PUSH_VISUAL) --out runs/visual_push \
+	    --bundle bundles/visual_push --resume
+	for d in expert low mixed; do test -e bundles/push_pixels_$$d/manifest.yaml || $(PY) -m wm_control train bc \
+	    --robot pusher --data data/push_$$d --visual bundles/visual_push --observation joint_trig_goal_xy_latent \
+	    --out runs/push_pixels_$$d --bundle bundles/push_pixels_$$d || exit 1; done
+	test -e bundles/push_goalimg_expert/manifest.yaml || $(PY) -m wm_control train bc --robot pusher \
+	    --data data/push_expert --visual bundles/visual_push --observation joint_trig_goal_image_latent \
+	    --out runs/push_goalimg_expert --bundle bundles/push_goalimg_expert
+	$(PY) -m wm_control eval suite --suite eval_push.yaml --episodes $(PUSH_EPISODES) --json runs/eval/push_suite.json \
+	    --resume
 	$(PY) -m wm_control eval push --model runs/visual_push --episodes $(PUSH_EPISODES) --json runs/eval/push.json \
 	    --data expert=data/push_expert low=data/push_low mixed=data/push_mixed
+	$(PY) -m wm_control bench loop --bundle bundles/push_pixels_expert --json runs/bench/loop_push.json
 
 clean:
 	rm -rf $(VENV) build *.egg-info runs

@@ -422,3 +422,14 @@ def test_throttled_log_flush_force_levels_and_bad_formats(captured):
         (logging.INFO, "clock: 1 more in the last 0.0 s; the latest: went back 4 s")]
     with pytest.raises(ValueError):
         ThrottledLog(logger, period=-1)
+
+
+def test_a_re_announced_frame_is_passed_on_an_older_one_is_not():
+    """A lock-step simulator re-announces its instant (the same stamp) until a controller answers: the frame
+    goes on (counted ``repeated``) so that a consumer that joined late gets it; an older stamp is out of order."""
+    node, ingest, out = fake_ingest(10.0, sim_time=True)
+    ingest.on_image(raw_image(at(10.0)))
+    ingest.on_image(raw_image(at(10.0)))
+    ingest.on_image(raw_image(at(9.98)))
+    assert [stamp_ns(m) for m in out] == [at(10.0), at(10.0)]
+    assert ingest.diag.counters["repeated"] == 1 and ingest.diag.counters["dropped.out_of_order"] == 1

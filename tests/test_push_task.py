@@ -135,3 +135,100 @@ def test_eval_visual_reads_the_object_back_from_predicted_latents(push_visual, t
     for name in ("teacher", "student", "no_motion", "probe_on_true_latents"):
         assert len(pr[name]["object_error_cm_median"]) == H and pr[name][f"object_error_cm_at_{H}"] >= 0
     assert (tmp_path / "visual.png").stat().st_size > 1000
+
+
+@pytest.fixture(scope="module")
+def pixel_bc(push_visual, tmp_path_factory):
+    """``train bc --visual`` on the push video: (visual bundle, BC-from-pixels bundle)."""
+    from wm_control.train.bc import export_bc, train_bc
+    from wm_control.train.presets import bc_preset
+    from wm_control.train.visual import export_visual
+
+    ckpt, data = push_visual
+    root = tmp_path_factory.mktemp("pixel_bc")
+    vis = export_visual(ckpt, root / "visual")
+    cfg = bc_preset("debug", robot="pusher", visual=str(vis), observation="joint_trig_goal_xy_latent")
+    return vis, export_bc(train_bc(cfg, data, root / "bc"), root / "bc_bundle")
+
+
+def test_a_policy_from_pixels_drives_the_pusher_over_the_graph(pixel_bc, tmp_path):
+    """``eval closed-loop`` on a BC-from-pixels bundle: lock-step, the camera in the loop (sim camera ->
+    camera_ingest -> world_model -> /wm/latent -> policy). Every autonomous tick acts on a latent of its
+    instant; none is stale or missing; the episodes are scored on the object."""
+    from wm_control.eval.closed_loop import check_policy, evaluate
+
+    vis, bundle = pixel_bc
+    out = evaluate([str(bundle)], episodes=2, robot="pusher", episode_s=1.0, device="cpu",
+                   json_path=str(tmp_path / "eval.json"))
+    r = out["policies"][0]
+    assert r["episodes"] == 2 and r["visual"] == str(vis.resolve())
+    c = {k: float(v) for k, v in r["policy_counters"].items()}
+    assert c.get("ticks.policy", 0) >= 40, c
+    assert c.get("latent_fallback.stale", 0) == 0 and c.get("latent_fallback.missing", 0) == 0, c
+    assert json.loads((tmp_path / "eval.json").read_text())["policies"][0]["policy_counters"]
+    with pytest.raises(ValueError, match="pass --visual"):
+        check_policy(str(bundle), str(tmp_path / "no_such_bundle"))
+
+
+def test_bench_loop_times_the_frame_whose_latent_the_command_used(pixel_bc, tmp_path):
+    """``bench loop`` on a camera policy runs world_model in the graph (real time) and measures
+    camera-to-command on the frames whose latents commands used (not the newest frame)."""
+    from wm_control.bench.loop import bench_loop
+
+    vis, bundle = pixel_bc
+    res = bench_loop(str(bundle), duration=2.0, warmup=2.0, device="cpu", preview_steps=0)
+    assert res["camera_in_the_loop"] and "latent" in res["camera_to_command_measured_on"]
+    assert np.isfinite(res["camera_to_command_ms"]["p50"]) and res["camera_to_command_ms"]["p50"] > 0, res
+    assert np.isfinite(res["world_model_ms"]["latent"]["p50"]), res
+    assert res["control"]["achieved_hz"] > 0
+
+
+def test_goal_image_mode_from_bags_to_the_graph(pixel_bc, push_visual, tmp_path):
+    """The goal-image mode: the bags' /goal_image is read per episode (each image once, each step's index),
+    encoded as the world model encodes it, and a BC policy on (joints, latent, goal image's latent) runs over
+    the graph with no goal point in its observation, steering by /wm/goal_latent."""
+    from wm_control.data.dataset import DatasetConfig, load_episodes
+    from wm_control.eval.closed_loop import evaluate
+    from wm_control.train.bc import attach_latents, export_bc, train_bc
+    from wm_control.train.presets import bc_preset
+
+    vis, _ = pixel_bc
+    _, data = push_visual
+    eps = load_episodes([data], DatasetConfig(rate=50.0, goal_image_topic="/goal_image"))
+    e = eps[0]
+    assert e.goal_images is not None and e.goal_images.shape[1:] == e.frames.shape[1:]
+    assert len(e.goal_image_index) == len(e) and e.goal_image_index.max() < len(e.goal_images)
+    assert np.abs(e.goal_images[0].astype(int) - e.frames[0]).sum() > 0  # the object at the goal, not the start
+    attach_latents(eps[:1], vis)
+    assert eps[0].goal_latent.shape == eps[0].latent.shape
+    cfg = bc_preset("debug", robot="pusher", visual=str(vis), observation="joint_trig_goal_image_latent")
+    bundle = export_bc(train_bc(cfg, data, tmp_path / "bc"), tmp_path / "bundle")
+    r = evaluate([str(bundle)], episodes=2, robot="pusher", episode_s=1.0, device="cpu")["policies"][0]
+    c = {k: float(v) for k, v in r["policy_counters"].items()}
+    assert r["episodes"] == 2 and c.get("ticks.policy", 0) >= 40, c
+    assert not any(k.startswith("latent_fallback.") for k in c), c
+
+
+def test_full_resets_start_episode_k_from_seed_plus_k():
+    """sim_robot's full reset starts episode k from the simulator reset seeded seed + k, the starts `eval push`
+    uses, so a graph evaluation and an in-process one pair episode by episode."""
+    from tests.test_topics import RecordingNode
+    from wm_control.ros.api import close_instance, config_from_params
+    from wm_control.ros.runner import node_class
+    from wm_control.sim import ArmConfig, SimArm
+
+    cls = node_class("sim_robot")
+    node = RecordingNode()
+    sim = cls(node, config_from_params(cls.Config, {"robot": "pusher", "render": False, "episode_reset": "full",
+                                                    "seed": 77, "episode_s": 0.0}))
+    try:
+        ref = SimArm(ArmConfig(robot="pusher", render=False))
+        ref.connect()
+        for k in range(3):
+            want = ref.reset(seed=77 + k)
+            np.testing.assert_allclose(sim.obs.goal, want.goal)
+            np.testing.assert_allclose(sim.obs.object, want.object)
+            sim.end_episode()
+        ref.disconnect()
+    finally:
+        close_instance(sim, node.logger)

@@ -82,6 +82,7 @@ def test_every_command_is_safe(scenario):
     lo, hi, step = *cfg.limits(), np.asarray(cfg.max_step)
     n = len(cfg.joint_names)
     prev, latched, sources, was_held, now = None, False, {}, False, 100.0
+    last_q = None  # the last finite measurement since a reset: a jump from it holds (a reset, a glitch)
     for t in ticks:
         now += t["dt"]
         if t["estop"] is not None:
@@ -94,7 +95,7 @@ def test_every_command_is_safe(scenario):
             latched = latched and estop_in
         if t["reset"]:
             layer.reset()
-            prev, was_held = None, False
+            prev, was_held, last_q = None, False, None
         for name, age in t["ages"].items():
             if age is not None:
                 layer.update_input(name, now - age)
@@ -104,7 +105,10 @@ def test_every_command_is_safe(scenario):
         q_ok = q is not None and bool(np.all(np.isfinite(q)))
         p_ok = p is not None and p.shape == (n,) and bool(np.all(np.isfinite(p)))
         inputs_ok = all(k in layer.stamps and 0 <= now - layer.stamps[k] <= a for k, a in cfg.max_input_age.items())
-        must_hold = latched or not (q_ok and p_ok and inputs_ok)
+        jumped = q_ok and last_q is not None and bool(np.any(np.abs(q - last_q) > cfg.max_measured_jump))
+        last_q = q if q_ok else last_q
+        must_hold = latched or jumped or not (q_ok and p_ok and inputs_ok)
+        assert ("measured_jump" in res.reasons) == jumped
         assert layer.estop_latched == latched
         assert res.held == must_hold, res.reasons
         assert ("estop" in res.reasons) == latched
@@ -199,6 +203,25 @@ def test_hold_freezes_at_the_measured_position_not_the_lead():
     assert layer.reset_estop()
     res = layer.step(0.0, pushed, q, "policy")
     assert not res.held and np.allclose(np.abs(res.command - pushed), 0.05)  # released at the rate limit
+
+
+def test_a_jump_in_the_measurement_holds_where_the_arm_now_is():
+    """A reset teleports the arm (or a driver restarts): the next tick holds at the new measurement, so the
+    rate limit starts there and not from the last command, which is far from the arm; ordinary motion
+    (within twice max_step per tick) never trips it."""
+    layer = arm(max_step=0.05)
+    fresh(layer, 0.0)
+    q = np.zeros(3)
+    for k in range(10):  # moving at the rate limit: no jump
+        q = layer.step(0.0, q, q + 1.0, "policy").command
+        assert "measured_jump" not in layer.counters
+    assert np.allclose(q, 0.5)
+    rest = np.array([-0.3, 0.0, 0.1])  # a full reset: 0.8 rad away on the first joint
+    res = layer.step(0.0, rest, rest + 1.0, "policy")
+    assert res.held and "measured_jump" in res.reasons and res.command.tolist() == rest.tolist()
+    res = layer.step(0.0, rest, rest + 1.0, "policy")
+    assert not res.held and np.allclose(res.command, rest + 0.05)  # from the arm, at the rate limit
+    assert SafetyConfig(["j"], [-1.0], [1.0], 0.1).max_measured_jump == pytest.approx(0.2)
 
 
 def test_estop_sources_cannot_clear_each_other():

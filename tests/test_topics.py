@@ -87,7 +87,8 @@ CONFIGS = {
     "scripted_controller": [{}, {"command_interface": "trajectory"}],
     "camera_ingest": [{}, {"source": "compressed"}],
     "policy": [{"use_plan": True}, {"command_interface": "trajectory"}, {"dry_run": True},
-               {"dry_run": True, "command_interface": "trajectory"}],
+               {"dry_run": True, "command_interface": "trajectory"}, {"bundle": "LATENT"},
+               {"bundle": "GOAL_IMAGE"}],
     "planner": [{"threads": 1, "samples": 16}],
     "world_model": [{}],
     "teleop": [{"input": "joy", "view": "topic", "joint_names": ["joint0", "joint1"]}],
@@ -100,9 +101,15 @@ def bundle(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def graph(bundle):
-    """node type -> the endpoints it created over its CONFIGS."""
+def graph(bundle, tmp_path_factory):
+    """node type -> the endpoints it created over its CONFIGS ("LATENT": a policy that sees the camera,
+    "GOAL_IMAGE": one in the goal-image mode)."""
+    from tests.test_latent_policy import GOAL_KIND, latent_bundle
     from wm_control.ros.nodes import world_model
+
+    special = {"LATENT": str(latent_bundle(tmp_path_factory.mktemp("topics_latent") / "bundle")),
+               "GOAL_IMAGE": str(latent_bundle(tmp_path_factory.mktemp("topics_goal_image") / "bundle",
+                                               kind=GOAL_KIND))}
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(world_model, "load_bundle", lambda path, expect_id=None: SimpleNamespace(
@@ -114,6 +121,7 @@ def graph(bundle):
             for params in configs:
                 if node_type in ("policy", "planner", "world_model"):
                     params = {"bundle": str(bundle), "device": "cpu", **params}
+                    params["bundle"] = special.get(params["bundle"], params["bundle"])
                 node = RecordingNode()
                 close_instance(cls(node, config_from_params(cls.Config, params)), node.logger)
                 out[node_type] += node.endpoints + [("srv", typ, name, None) for typ, name in node.services] + \

@@ -45,6 +45,25 @@ def test_the_window_limits_what_the_student_sees():
     assert torch.allclose(p1[:, 4:], p2[:, 4:], atol=1e-6)  # ... and outside from frame 4 on
 
 
+def test_spatial_softmax_keypoints_move_with_the_thing_they_track():
+    """A keypoint is its channel's expected (x, y) over the map: a sharp blob gives the blob's place, and a blob
+    moved right moves x alone; the encoder with keypoints maps frames to the latent size, as without."""
+    from wm_control.world.visual import ConvEncoder, SpatialSoftmax
+
+    sm = SpatialSoftmax(16)
+    f = torch.full((1, 1, 16, 16), -50.0)
+    f[0, 0, 3, 12] = 50.0  # row 3, column 12
+    c = torch.linspace(-1, 1, 16)
+    np.testing.assert_allclose(sm(f)[0].numpy(), [c[12].item(), c[3].item()], atol=1e-5)
+    g = torch.full((1, 1, 16, 16), -50.0)
+    g[0, 0, 3, 14] = 50.0
+    d = (sm(g) - sm(f))[0].numpy()
+    assert d[0] > 0.2 and abs(d[1]) < 1e-5
+    enc = ConvEncoder(64, (8, 8, 16, 16), 12, keypoints=4)
+    assert enc(torch.zeros(3, 3, 64, 64)).shape == (3, 12) and enc.kp.out_channels == 4
+    assert enc.fc.in_features == 16 * 4 * 4 + 2 * 4
+
+
 def test_teacher_is_bidirectional_and_ignores_masked_frames():
     torch.manual_seed(2)
     t = Teacher(latent_dim=4, action_dim=2, window=8, dim=16, layers=1, heads=2).eval()
@@ -61,14 +80,16 @@ def test_teacher_is_bidirectional_and_ignores_masked_frames():
         assert not torch.allclose(base[:, 4], t(z, a2, known)[:, 4])
 
 
-def test_jepa_momentum_schedule_resumes_where_it_stopped(tmp_path, debug_visual):
+@pytest.mark.parametrize("variant", [{}, {"enc_keypoints": 4, "jepa_patch_weight": 1.0}])
+def test_jepa_momentum_schedule_resumes_where_it_stopped(tmp_path, debug_visual, variant):
+    """(Also with keypoints and patch-level targets: their predictor resumes with the rest.)"""
     from wm_control.train.visual import VisualConfig, load_video, momentum_at, train_encoder
 
     ckpt, _ = debug_visual
     import yaml
 
     meta = yaml.safe_load((ckpt / "checkpoint.yaml").read_text())
-    cfg = VisualConfig(**{**meta["config"], "jepa_steps": 20, "ckpt_every": 5})
+    cfg = VisualConfig(**{**meta["config"], "jepa_steps": 20, "ckpt_every": 5, **variant})
     eps, _ = load_video(meta["data"], cfg, with_actions=False)
     torch.set_num_threads(1)
     straight, resumed = tmp_path / "straight", tmp_path / "resumed"
@@ -87,6 +108,7 @@ def test_jepa_momentum_schedule_resumes_where_it_stopped(tmp_path, debug_visual)
     m_straight = [r["momentum"] for r in log(straight)]
     m_resumed = [r["momentum"] for r in log(resumed)]
     assert m_resumed == m_straight
+    assert all(("patch_loss" in r) == bool(variant) for r in log(straight))
     assert m_straight[-1] == pytest.approx(momentum_at(19, 20, cfg.tau0, cfg.tau1))
     assert momentum_at(0, 20, 0.996, 1.0) == pytest.approx(0.996) and momentum_at(20, 20, 0.996, 1.0) == 1.0
     a, b = torch.load(straight / "encoder.pt"), torch.load(resumed / "encoder.pt")
@@ -229,6 +251,21 @@ def test_world_model_node_publishes_latents_previews_and_resets_on_gaps(debug_vi
             assert lis.previews
             p = lis.previews[-1]
             assert (p.height, p.width, p.encoding) == (S, 3 * S, "rgb8")
+            # the goal image (latched, at the camera's size): resized as camera_ingest does, encoded, latched out
+            from wm_control.ros import topics
+            from wm_control.world.frames import FrameSpec, prepare_frame
+
+            goals = []
+            lis.node.create_subscription(topics.GOAL_LATENT.type, topics.GOAL_LATENT.name, goals.append,
+                                         topics.GOAL_LATENT.qos)
+            big = np.repeat(np.repeat(ep.frames[3], 2, 0), 2, 1)  # a 2x camera image
+            lis.node.create_publisher(topics.GOAL_IMAGE.type, topics.GOAL_IMAGE.name, topics.GOAL_IMAGE.qos).publish(
+                cv.make_image(make, t0 + 12.0, big))
+            lis.wait(10, lambda: bool(goals))
+            assert goals and round(cv.stamp_sec(goals[-1].header.stamp) - t0, 4) == 12.0, wmn.output()
+            assert goals[-1].bundle_id == ref.bundle.id
+            np.testing.assert_allclose(np.asarray(goals[-1].latent), ref.encode(prepare_frame(big, FrameSpec(S, S))),
+                                       atol=1e-4)
     finally:
         lis.close()
 

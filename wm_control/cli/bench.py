@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from wm_control.cli.flags import choose, parse, write_json
+from wm_control.errors import UserError
 
 Device = Literal["auto", "cpu", "cuda", "tensorrt"]
 WHAT = {
@@ -44,6 +45,10 @@ class LoopOptions(BenchOptions):
     """Seconds of measurement (after a warm-up)."""
     realtime_priority: int = 0
     """SCHED_FIFO priority for the policy node (0: none; needs the right to use it)."""
+    visual: str | None = None
+    """The visual world model bundle for a policy that sees the camera (default: the one the bundle recorded);
+    the graph then has world_model too, and camera-to-command is measured on the frame whose latent the
+    command used."""
 
 
 @dataclass
@@ -83,8 +88,12 @@ def cmd_bench(argv: list[str]) -> int:
         from wm_control.bench.loop import bench_loop
 
         lo, _ = parse(prog, argv, LoopOptions)
-        res, path = bench_loop(lo.bundle, duration=lo.duration, device=lo.device,
-                               realtime_priority=lo.realtime_priority), lo.json
+        try:
+            res = bench_loop(lo.bundle, duration=lo.duration, device=lo.device,
+                             realtime_priority=lo.realtime_priority, visual=lo.visual)
+        except ValueError as exc:
+            raise UserError(str(exc)) from None
+        path = lo.json
     elif what == "ensemble":
         from wm_control.bench.ensemble import bench_ensemble
 

@@ -44,6 +44,9 @@ class ClosedLoopOptions:
     json: str = "runs/eval/closed_loop.json"
     planner_param: PlannerParams = field(default_factory=list)
     """A planner node parameter for planner:BUNDLE policies (repeatable), e.g. lam=1 or samples=128."""
+    visual: str | None = None
+    """The visual world model bundle for policies that see the camera (`train bc --visual`); default: the one
+    each bundle recorded. The graph then has the camera in the loop: camera_ingest and world_model."""
 
 
 @dataclass
@@ -192,9 +195,9 @@ def cmd_eval(argv: list[str]) -> int:
         policies.insert(0, c.bundle)
     for p in policies:
         try:
-            check_policy(p)
+            check_policy(p, c.visual)
         except ValueError as e:
             raise UserError(str(e)) from None
     evaluate(policies, episodes=c.episodes, robot=c.robot, episode_s=c.episode_s, seed=c.seed, device=c.device,
-             json_path=c.json, planner_params=planner_params or None)
+             json_path=c.json, planner_params=planner_params or None, visual=c.visual)
     return 0

@@ -9,6 +9,7 @@ from typing import Annotated
 import tyro
 
 from wm_control.cli.flags import choose, parse
+from wm_control.errors import UserError
 
 
 @dataclass
@@ -67,6 +68,9 @@ class VerifyOptions:
     robot: str | None = None
     """A robot config (YAML, or a name in config/robots/): refuse unless the bundle fits that robot
     (joint names, control rate, command interface, camera, limits inside the robot's)."""
+    visual: str | None = None
+    """A policy that sees the camera: the visual bundle the world_model node will run, which must be the one
+    the policy was trained on (default: the folder its bundle recorded, when it is there)."""
 
 
 @dataclass
@@ -112,6 +116,20 @@ def cmd_bundle(argv: list[str]) -> int:
     signed = f", signed by key {b.signed_by}" if b.signed_by else ""
     print(f"bundle {v.bundle}: ok, id {b.id}{signed}; joints {b.joint_names}, {b.control_rate:g} Hz, "
           f"graphs {sorted(b.manifest['graphs'])}")
+    latent = b.manifest["graphs"].get("policy", {}).get("latent")
+    if latent:
+        where = Path(v.visual or latent.get("bundle") or "")
+        if v.visual or (where / "manifest.yaml").exists():
+            try:
+                bmod.load_bundle(where, expect_id=latent["bundle_id"])
+            except bmod.BundleError as exc:
+                raise UserError(f"the policy reads the latents of visual bundle {latent['bundle_id'][:12]}: "
+                                f"{' '.join(str(exc).split())}") from None
+            print(f"the policy sees the camera: visual bundle {latent['bundle_id']} ({latent['dim']} values) "
+                  f"is at {where}")
+        else:
+            print(f"the policy sees the camera: run world_model with visual bundle {latent['bundle_id']} "
+                  f"(recorded at {latent.get('bundle') or '?'}, not there; check one with --visual)")
     if v.robot:
         from wm_control.robot import check_bundle_for_robot, load_robot_config
 

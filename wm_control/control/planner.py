@@ -196,6 +196,10 @@ class Planner:
         self.chain = Chain.from_dict(kin) if kin and cfg.reward != "head" else None
         self.ensemble = b.session("ensemble", cfg.device, warmup=20, threads=cfg.threads)  # verified, id-keyed cache
         self.policy = BundlePolicy(b, cfg.device)
+        if self.policy.needs_latent:
+            raise BundleError(f"{b.path}: its policy sees the visual latent ({self.policy.observation}); the "
+                              "planner's ensemble predicts (q, qd) only: give the planner a bundle whose policy "
+                              "reads joint states and the goal")
         self.providers = self.ensemble.providers
         self.rng = np.random.default_rng(cfg.seed)
         self.last: Plan | None = None

@@ -17,6 +17,10 @@ and publishes ``result.command``. Guarantees, for every command it returns:
   driving it back). Without a finite measurement a hold keeps the last command. The hold target is
   the last command, so the release moves from where the arm stopped towards the new target at the
   rate limit;
+* a measured position that moved further than ``max_measured_jump`` since the previous tick's (no arm
+  moves so far in one tick: the robot or the simulator was reset, a driver restarted, a reading glitched)
+  holds that tick (``measured_jump``): the hold freezes where the arm now is, so the rate limit starts
+  from there, never from a last command far from the arm;
 * ``command`` is ``None`` (reason ``'no_safe_command'``) only when there is no previous command and
   the measured position is unknown: the node then publishes nothing, and the forward controller keeps
   its last target.
@@ -48,7 +52,9 @@ class SafetyConfig:
     ``max_input_age``: inputs that are REQUIRED, with their maximum age in seconds (``inf``: it must
     have arrived once). ``margin``: shrinks the limits of the non-continuous joints inwards.
     ``hold_repin``: how far (rad, any joint) the measured position may leave a hold's target before the
-    hold re-freezes at the measured position (0: four times ``max_step``).
+    hold re-freezes at the measured position (0: four times ``max_step``). ``max_measured_jump``: how far
+    (rad, any joint) the measured position may move between two ticks before that tick holds
+    (``measured_jump``; 0: twice ``max_step``).
     """
 
     joint_names: list[str]
@@ -59,6 +65,7 @@ class SafetyConfig:
     margin: float = 0.0
     continuous: list[bool] | None = None
     hold_repin: float = 0.0
+    max_measured_jump: float = 0.0
 
     def __post_init__(self) -> None:
         names = list(self.joint_names)
@@ -100,6 +107,10 @@ class SafetyConfig:
         if not (math.isfinite(repin) and repin >= 0):
             raise ValueError(f"hold_repin must be finite and >= 0, got {self.hold_repin}")
         self.hold_repin = repin or 4.0 * max(step)
+        jump = float(self.max_measured_jump)
+        if not (math.isfinite(jump) and jump >= 0):
+            raise ValueError(f"max_measured_jump must be finite and >= 0, got {self.max_measured_jump}")
+        self.max_measured_jump = jump or 2.0 * max(step)
         self.joint_names, self.lower, self.upper, self.max_step = names, lower, upper, step
         self.continuous, self.margin, self.max_input_age = cont, margin, ages
 
@@ -146,6 +157,7 @@ class SafetyLayer:
         self.lo, self.hi = config.limits()
         self.max_step = np.asarray(config.max_step, dtype=np.float64)
         self.last_command: np.ndarray | None = None
+        self.last_measured: np.ndarray | None = None
         self.holding = False
         self.estop_latched = False
         self.estop_sources: dict[str, bool] = {}
@@ -192,6 +204,7 @@ class SafetyLayer:
     def reset(self) -> None:
         """Forget the last command: the next one is rate-limited from the measured position."""
         self.last_command = None
+        self.last_measured = None
         self.holding = False
 
     # ---- the tick -------------------------------------------------------------------------------
@@ -218,6 +231,10 @@ class SafetyLayer:
         if q is None or not np.all(np.isfinite(q)):
             reasons.append("measured_nonfinite")
             q = None
+        else:
+            if self.last_measured is not None and np.any(np.abs(q - self.last_measured) > self.config.max_measured_jump):
+                reasons.append("measured_jump")  # a reset or a glitch: hold where the arm now is
+            self.last_measured = q.copy()
 
         target = None
         if proposed is None:

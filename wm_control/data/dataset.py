@@ -47,6 +47,9 @@ class DatasetConfig:
     """'' to ignore images."""
     goal_topic: str = "/goal"
     """'' to ignore the goal."""
+    goal_image_topic: str = ""
+    """The goal as a picture (sensor_msgs/Image or CompressedImage: the scene as it should end, latched per goal),
+    read into ``Episode.goal_images`` (with load_images); '' to ignore it."""
     label_topic: str = "/sim/ground_truth/object"
     """A labelling topic (PointStamped): read into ``Episode.object`` for evaluation and probes, never an
     input of a model; '' to ignore it. Bags without it (every real robot's) have no labels."""
@@ -77,6 +80,12 @@ class Episode:
     object: np.ndarray | None = None
     """(T, 3) a label: the object's true position at each step's frame capture (the latest at or before
     it), from ``label_topic``; for evaluation and probes only, never a model's input."""
+    goal_images: np.ndarray | None = None
+    """(K, H, W, 3) uint8 the goal images the episode saw (``goal_image_topic``), each once."""
+    goal_image_index: np.ndarray | None = None
+    """(T,) which of ``goal_images`` was the goal at each step (the latest at or before it)."""
+    goal_latent: np.ndarray | None = None
+    """(T, Dz) the visual latent of each step's goal image, when attached (not read from bags)."""
 
     def __len__(self) -> int:
         return len(self.t)
@@ -95,6 +104,8 @@ class _Streams:
     goal: list[np.ndarray] = field(default_factory=list)
     label_t: list[float] = field(default_factory=list)
     label: list[np.ndarray] = field(default_factory=list)
+    goal_img_t: list[float] = field(default_factory=list)
+    goal_img: list[np.ndarray] = field(default_factory=list)
     dropped: int = 0
     """Messages skipped: undecodable, or not what the config expects (wrong joint count ...)."""
     undecodable: int = 0
@@ -125,6 +136,8 @@ def read_streams(path: str | Path, cfg: DatasetConfig) -> tuple[_Streams, list[s
         wanted.append(cfg.goal_topic)
     if cfg.label_topic:
         wanted.append(cfg.label_topic)
+    if cfg.goal_image_topic and cfg.load_images:
+        wanted.append(cfg.goal_image_topic)
     try:
         bag = iter_bag_messages(path, topics=wanted, warn=False)
     except BagError as exc:
@@ -181,6 +194,9 @@ def read_streams(path: str | Path, cfg: DatasetConfig) -> tuple[_Streams, list[s
                 elif topic == cfg.label_topic:
                     s.label_t.append(_stamp_or(msg, t_bag))
                     s.label.append(cv.point_to_array(msg))
+                elif topic == cfg.goal_image_topic:
+                    s.goal_img_t.append(_stamp_or(msg, t_bag))
+                    s.goal_img.append(msg_to_rgb(msg))
             except (cv.ConversionError, ValueError) as exc:
                 drop(topic, str(exc))
     except BagError as exc:
@@ -222,6 +238,8 @@ def align(s: _Streams, names: list[str], cfg: DatasetConfig, source: str) -> lis
             t_start = max(t_start, min(s.img_t))
         if s.goal_t:
             t_start = max(t_start, min(s.goal_t))
+        if s.goal_img_t:
+            t_start = max(t_start, min(s.goal_img_t))
         t_end = js_t[seg[-1]]
         if t_end - t_start < 2 * dt:
             continue
@@ -247,8 +265,16 @@ def align(s: _Streams, names: list[str], cfg: DatasetConfig, source: str) -> lis
             lo = np.argsort(lt, kind="stable")
             li = np.maximum(_latest_before(lt[lo], grid if frame_time is None else frame_time, strict=False), 0)
             obj = np.asarray(s.label)[lo][li]
+        goal_images = goal_index = None
+        if s.goal_img_t:  # each goal image once; the steps say which was in force
+            gt = np.asarray(s.goal_img_t)
+            go = np.argsort(gt, kind="stable")
+            gi = np.maximum(_latest_before(gt[go], grid, strict=False), 0)
+            used, goal_index = np.unique(gi, return_inverse=True)
+            goal_images = np.stack([s.goal_img[go[i]] for i in used])
         episodes.append(Episode(t=grid, q=a.q, qd=a.qd, action=a.action, goal=goal, frames=frames,
-                                frame_time=frame_time, joint_names=list(names), source=source, object=obj))
+                                frame_time=frame_time, joint_names=list(names), source=source, object=obj,
+                                goal_images=goal_images, goal_image_index=goal_index))
     return episodes
 
 

@@ -18,10 +18,11 @@ from typing import Any
 import numpy as np
 import yaml
 
+from wm_control.eval.push import wilson
 from wm_control.report import write_json
 from wm_control.ros import qos
 from wm_control.ros.harness import GraphRun
-from wm_control.sim.robots import DEFAULT_ROBOT, success_radius
+from wm_control.sim.robots import DEFAULT_ROBOT, episode_reset, success_radius
 
 
 def expert_params(spec: str) -> dict[str, float]:
@@ -60,13 +61,16 @@ def missing_bundle(spec: str) -> str | None:
     return None if (Path(path) / "manifest.yaml").exists() else path
 
 
-def check_policy(spec: str) -> None:
-    """Refuse, before any graph starts, a bad expert spec or a spec that names no bundle folder."""
+def check_policy(spec: str, visual: str | None = None) -> None:
+    """Refuse, before any graph starts, a bad expert spec, a spec that names no bundle folder, or a policy that
+    sees the camera without its visual bundle (``visual``, or the one its bundle recorded)."""
     if spec == "expert" or spec.startswith("expert:"):
         expert_params(spec)
     elif (path := missing_bundle(spec)) is not None:
         raise ValueError(f"policy {spec!r}: {path} is not a bundle folder (no manifest.yaml); give a bundle, "
                          f"planner:BUNDLE, expert or expert:noise=N,gain=G")
+    elif not spec.startswith("planner:"):
+        visual_for(spec, visual)
 
 
 def policy_label(policy: str) -> str:
@@ -76,13 +80,41 @@ def policy_label(policy: str) -> str:
     return policy if policy.startswith("expert") else Path(policy).name
 
 
+#: lock-step camera rate for a policy that sees the camera: a divisor of the 50 Hz control rate, so the frame
+#: of every tick's instant is known (the policy waits for its latent) and results do not depend on speed
+LOCKSTEP_CAMERA_RATE = 25.0
+
+
+def latent_input(bundle: str | Path) -> dict | None:
+    """A bundle's ``graphs.policy.latent`` (the visual bundle whose latents its policy reads); None when its
+    policy is blind to the camera."""
+    from wm_control.control.features import needs_latent
+
+    spec = (yaml.safe_load((Path(bundle) / "manifest.yaml").read_text()) or {}).get("graphs", {}).get("policy", {})
+    return spec.get("latent") if needs_latent(str(spec.get("observation", ""))) else None
+
+
+def visual_for(bundle: str | Path, visual: str | None = None) -> tuple[dict, Path] | None:
+    """(latent spec, visual bundle folder) for a policy bundle that sees the camera: ``visual`` or the folder
+    its bundle recorded at training; None for a policy blind to the camera."""
+    li = latent_input(bundle)
+    if li is None:
+        return None
+    path = Path(visual or li.get("bundle") or "")
+    if not (path / "manifest.yaml").exists():
+        raise ValueError(f"{bundle}: its policy reads the latents of visual bundle {li['bundle_id'][:12]}, recorded "
+                         f"at {li.get('bundle') or '?'}, which is not a bundle here: pass --visual VISUAL_BUNDLE")
+    return li, path
+
+
 def _graph_yaml(policy: str, robot: str, episode_s: float, seed: int, device: str, render: bool,
-                planner_params: dict[str, Any] | None = None) -> dict:
+                planner_params: dict[str, Any] | None = None, visual: str | None = None) -> dict:
     graph: dict[str, Any] = {
         "/**": {"ros__parameters": {"use_sim_time": True, "launch": {"required": True}}},
         "sim_robot": {"ros__parameters": {
             "use_sim_time": False, "robot": robot, "mode": "lockstep", "control_rate": 50.0,
             "episode_s": episode_s, "seed": seed, "render": render, "camera_rate": 10.0,
+            "episode_reset": episode_reset(robot),  # as the robot's data were collected
             "image_width": 64, "image_height": 64, "lockstep_timeout": 10.0}},  # a starved controller: wait, not advance
     }
     if policy == "expert" or policy.startswith("expert:"):
@@ -96,12 +128,25 @@ def _graph_yaml(policy: str, robot: str, episode_s: float, seed: int, device: st
     else:
         graph["policy"] = {"ros__parameters": {"bundle": str(Path(policy).resolve()), "device": device,
                                                "max_joint_state_age": 0.1, "track_frames": False}}
+        seen = visual_for(policy, visual)
+        if seen is not None:  # the camera in the loop: sim camera -> camera_ingest -> world_model -> /wm/latent
+            li, vis = seen
+            cam = yaml.safe_load((vis / "manifest.yaml").read_text())["camera"]
+            w, h = int(cam["width"]), int(cam["height"])
+            graph["sim_robot"]["ros__parameters"].update(render=True, camera_rate=LOCKSTEP_CAMERA_RATE,
+                                                         image_width=w, image_height=h)
+            graph["camera_ingest"] = {"ros__parameters": {"width": w, "height": h, "max_age": 0.5}}
+            graph["world_model"] = {"ros__parameters": {"bundle": str(vis.resolve()), "bundle_id": li["bundle_id"],
+                                                        "device": device, "preview_steps": 0}}
+            # the first frame's latent waits for world_model to start (seconds); later ones take milliseconds
+            graph["policy"]["ros__parameters"].update(latent_period=1.0 / LOCKSTEP_CAMERA_RATE, latent_wait=8.0)
     return graph
 
 
 def run_episodes(policy: str, episodes: int, robot: str = DEFAULT_ROBOT, episode_s: float = 2.0, seed: int = 0,
                  device: str = "auto", render: bool = False, timeout_s: float | None = None,
-                 planner_params: dict[str, Any] | None = None, backend: str | None = None) -> dict:
+                 planner_params: dict[str, Any] | None = None, backend: str | None = None,
+                 visual: str | None = None) -> dict:
     """Run one policy for ``episodes`` episodes; per-episode results and aggregates.
 
     ``policy``: a bundle folder, ``planner:BUNDLE`` (policy node with ``use_plan`` + planner node;
@@ -117,7 +162,7 @@ def run_episodes(policy: str, episodes: int, robot: str = DEFAULT_ROBOT, episode
             bar[0].n = len(results)
             bar[0].refresh()
 
-    graph = _graph_yaml(policy, robot, episode_s, seed, device, render, planner_params)
+    graph = _graph_yaml(policy, robot, episode_s, seed, device, render, planner_params, visual)
     with GraphRun(graph, "wm_eval", backend=backend) as run:
         run.node.create_subscription("diagnostic_msgs/msg/DiagnosticStatus", "/sim_robot/episode", on_episode,
                                      qos.QoSProfile("reliable", "volatile", 100))
@@ -137,15 +182,20 @@ def run_episodes(policy: str, episodes: int, robot: str = DEFAULT_ROBOT, episode
         finally:
             if bar[0] is not None:
                 bar[0].close()
+            counters = {k: v for k, v in run.diagnostics.get("policy", {}).items()
+                        if k.startswith(("ticks.", "latent_fallback.", "plan_fallback.", "held_ticks", "dropped."))}
     if failure:
         raise RuntimeError(f"eval of {policy}: {failure}")
     results = sorted(results, key=lambda r: r["episode"])[:episodes]
     d = np.array([r["final_distance"] for r in results])
     return {
         "policy": policy, "episodes": len(results), "success_rate": float(np.mean([r["success"] for r in results])),
+        "success_95ci": list(wilson(sum(r["success"] for r in results), len(results))),
         "mean_return": float(np.mean([r["return"] for r in results])), "mean_final_distance": float(d.mean()),
         "median_final_distance": float(np.median(d)), "wall_s": round(time.monotonic() - t0, 1),
         **({"planner_params": dict(planner_params)} if planner_params and policy.startswith("planner:") else {}),
+        **({"visual": graph["world_model"]["ros__parameters"]["bundle"]} if "world_model" in graph else {}),
+        "policy_counters": counters,  # the policy node's last diagnostics: ticks by source, fallbacks, holds
         "per_episode": results,
     }
 
@@ -184,17 +234,21 @@ def _bar(total: int, desc: str) -> Any:
 
 def evaluate(policies: list[str], episodes: int = 50, robot: str = DEFAULT_ROBOT, episode_s: float = 2.0,
              seed: int = 0, device: str = "auto", json_path: str | None = None,
-             planner_params: dict[str, Any] | None = None, backend: str | None = None) -> dict:
+             planner_params: dict[str, Any] | None = None, backend: str | None = None,
+             visual: str | None = None) -> dict:
+    """Each policy of ``policies`` over the graph (:func:`run_episodes`); ``visual``: the visual bundle for the
+    policies that see the camera (default: the one each recorded)."""
     for p in policies:
-        check_policy(p)
+        check_policy(p, visual)
     runs: list[dict] = []
     out: dict[str, Any] = {
         "evaluation": "closed_loop", "robot": robot, "episodes": episodes, "episode_s": episode_s, "seed": seed,
-        "success_radius_m": success_radius(robot), "mode": "lockstep (sim time)", "policies": runs,
+        "success_radius_m": success_radius(robot), "mode": "lockstep (sim time)",
+        "episode_reset": episode_reset(robot), "policies": runs,
     }
     for p in policies:  # the JSON grows after each policy: a later failure keeps what finished
         runs.append(run_episodes(p, episodes, robot, episode_s, seed, device, planner_params=planner_params,
-                                 backend=backend))
+                                 backend=backend, visual=visual))
         if json_path:
             write_json(json_path, out)
     expert = next((r for r in runs if r["policy"] == "expert"), None)

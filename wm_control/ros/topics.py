@@ -82,12 +82,14 @@ CAMERA_COMPRESSED = Topic("/camera/image_raw/compressed", "sensor_msgs/msg/Compr
                           ("camera driver (image_transport)",), ("camera_ingest",))
 FRAME = Topic("/wm/frame", "sensor_msgs/msg/Image", qos.SENSOR_DATA, ("camera_ingest",),
               ("world_model", "policy", "teleop"))
-LATENT = Topic("/wm/latent", "wm_control/msg/LatentState", qos.DEFAULT, ("world_model",), ())
+LATENT = Topic("/wm/latent", "wm_control/msg/LatentState", qos.DEFAULT, ("world_model",), ("policy",))
 PREVIEW = Topic("/wm/preview", "sensor_msgs/msg/Image", qos.SENSOR_DATA, ("world_model",), ("teleop",))
 GOAL = Topic("/goal", "geometry_msgs/msg/PointStamped", qos.LATCHED, ("sim_robot", "the task"),
              ("policy", "planner", "scripted_controller"))
 GOAL_IMAGE = Topic("/goal_image", "sensor_msgs/msg/Image", qos.LATCHED, ("sim_robot", "the task"),
-                   ("a goal-image controller (V-JEPA 2-AC's setting)",))
+                   ("world_model",))
+#: the goal image's latent (the goal-image mode, V-JEPA 2-AC's setting): stamped with the goal image's stamp
+GOAL_LATENT = Topic("/wm/goal_latent", "wm_control/msg/LatentState", qos.LATCHED, ("world_model",), ("policy",))
 #: the simulator's true object position: for evaluation, labelling and the scripted demonstrator, never
 #: an input of the learned stack (a robot has no such topic)
 GROUND_TRUTH_OBJECT = Topic("/sim/ground_truth/object", "geometry_msgs/msg/PointStamped", qos.DEFAULT, ("sim_robot",),
@@ -124,6 +126,7 @@ DIAGNOSTICS = Topic("/diagnostics", "diagnostic_msgs/msg/DiagnosticArray", qos.D
 
 #: the table, in the order of the doc
 TOPICS: tuple[Topic, ...] = (JOINT_STATES, CAMERA, CAMERA_COMPRESSED, FRAME, LATENT, PREVIEW, GOAL, GOAL_IMAGE,
+                             GOAL_LATENT,
                              GROUND_TRUTH_OBJECT, PLAN,
                              TELEOP_COMMAND, MODE, ESTOP, ESTOP_RESET, JOY, TELEOP_VIEW, POSITION_COMMANDS,
                              TRAJECTORY, DRY_RUN_COMMANDS, DRY_RUN_TRAJECTORY, EPISODE, CLOCK, DIAGNOSTICS)

@@ -19,6 +19,9 @@ EPISODE_S = {"reacher": 2.0, "pusher": 5.0, "panda": 3.0}
 #: robots whose scripted expert needs an object's pose, which no robot topic carries (the simulator's
 #: ground-truth topic does: the expert is a demonstrator, never part of the learned stack)
 EXPERT_NEEDS_OBJECT = frozenset({"pusher"})
+#: how an evaluation's episode starts (sim_robot ``episode_reset``): 'goal' (a new goal, the arm where it is) or
+#: 'full' (the arm at rest, the object and goal drawn anew: how the pusher's data are collected)
+EPISODE_RESET = {"pusher": "full"}
 #: success: the tip (reacher, panda) or the object's centre (pusher) this close to the goal at the end (m)
 SUCCESS_RADIUS = {"reacher": 0.02, "pusher": 0.05, "panda": 0.02}
 
@@ -40,6 +43,10 @@ def episode_s(robot: str, default: float = 2.0) -> float:
     return EPISODE_S.get(robot, default)
 
 
+def episode_reset(robot: str) -> str:
+    return EPISODE_RESET.get(robot, "goal")
+
+
 def check_robot(robot: str) -> str:
     if robot not in ROBOTS:
         raise ValueError(f"unknown simulated robot {robot!r}; choose one of {list(ROBOTS)} "
@@ -47,5 +54,5 @@ def check_robot(robot: str) -> str:
     return robot
 
 
-__all__ = ["DATA_QUALITY", "DEFAULT_ROBOT", "EPISODE_S", "EXPERT_NEEDS_OBJECT", "GOAL_DIMS", "ROBOTS", "SUCCESS_RADIUS", "check_robot",
-           "episode_s", "success_radius"]
+__all__ = ["DATA_QUALITY", "DEFAULT_ROBOT", "EPISODE_RESET", "EPISODE_S", "EXPERT_NEEDS_OBJECT", "GOAL_DIMS", "ROBOTS",
+           "SUCCESS_RADIUS", "check_robot", "episode_reset", "episode_s", "success_radius"]

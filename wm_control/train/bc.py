@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from wm_control.control.features import observation_dim, policy_observation
+from wm_control.control.features import needs_goal_image, observation_dim, policy_observation
 from wm_control.data.dataset import DatasetConfig, Episode, load_episodes
 from wm_control.report import JsonLines, progress, summary_line
 from wm_control.train import read_checkpoint
@@ -40,7 +40,7 @@ def bc_arrays(episodes: list[Episode], kind: str, goal_free: bool = False) -> tu
     for i, e in enumerate(episodes):
         goal = e.goal if e.goal is not None or not goal_free else np.zeros((len(e), 3))
         try:
-            obs.append(policy_observation(kind, e.q, e.qd, goal, e.latent, e.object))
+            obs.append(policy_observation(kind, e.q, e.qd, goal, e.latent, e.object, e.goal_latent))
         except ValueError as exc:
             raise ValueError(f"{e.source}: {exc}") from None
         delta.append((e.action - e.q).astype(np.float32))
@@ -172,9 +172,15 @@ def train_bc(cfg: BCConfig, data_dir: str | Path, out_dir: str | Path) -> Path:
     else:
         ensure_data(cfg, data_dir)
         dcfg = DatasetConfig(rate=cfg.control_rate, load_images=False)
+    latent = None
+    if cfg.visual:
+        dcfg = replace(dcfg, load_images=True,
+                       goal_image_topic=cfg.goal_image_topic if needs_goal_image(cfg.observation) else "")
     episodes = load_episodes([data_dir], dcfg)
     if not episodes:
         raise ValueError(f"no usable episodes under {data_dir}")
+    if cfg.visual:
+        latent = attach_latents(episodes, cfg.visual)
     out.mkdir(parents=True, exist_ok=True)
     with JsonLines(out / "metrics.jsonl") as metrics_log:
         policy, fit = fit_bc(episodes, cfg.observation, cfg.iterations, cfg.seed, hidden=cfg.hidden,
@@ -186,6 +192,7 @@ def train_bc(cfg: BCConfig, data_dir: str | Path, out_dir: str | Path) -> Path:
         "kind": "bc_policy", "config": asdict(cfg), "joint_names": episodes[0].joint_names,
         "robot": robot.manifest() if robot else None,
         "observation": cfg.observation, "obs_dim": fit["obs_dim"], "action_dim": fit["action_dim"],
+        **({"latent": latent.as_dict()} if latent else {}),
         "normalizer": {k: v.astype(float).tolist() for k, v in fit["normalizer"].items()},
         "data": {"dir": str(data_dir), "episodes": fit["episodes"], "steps": fit["steps"],
                  "val_episodes": fit["val_episodes"]},
@@ -194,6 +201,32 @@ def train_bc(cfg: BCConfig, data_dir: str | Path, out_dir: str | Path) -> Path:
     (out / "checkpoint.yaml").write_text(yaml.safe_dump(ckpt, sort_keys=False))
     log.info("BC trained on %(steps)d steps from %(episodes)d episodes: val loss %(final_val_loss).4f", fit)
     return out
+
+
+def attach_latents(episodes: list[Episode], visual: str | Path, device: str = "cpu") -> Any:
+    """Each episode's ``latent``: its step frames (the latest camera frame at each control step) resized as
+    camera_ingest does and encoded by the visual bundle's encoder, as the world_model node does; and, where the
+    episode has goal images, its ``goal_latent`` (each step's goal image, resized and encoded the same way, as
+    the world_model node publishes it on /wm/goal_latent). The frames are dropped. Returns the
+    :class:`~wm_control.control.policy.LatentInput` the policy will need."""
+    from wm_control.control.policy import LatentInput
+    from wm_control.world.bundle import load_bundle
+    from wm_control.world.frames import FrameSpec, prepare_frame
+    from wm_control.world.stream import FrameEncoder
+
+    enc = FrameEncoder(load_bundle(visual), device)
+    spec = FrameSpec(enc.size[1], enc.size[0])
+    bar = progress(len(episodes), "encoding frames", unit="ep")
+    for e in episodes:
+        if e.frames is None:
+            raise ValueError(f"{e.source}: no camera frames (the visual latent needs the camera topic in the bags)")
+        e.latent = enc.encode_all(np.stack([prepare_frame(f, spec) for f in e.frames]))
+        e.frames = None
+        if e.goal_images is not None:
+            e.goal_latent = enc.encode_all(np.stack([prepare_frame(f, spec) for f in e.goal_images]))[e.goal_image_index]
+        bar.update(1)
+    bar.close()
+    return LatentInput(enc.bundle.id, enc.latent_dim, enc.frame_rate, str(visual))
 
 
 def load_bc(ckpt_dir: str | Path) -> tuple[Any, dict[str, Any]]:
@@ -244,7 +277,8 @@ def export_bc(ckpt_dir: str | Path, bundle_dir: str | Path, max_step: float = 0.
 
     policy, meta = load_bc(ckpt_dir)
     obs_dim = meta["obs_dim"]
-    assert obs_dim == observation_dim(meta["observation"], len(meta["joint_names"]))
+    latent = meta.get("latent")
+    assert obs_dim == observation_dim(meta["observation"], len(meta["joint_names"]), latent["dim"] if latent else 0)
     with tempfile.TemporaryDirectory() as tmp:
         onnx_path = Path(tmp) / "policy.onnx"
         io = export_policy_onnx(policy, obs_dim, onnx_path)
@@ -269,6 +303,7 @@ def export_bc(ckpt_dir: str | Path, bundle_dir: str | Path, max_step: float = 0.
             "observation": meta["observation"],
             "action": "delta_position",
             "description": "position target = q + action; normaliser folded in",
+            **({"latent": latent} if latent else {}),
         }
         return write_bundle(
             bundle_dir, {"policy": (onnx_path, spec)},

@@ -86,12 +86,29 @@ class BCConfig:
     val_fraction: float = 0.1
     observation: str = "joint_trig_goal"
     """Without joint velocities: with them the clone learns to copy its own motion and can lock into
-    spinning (measured: 10% vs 90% success on the same 400 episodes)."""
+    spinning (measured: 10% vs 90% success on the same 400 episodes). With visual: joint_trig_goal_latent,
+    joint_trig_goal_xy_latent (the goal's x, y only) or joint_trig_goal_image_latent (the goal-image mode: the
+    goal image's latent in place of the goal point)."""
+    visual: str = ""
+    """A visual world model bundle (`train visual --bundle`): the policy also sees the latent of the latest
+    camera frame, encoded by this bundle's encoder as the world_model node publishes it on /wm/latent; the
+    bundle records its id, and the policy node follows only that model's latents."""
+    goal_image_topic: str = "/goal_image"
+    """observation joint_trig_goal_image_latent: the bags' goal image topic (the goal as a picture)."""
     seed: int = 0
 
     def __post_init__(self) -> None:
         if self.iterations < 1 or self.batch_size < 1 or not self.hidden:
             raise ValueError("iterations, batch_size >= 1 and at least one hidden layer")
+        from wm_control.control.features import LATENT_KINDS, OBSERVATION_KINDS
+
+        if self.visual and self.observation not in LATENT_KINDS:
+            raise ValueError(f"visual: the observation must see the latent ({' or '.join(LATENT_KINDS)}), "
+                             f"not {self.observation!r}")
+        if not self.visual and self.observation not in OBSERVATION_KINDS:
+            raise ValueError(f"observation {self.observation!r}: " + (
+                "a latent kind needs visual (a visual world model bundle)" if self.observation in LATENT_KINDS
+                else f"use one of {sorted(OBSERVATION_KINDS)}"))
         if not 0 <= self.val_fraction < 1:
             raise ValueError("val_fraction must be in [0, 1)")
 

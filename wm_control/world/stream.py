@@ -28,23 +28,55 @@ class Prediction:
     reset: bool  # the cache was empty before this frame
 
 
-class StreamingWorldModel:
+def _require_visual(bundle: Bundle, graphs: tuple[str, ...]) -> None:
+    missing = [g for g in graphs if g not in bundle.manifest.get("graphs", {})]
+    if missing or "visual" not in bundle.manifest:
+        raise BundleError(f"bundle {bundle.path} is not a visual world model bundle (missing "
+                          f"{missing or ['the visual section']}); train one with `wm-control train visual --bundle`")
+
+
+class FrameEncoder:
+    """A visual bundle's encoder: a camera frame at the model's resolution (uint8 H x W x 3, as camera_ingest
+    hands it to the world_model node) -> its normalised latent, the one ``/wm/latent`` carries."""
+
     def __init__(self, bundle: Bundle, device: str = "auto", warmup: int = 5):
-        missing = [g for g in RUNTIME_GRAPHS if g not in bundle.manifest.get("graphs", {})]
-        if missing or "visual" not in bundle.manifest:
-            raise BundleError(f"bundle {bundle.path} is not a visual world model bundle (missing "
-                              f"{missing or ['the visual section']}); "
-                              f"train one with `wm-control train visual --bundle`")
+        _require_visual(bundle, ("encoder",))
         self.bundle = bundle
         self.spec = bundle.manifest["visual"]
-        self.s = {g: bundle.session(g, device, warmup=warmup) for g in RUNTIME_GRAPHS}
-        st = bundle.graph("student_step")
-        self.window = int(st["window"])
-        self.cache_shape = tuple(st["inputs"]["k_cache"]["shape"])
+        self.session = bundle.session("encoder", device, warmup=warmup)
         cam = bundle.manifest.get("camera") or {}
         self.size = (int(cam["height"]), int(cam["width"]))
         self.latent_dim = int(self.spec["latent_dim"])
         self.frame_rate = float(self.spec["frame_rate"])
+
+    def __call__(self, frame: np.ndarray) -> np.ndarray:
+        """(H, W, 3) uint8 -> (Dz,) float32."""
+        if frame.shape != (*self.size, 3) or frame.dtype != np.uint8:
+            raise ValueError(f"frame must be uint8 {self.size[0]}x{self.size[1]}x3 (the bundle's camera), "
+                             f"got {frame.dtype} {frame.shape}")
+        return self.session.run(frame=frame[None])["latent"][0]
+
+    def encode_all(self, frames: np.ndarray) -> np.ndarray:
+        """(N, H, W, 3) uint8 -> (N, Dz) float32, one frame at a time as the node encodes them."""
+        out = np.empty((len(frames), self.latent_dim), np.float32)
+        for i, f in enumerate(frames):
+            out[i] = self(f)
+        return out
+
+
+class StreamingWorldModel:
+    def __init__(self, bundle: Bundle, device: str = "auto", warmup: int = 5):
+        _require_visual(bundle, RUNTIME_GRAPHS)
+        self.bundle = bundle
+        self.spec = bundle.manifest["visual"]
+        self.s = {g: bundle.session(g, device, warmup=warmup) for g in RUNTIME_GRAPHS}
+        self.encoder = FrameEncoder(bundle, device, warmup)
+        st = bundle.graph("student_step")
+        self.window = int(st["window"])
+        self.cache_shape = tuple(st["inputs"]["k_cache"]["shape"])
+        self.size = self.encoder.size
+        self.latent_dim = self.encoder.latent_dim
+        self.frame_rate = self.encoder.frame_rate
         self.n_joints = len(bundle.joint_names)
         self.reset()
 
@@ -60,10 +92,7 @@ class StreamingWorldModel:
         self.z_prev: np.ndarray | None = None
 
     def encode(self, frame: np.ndarray) -> np.ndarray:
-        if frame.shape != (*self.size, 3) or frame.dtype != np.uint8:
-            raise ValueError(f"frame must be uint8 {self.size[0]}x{self.size[1]}x3 (the bundle's camera), "
-                             f"got {frame.dtype} {frame.shape}")
-        return self.s["encoder"].run(frame=frame[None])["latent"][0]
+        return self.encoder(frame)
 
     def action(self, z_prev: np.ndarray, z: np.ndarray, command: np.ndarray) -> np.ndarray:
         return self.s["action_adapter"].run(latent_prev=z_prev[None].astype(np.float32),

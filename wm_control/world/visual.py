@@ -44,21 +44,84 @@ def frames_to_input(frames: torch.Tensor) -> torch.Tensor:
     return frames.float().permute(0, 3, 1, 2) / 255.0 - 0.5
 
 
+class SpatialSoftmax(nn.Module):
+    """Feature maps (B, K, H, W) -> (B, 2K): each channel's softmax over the image, as its expected x, y in
+    [-1, 1] (the keypoints of deep spatial autoencoders, Finn et al. 2016). Where a thing is becomes a number
+    that moves linearly with it: a small object's place survives into the latent."""
+
+    def __init__(self, size: int):
+        super().__init__()
+        c = torch.linspace(-1.0, 1.0, size)
+        self.register_buffer("xs", c.repeat(size), persistent=False)  # (H*W,) x of each cell, row-major
+        self.register_buffer("ys", c.repeat_interleave(size), persistent=False)
+
+    def forward(self, f: torch.Tensor) -> torch.Tensor:
+        p = torch.softmax(f.flatten(2), dim=-1)  # (B, K, H*W)
+        return torch.cat([p @ self.xs, p @ self.ys], dim=-1)
+
+
 class ConvEncoder(nn.Module):
-    def __init__(self, image_size: int = 64, channels: tuple[int, ...] = (32, 64, 64, 128), latent_dim: int = 32):
+    """Strided convolutions -> a linear map to the latent. With ``keypoints`` K > 0, K spatial-softmax
+    keypoints of the feature map after ``keypoint_layer`` convolutions (e.g. 16x16 of a 64x64 frame) join the
+    last feature map as the linear map's input."""
+
+    def __init__(self, image_size: int = 64, channels: tuple[int, ...] = (32, 64, 64, 128), latent_dim: int = 32,
+                 keypoints: int = 0, keypoint_layer: int = 2):
         super().__init__()
         layers: list[nn.Module] = []
         c_in, size = 3, image_size
-        for c in channels:
+        kp_in = kp_size = 0
+        for i, c in enumerate(channels):
             layers += [nn.Conv2d(c_in, c, 4, 2, 1), nn.GELU()]
             c_in, size = c, size // 2
-        self.conv = nn.Sequential(*layers)
-        self.fc = nn.Linear(c_in * size * size, latent_dim)
+            if i + 1 == keypoint_layer:
+                kp_in, kp_size = c, size
+        self.keypoints = int(keypoints)
+        self.keypoint_layer = int(keypoint_layer)
+        self.map_channels, self.map_size = kp_in, kp_size
+        if self.keypoints:
+            if not 1 <= keypoint_layer <= len(channels):
+                raise ValueError(f"keypoint_layer must be in 1..{len(channels)}")
+            self.head = nn.Sequential(*layers[:2 * keypoint_layer])
+            self.conv = nn.Sequential(*layers[2 * keypoint_layer:])
+            self.kp = nn.Conv2d(kp_in, self.keypoints, 1)
+            self.softmax = SpatialSoftmax(kp_size)
+        else:
+            self.conv = nn.Sequential(*layers)
+        self.fc = nn.Linear(c_in * size * size + 2 * self.keypoints, latent_dim)
         self.latent_dim = latent_dim
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: (B, 3, H, W) from :func:`frames_to_input`."""
-        return self.fc(self.conv(x).flatten(1))
+        if not self.keypoints:
+            return self.fc(self.conv(x).flatten(1))
+        return self.forward_with_map(x)[0]
+
+    def forward_with_map(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(latent, the feature map after ``keypoint_layer`` convolutions): the map is what patch-level JEPA
+        targets predict."""
+        if self.keypoints:
+            h = self.head(x)
+            return self.fc(torch.cat([self.conv(h).flatten(1), self.softmax(self.kp(h))], dim=-1)), h
+        k = 2 * self.keypoint_layer
+        h = self.conv[:k](x)
+        return self.fc(self.conv[k:](h).flatten(1)), h
+
+
+class PatchPredictor(nn.Module):
+    """Patch-level JEPA: a context frame's feature map (B, C, S, S) and the frame offset -> the target frame's
+    feature map, cell by cell (I-JEPA / V-JEPA predict patch features, not one vector: every place in the
+    picture, a small object's too, must be represented to be predicted)."""
+
+    def __init__(self, channels: int, max_offset: int, hidden: int = 64):
+        super().__init__()
+        self.max_offset = max_offset
+        self.net = nn.Sequential(nn.Conv2d(channels + max_offset + 1, hidden, 3, 1, 1), nn.GELU(),
+                                 nn.Conv2d(hidden, hidden, 3, 1, 1), nn.GELU(), nn.Conv2d(hidden, channels, 1))
+
+    def forward(self, f: torch.Tensor, offset: torch.Tensor) -> torch.Tensor:
+        oh = F.one_hot(offset.long(), self.max_offset + 1).float()[:, :, None, None].expand(-1, -1, *f.shape[2:])
+        return self.net(torch.cat([f, oh], dim=1))
 
 
 class JEPAPredictor(nn.Module):

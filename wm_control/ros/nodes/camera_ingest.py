@@ -15,8 +15,10 @@ Sources (``source``):
 For every frame, before anything else: a message whose data is over ``max_input_bytes`` is dropped
 (``dropped.too_large``). Then the capture stamp is held against the node's ROS time (``/clock`` under
 sim time; no time checks before the first ``/clock``): frames stamped more than ``max_future_stamp``
-ahead of it (``dropped.future``), older than ``max_age`` (``dropped.stale``) or not newer than the last
-PUBLISHED frame (``dropped.out_of_order``) are dropped before any decoding. Only a published frame
+ahead of it (``dropped.future``), older than ``max_age`` (``dropped.stale``) or older than the last
+PUBLISHED frame (``dropped.out_of_order``) are dropped before any decoding; one with the last one's stamp
+(a lock-step simulator re-announcing its instant until a controller answers) is passed on (``repeated``):
+a late joiner downstream gets it, and the world model drops a frame it already has. Only a published frame
 becomes the reference of that order, so a frame from the future (one would hide every real frame
 until the clock passed it) never does; and when the clock goes back (sim time restarted, a bag
 looped, the wall clock set back) so that the last published stamp lies ahead of it by more than
@@ -171,6 +173,7 @@ class CameraIngestNode:
         for reason in DROP_REASONS:
             self.diag.count(f"dropped.{reason}", 0)
         self.diag.count("order_resets", 0)
+        self.diag.count("repeated", 0)
         self.diag.set("output_size", f"{self.spec.width}x{self.spec.height}")
         self.diag.status(Diagnostics.WARN, "no frame yet")
 
@@ -236,9 +239,11 @@ class CameraIngestNode:
                 self.notes.info("order_reset", "the last published frame is stamped %.3f s ahead of the clock "
                                 "(the clock went back?): frame order starts again", ahead)
                 self.last_ns = None
-        if self.last_ns is not None and stamp_ns <= self.last_ns:
-            return self.drop("out_of_order", f"stamp {stamp_ns * 1e-9:.6f} is not newer than the last "
+        if self.last_ns is not None and stamp_ns < self.last_ns:
+            return self.drop("out_of_order", f"stamp {stamp_ns * 1e-9:.6f} is older than the last "
                                              f"published frame's {self.last_ns * 1e-9:.6f}")
+        if stamp_ns == self.last_ns:  # the same instant again (a lock-step simulator re-announcing it to late
+            self.diag.count("repeated")  # joiners): passed on; consumers drop what they have (world_model does)
         try:
             rgb = decode()
         except im.ImageTooLarge as exc:

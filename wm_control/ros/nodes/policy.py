@@ -9,8 +9,13 @@ the policy, the reason counted as ``plan_fallback.<reason>``; under sim time eac
 teleop | hold), ``/wm/estop`` (std_msgs/Bool from any number of sources: every True latches the
 e-stop; read with a keep-all reader per reliability/durability, so a publisher with any ROS 2 QoS is
 heard and a True immediately followed by False is never lost), ``/wm/estop_reset`` (std_msgs/Empty;
-clears the latch only when no source's last value is True), and ``/wm/frame`` to measure
-camera-to-command latency. Numbers from the wire are checked before any arithmetic: joint states and
+clears the latch only when no source's last value is True), ``/wm/latent`` (a policy that sees the camera,
+from ``train bc --visual``: the world_model node's LatentState of the visual bundle its manifest names; the
+tick uses the newest captured at or before it, and holds the arm where it is, counted
+``latent_fallback.missing`` / ``.stale``, when there is none or it is older than ``max_latent_age``; another
+bundle's latents, wrong-sized or non-finite ones are dropped and counted; under sim time the tick waits up to
+``latent_wait`` for the latent of its instant's frame) and ``/wm/frame`` to measure camera-to-command latency
+(for a camera policy: on the frame whose latent the command used). Numbers from the wire are checked before any arithmetic: joint states and
 plans stamped too far in the future (``max_future_stamp``) are dropped and counted, and never become
 the reference that later good ones are ordered against. Output: Float64MultiArray on ``/forward_position_controller/commands``
 (in ``joint_order``) or a one-point JointTrajectory on ``/joint_trajectory_controller/joint_trajectory``;
@@ -130,8 +135,20 @@ class PolicyConfig:
     plan_wait: float = 0.5
     """Sim time with use_plan: wall seconds to wait for the plan made from the current instant's state
     before falling back to the policy (so lock-step results do not depend on the planner's speed)."""
+    max_latent_age: float = 0.15
+    """Seconds. A policy that sees the visual latent (a bundle from `train bc --visual`) uses the newest
+    /wm/latent of its visual bundle captured at or before the tick; none yet, or one captured longer ago
+    than this: the tick holds where the arm is (``latent_fallback.missing`` / ``.stale``)."""
+    latent_period: float = 0.0
+    """Sim time, latent policy: the camera's frame period in seconds (0: the visual model's frame rate's).
+    The tick at T waits up to latent_wait wall seconds for the latent of a frame captured after T - period
+    (the frame of its instant), so lock-step results do not depend on the world model's speed."""
+    latent_wait: float = 0.5
+    """Sim time, latent policy: wall seconds a tick waits for the latent of its instant (the first tick waits
+    for the first latent without limit: nothing moves before the camera chain is up)."""
     track_frames: bool = True
-    """Subscribe /wm/frame and report camera-to-command latency."""
+    """Subscribe /wm/frame and report camera-to-command latency (a latent policy: measured on the frame
+    whose latent the command used)."""
     realtime_priority: int = 0
     """> 0: run the control loop thread SCHED_FIFO at this priority (needs CAP_SYS_NICE or an rtprio
     limit, as for ros2_control); refused -> a warning and normal scheduling."""
@@ -148,6 +165,8 @@ class PolicyConfig:
             raise ValueError("rate and max_step must be >= 0")
         if self.plan_wait < 0 or not self.max_plan_age > 0:
             raise ValueError("plan_wait must be >= 0 and max_plan_age > 0")
+        if not self.max_latent_age > 0 or self.latent_period < 0 or self.latent_wait < 0:
+            raise ValueError("max_latent_age must be > 0, latent_period and latent_wait >= 0")
         if not (self.stamp_tolerance >= 0 and self.max_future_stamp > 0):
             raise ValueError("stamp_tolerance must be >= 0 and max_future_stamp > 0")
         if len(self.position_lower) != len(self.position_upper):
@@ -224,6 +243,13 @@ class PolicyNode:
         self.infer_ms = Window()
         self.frame_used: float | None = None
         self.last_act: float | None = None
+        self.latents: deque = deque(maxlen=16)  # (capture stamp, latent) of this policy's visual bundle, in order
+        self.latent_fallback: str | None = None  # why this tick had no latent
+        self.latent_used: float | None = None  # capture stamp of the latent this tick's command used
+        self.latent_measured: float | None = None
+        self._latent_sub = None
+        self.goal_latent: tuple[float, np.ndarray] | None = None  # (stamp, latent) of the goal image (goal-image mode)
+        self.goal_stamp = -np.inf  # the /goal point's stamp (under sim time, a goal image's latent must be as new)
 
         m = node.msg
         self.make = m
@@ -264,6 +290,7 @@ class PolicyNode:
         self.diag.set("mode", self.mode)
         self.diag.set("dry_run", "true" if cfg.dry_run else "false")
         self.diag.set("command_topic", self.command_topic)
+        self._subscribe_latent()
         if not cfg.lifecycle:
             self._start_ticker()
         if cfg.realtime_priority > 0:
@@ -311,6 +338,8 @@ class PolicyNode:
         if self.bundle is not None:
             self.policy = BundlePolicy(self.bundle, cfg.device)  # warmed up here, not in the loop
             self.session = self.policy.session
+            if getattr(self, "diag", None) is not None:  # (at start the subscription follows the others)
+                self._subscribe_latent()
         self.rate = self.limits.control_rate
         self.safety = _carry_estop(self.safety, SafetyLayer(self.limits.safety_config(
             {"joint_states": cfg.max_joint_state_age})))
@@ -326,9 +355,27 @@ class PolicyNode:
             return ""
         return f"bundle:{self.bundle.id}" if self.bundle else f"robot:{self.robot.name}"
 
+    def _subscribe_latent(self) -> None:
+        """/wm/latent, once, when the policy sees the visual latent."""
+        if self._latent_sub is None and self.policy is not None and self.policy.needs_latent:
+            self._latent_sub = topics.LATENT.subscribe(self.node, self.on_latent)
+            if self.policy.needs_goal_image:
+                topics.GOAL_LATENT.subscribe(self.node, self.on_goal_latent)
+            li = self.policy.latent
+            self.diag.set("latent.bundle_id", li.bundle_id)
+            self.node.logger.info("the policy sees the camera: /wm/latent of visual bundle %s (%d values); a latent "
+                                  "older than %.3f s holds the arm", li.bundle_id[:12], li.dim, self.cfg.max_latent_age)
+
     def _start_ticker(self) -> None:
-        self.ticker = ControlTick(self.node, self.rate, self.act, ready=self.plan_ready if self.cfg.use_plan else None,
-                                  wait=self.cfg.plan_wait)
+        cfg = self.cfg
+        latent = self.policy is not None and self.policy.needs_latent
+        gated = cfg.use_plan or latent
+        self.ticker = ControlTick(self.node, self.rate, self.act, ready=self.ready if gated else None,
+                                  wait=max(cfg.plan_wait if cfg.use_plan else 0.0, cfg.latent_wait if latent else 0.0))
+        if latent and self.ticker.sim_time and not self.latents:
+            # sim time: nothing moves before the camera chain is up; the first tick waits for the first latent
+            # (a lock-step simulator waits with it), then each tick at most latent_wait
+            self._wait, self.ticker.wait = self.ticker.wait, math.inf
 
     def _unload(self) -> None:
         """Back to unconfigured: no bundle, no loop, no inputs of the old joints; the e-stop state kept."""
@@ -342,6 +389,8 @@ class PolicyNode:
         self.safety = _estop_only(self.safety)
         self.q = self.qd = self.teleop = self.plan = None
         self.plan_stamp = -np.inf
+        self.latents.clear()
+        self.goal_latent = None
         self.rx.clear()
 
     def _hold_once(self) -> None:
@@ -442,6 +491,7 @@ class PolicyNode:
     def on_goal(self, msg) -> None:
         try:
             self.goal = cv.point_to_array(msg)
+            self.goal_stamp = cv.stamp_sec(msg.header.stamp)
         except cv.ConversionError as exc:
             self.diag.count("dropped.goal")
             self.warn.log("goal", "dropped goal: %s", exc)
@@ -473,10 +523,81 @@ class PolicyNode:
         self.diag.tick("plans")
         self.ticker.poke()  # sim time: the tick of this instant may be waiting for it
 
-    def plan_ready(self, t: float) -> bool:
-        """Sim time: may the tick at ``t`` act? Only with the plan made from the state at ``t`` (or when
-        no plan is wanted now)."""
-        return self.mode != "autonomous" or self.plan_stamp >= t - 1e-6
+    def ready(self, t: float) -> bool:
+        """Sim time: may the tick at ``t`` act? In autonomous, only with the plan made from the state at ``t``
+        (use_plan) and the latent of the frame of its instant (a latent policy): one captured after
+        ``t - latent_period``."""
+        if self.mode != "autonomous":
+            return True
+        if self.cfg.use_plan and self.plan_stamp < t - 1e-6:
+            return False
+        if self.policy is not None and self.policy.needs_latent:
+            if self.policy.needs_goal_image and math.isfinite(self.goal_stamp) and (
+                    self.goal_latent is None or self.goal_latent[0] < min(self.goal_stamp, t) - 1e-6):
+                return False  # a new goal was posed (its point came): wait for its image's latent
+            period = self.cfg.latent_period or 1.0 / self.policy.latent.frame_rate
+            newest = max((st for st, _ in self.latents if st <= t + 1e-6), default=-np.inf)
+            return newest > t - period + 1e-6
+        return True
+
+    def _latent_of(self, msg, what: str) -> tuple[float, np.ndarray] | None:
+        """(capture stamp, latent) of a LatentState when it is this policy's visual bundle's, of its size, finite
+        and not stamped in the future; else None, counted ``dropped.<what>_model`` / ``_malformed`` / ``_future``."""
+        li = self.policy.latent if self.policy is not None else None
+        if li is None:  # unconfigured (lifecycle), or a policy without the latent
+            return None
+        if msg.bundle_id != li.bundle_id:
+            self.diag.count(f"dropped.{what}_model")
+            self.warn.log(f"{what}_model", "dropped %s of visual bundle %s: this policy reads bundle %s's latents "
+                          "(run world_model with that bundle)", what, str(msg.bundle_id)[:12], li.bundle_id[:12])
+            return None
+        z = np.asarray(msg.latent, np.float32)
+        if z.shape != (li.dim,) or not np.all(np.isfinite(z)):
+            self.diag.count(f"dropped.{what}_malformed")
+            self.warn.log(f"{what}_malformed", "dropped %s: %d values (want %d) or not finite", what, z.size, li.dim)
+            return None
+        stamp = cv.stamp_sec(msg.header.stamp)
+        if not math.isfinite(stamp) or stamp - self.node.now() > self.cfg.max_future_stamp:
+            self.diag.count(f"dropped.{what}_future")
+            return None
+        return stamp, z
+
+    def on_latent(self, msg) -> None:
+        """A /wm/latent (wm_control/msg/LatentState): kept when :meth:`_latent_of` takes it and it is not stamped
+        before the newest one kept (a stamp a second or more back: the stream restarted, start anew)."""
+        got = self._latent_of(msg, "latent")
+        if got is None:
+            return
+        stamp, z = got
+        if self.latents and stamp <= self.latents[-1][0]:
+            if stamp < self.latents[-1][0] - 1.0:  # the stream went back (a bag loop, a sim reset): start anew
+                self.latents.clear()
+            else:
+                self.diag.count("dropped.latent_out_of_order")
+                return
+        self.latents.append((stamp, z))
+        if getattr(self, "_wait", None) is not None:  # the first latent: later ticks wait at most latent_wait
+            self.ticker.wait, self._wait = self._wait, None
+        self.diag.tick("latents")
+        self.ticker.poke()  # sim time: the tick of this instant may be waiting for it
+
+    def on_goal_latent(self, msg) -> None:
+        """A /wm/goal_latent (the goal image's latent, the goal-image mode): the newest is the goal."""
+        got = self._latent_of(msg, "goal_latent")
+        if got is not None:
+            self.goal_latent = got
+            self.diag.count("goal_latents")
+            self.ticker.poke()
+
+    def latent_for(self, t: float) -> tuple[np.ndarray | None, float | None, str | None]:
+        """The latent for the tick at ``t``: the newest captured at or before ``t``, with its capture stamp; or
+        None and why not ('missing': none yet; 'stale': older than max_latent_age)."""
+        best = next(((st, z) for st, z in reversed(self.latents) if st <= t + 1e-6), None)
+        if best is None:
+            return None, None, "missing"
+        if t - best[0] > self.cfg.max_latent_age:
+            return None, best[0], "stale"
+        return best[1], best[0], None
 
     def on_frame(self, msg) -> None:
         self.frame_stamp = cv.stamp_sec(msg.header.stamp)
@@ -567,10 +688,26 @@ class PolicyNode:
             self.fallback = choice.fallback
             self.diag.count("plan_fallbacks")
             self.diag.count(f"plan_fallback.{choice.fallback}")
-        if choice.source != "policy" or self.goal is None or self.policy is None:
+        goal_image = self.policy is not None and self.policy.needs_goal_image
+        if choice.source != "policy" or self.policy is None or (self.goal is None and not goal_image):
             return choice.action, choice.source
+        latent = goal_latent = None
+        if goal_image:  # the goal is a picture's latent (the goal-image mode)
+            if self.goal_latent is None:
+                self.latent_fallback = "goal_image_missing"
+                self.diag.count("latent_fallback.goal_image_missing")
+                return None, "policy"
+            goal_latent = self.goal_latent[1]
+        if self.policy.needs_latent:  # the camera's latent of this instant, or hold
+            t = self.ticker.acted_at if self.ticker.sim_time else now
+            latent, stamp, why = self.latent_for(t)
+            if latent is None:
+                self.latent_fallback = why
+                self.diag.count(f"latent_fallback.{why}")
+                return None, "policy"
+            self.latent_used = stamp
         t0 = time.perf_counter()
-        target = self.policy.select_action(self.q, self.qd, self.goal)
+        target = self.policy.select_action(self.q, self.qd, self.goal, latent, goal_latent)
         self.infer_ms.add(time.perf_counter() - t0)
         return target, "policy"
 
@@ -584,7 +721,8 @@ class PolicyNode:
         if not self.commanding:  # lifecycle: not active (deactivate ended with one hold tick)
             return
         now = self.node.now()
-        self.fallback = None
+        self.fallback = self.latent_fallback = None
+        self.latent_used = None
         proposal, source = self.propose(now)
         self.diag.count(f"ticks.{source}")
         res = self.safety.step(now, self.q, proposal, source)
@@ -606,15 +744,22 @@ class PolicyNode:
         if self.last_act is not None:
             self.diag.latency("period_error", abs(t_pub - self.last_act - 1.0 / self.rate))
         self.last_act = t_pub
+        if self.latent_used is not None and not self.ticker.sim_time:
+            # the frame whose latent this command used: capture -> command, on its first command
+            self.diag.latency("latent_age_at_command", time.time() - self.latent_used)
+            if self.latent_used != self.latent_measured:
+                self.diag.latency("camera_to_command", time.time() - self.latent_used)
+                self.latent_measured = self.latent_used
         if self.frame_stamp is not None and not self.ticker.sim_time:
             age = time.time() - self.frame_stamp
             self.diag.latency("frame_age_at_command", age)
-            if self.frame_stamp != self.frame_used:  # the first command that could react to this frame
-                self.diag.latency("camera_to_command", age)
+            if self.frame_stamp != self.frame_used and not (self.policy is not None and self.policy.needs_latent):
+                self.diag.latency("camera_to_command", age)  # a policy blind to the camera: the next command
                 self.frame_used = self.frame_stamp
         if res.held:
             self.diag.status(Diagnostics.WARN, f"holding ({source}): " + ", ".join(res.reasons)
-                             + (f" (plan not followed: {self.fallback})" if self.fallback else ""))
+                             + (f" (plan not followed: {self.fallback})" if self.fallback else "")
+                             + (f" (camera latent {self.latent_fallback})" if self.latent_fallback else ""))
         else:
             self.diag.status(Diagnostics.OK, f"{self.mode} via {source}"
                              + (f" ({', '.join(res.reasons)})" if res.reasons else "")

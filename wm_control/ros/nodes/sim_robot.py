@@ -49,8 +49,9 @@ class SimRobotConfig:
     episode_s: float = 4.0
     """A new episode every episode_s seconds of sim time; 0 disables episodes."""
     episode_reset: str = "goal"
-    """'goal': only a new goal, the arm stays (like a real robot); 'full': also re-randomise the arm
-    (a teleport: a safety layer will hold against it, as it should)."""
+    """'goal': only a new goal, the arm stays (like a real robot); 'full': the simulator reset, episode k
+    from the seed ``seed + k`` (a teleport: the policy node's safety layer holds one tick on the jump and
+    starts again from where the arm now is)."""
     success_radius: float = 0.0
     """Metres from the goal (the tip's, or the object's where the task is to push one) that count as success; 0: the
     robot's (:data:`wm_control.sim.robots.SUCCESS_RADIUS`)."""
@@ -179,7 +180,9 @@ class SimRobotNode:
         self.diag.set("successes", n_ok)
         self.diag.set("last_final_distance", d)
         self.episode += 1
-        self.obs = self.arm.reset() if self.cfg.episode_reset == "full" else self.arm.new_goal()
+        # full: episode k starts from the reset seeded seed + k (the starts of `eval push` with that seed)
+        self.obs = self.arm.reset(seed=self.cfg.seed + self.episode) if self.cfg.episode_reset == "full" \
+            else self.arm.new_goal()
         self.episode_start = self.arm.total_time
         self.episode_return = 0.0
         self.publish_goal()
@@ -193,7 +196,8 @@ class SimRobotNode:
             self.pub_object.publish(cv.make_point(self.make, t, o.object))
         if self.cfg.render and t + 1e-9 >= self.next_camera:
             img = self.arm.render()  # captured now: the stamp is the capture time
-            self.pub_img.publish(cv.make_image(self.make, self.stamp(), img, self.cfg.camera_frame_id))
+            self._last_image = cv.make_image(self.make, self.stamp(), img, self.cfg.camera_frame_id)
+            self.pub_img.publish(self._last_image)
             self.diag.tick("camera")
             period = 1.0 / self.cfg.camera_rate
             self.next_camera = max(self.next_camera + period, t - period)
@@ -215,7 +219,10 @@ class SimRobotNode:
             # no controller yet: do not advance; re-announce the state so a late joiner can act on it
             if self.commands_since_step == 0:
                 if waited > 0.5:
+                    shown = getattr(self, "_last_image", None)
                     self.publish_state()
+                    if shown is not None and shown is getattr(self, "_last_image", None):
+                        self.pub_img.publish(shown)  # the instant's frame too (a camera policy waits for it)
                     self.publish_clock()
                     self._last_step_wall = time.monotonic()
                 return

@@ -2,7 +2,8 @@
 core is :class:`wm_control.world.stream.StreamingWorldModel`.
 
 Inputs: ``/wm/frame`` (rgb8 at the bundle's camera size, from camera_ingest, stamped with the capture
-time), the executed commands ``/forward_position_controller/commands`` (Float64MultiArray in
+time), ``/goal_image`` (latched: the goal as a picture; resized to the model's frame, encoded, and its latent
+published on ``/wm/goal_latent``, latched, with the goal image's stamp: the goal-image mode), the executed commands ``/forward_position_controller/commands`` (Float64MultiArray in
 ``joint_order``), ``/joint_states`` (by name), and, for the preview, ``/teleop/command`` (JointState
 targets by name) and ``/wm/mode`` (std_msgs/String, latched).
 
@@ -105,6 +106,8 @@ class WorldModelNode:
         topics.TELEOP_COMMAND.subscribe(node, self.on_teleop)
         topics.MODE.subscribe(node, self.on_mode)
         topics.FRAME.subscribe(node, self.on_frame, cfg.frame_topic)
+        self.goal_pub = topics.GOAL_LATENT.publisher(node)
+        topics.GOAL_IMAGE.subscribe(node, self.on_goal_image)
         self.diag = Diagnostics(node, hardware_id=f"bundle:{self.bundle.id}")
         self.warn = ThrottledLog(node.logger, period=WARN_PERIOD)
         node.create_timer(1.0, self.warn.flush)
@@ -157,6 +160,21 @@ class WorldModelNode:
                 and self.node.now() - self.teleop_t <= self.cfg.max_command_age:
             return self.teleop
         return self.current_command()
+
+    def on_goal_image(self, msg) -> None:
+        """A goal image (the scene as it should end): resized to the model's frame (as camera_ingest resizes the
+        camera), encoded, and its latent published on /wm/goal_latent (latched, with the image's stamp)."""
+        from wm_control.world.frames import FrameSpec, prepare_frame
+
+        try:
+            rgb = prepare_frame(image_msg_to_rgb(msg), FrameSpec(self.wm.size[1], self.wm.size[0]))
+            z = self.wm.encode(rgb)
+        except (cv.ConversionError, ValueError) as exc:
+            self.diag.count("dropped.goal_image")
+            self._warn("goal_image", "dropped goal image: %s", exc)
+            return
+        self.goal_pub.publish(self._latent_msg(msg.header, z, False))
+        self.diag.count("goal_images")
 
     # ---- frames -------------------------------------------------------------------------------
     def on_frame(self, msg) -> None:
@@ -217,12 +235,13 @@ class WorldModelNode:
         self.wm.reset()
         self.pending_pred = None
 
-    def _publish_latent(self, frame_msg, pred) -> None:
-        m = self.node.msg
+    def _latent_msg(self, header, latent: np.ndarray, reset: bool):
         q = self.q if self.q is not None else np.zeros(len(self.names))
         qd = self.qd if self.qd is not None else np.zeros(len(self.names))
-        out = m("wm_control/msg/LatentState", header=frame_msg.header, bundle_id=self.bundle.id,
-                latent=np.asarray(pred.latent, np.float32), joint_names=list(self.names),
-                position=np.asarray(q, np.float64), velocity=np.asarray(qd, np.float64),
-                uncertainty=0.0, reset=bool(pred.reset))
-        self.lat_pub.publish(out)
+        return self.node.msg("wm_control/msg/LatentState", header=header, bundle_id=self.bundle.id,
+                             latent=np.asarray(latent, np.float32), joint_names=list(self.names),
+                             position=np.asarray(q, np.float64), velocity=np.asarray(qd, np.float64),
+                             uncertainty=0.0, reset=bool(reset))
+
+    def _publish_latent(self, frame_msg, pred) -> None:
+        self.lat_pub.publish(self._latent_msg(frame_msg.header, pred.latent, pred.reset))

@@ -27,6 +27,9 @@ class VisualConfig:
     episode_s: float = 2.0
     latent_dim: int = 32
     enc_channels: tuple[int, ...] = (32, 64, 64, 128)
+    enc_keypoints: int = 0
+    """Spatial-softmax keypoints of the encoder's second feature map (a quarter of the frame's size) fed to its
+    last linear map with the final features: a small object's place, linearly (0: none)."""
     jepa_steps: int = 2500
     jepa_batch: int = 64
     jepa_lr: float = 1e-3
@@ -36,6 +39,10 @@ class VisualConfig:
     jepa_var_weight: float = 1.0
     """Anti-collapse: hinge on the per-dimension std of the context latents (VICReg's variance term);
     without it the EMA target and the predictor agree on a constant within a few hundred steps here."""
+    jepa_patch_weight: float = 0.0
+    """Patch-level JEPA targets (0: off): also predict the target frame's feature map after the second
+    convolution cell by cell (layer-normed, from the EMA target) from the context's, weighted this much, with
+    a variance hinge on the map's channels; every place in the picture must then be represented."""
     jepa_cov_weight: float = 0.04
     """Decorrelates latent dimensions (VICReg's covariance term), so the latent spreads what it sees."""
     mask_blocks: int = 2

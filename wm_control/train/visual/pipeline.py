@@ -72,7 +72,7 @@ def train_visual(cfg: VisualConfig, data_dir: str | Path | None = None, out_dir:
     else:
         metrics["encoder"] = stages.train_encoder(cfg, eps, out, resume=resume)
         _save_progress(out, metrics)
-    enc = ConvEncoder(cfg.image_size, cfg.enc_channels, cfg.latent_dim)
+    enc = ConvEncoder(cfg.image_size, cfg.enc_channels, cfg.latent_dim, cfg.enc_keypoints)
     enc.load_state_dict(torch.load(out / "encoder.pt", weights_only=True))
     enc.eval()
     raw = stages.encode_all(enc, [e.frames for e in eps])
@@ -168,7 +168,7 @@ def load_visual(ckpt_dir: str | Path) -> VisualModels:
     cfg = VisualConfig(**meta["config"])
     n = len(meta["joint_names"])
     mods = {
-        "encoder": ConvEncoder(cfg.image_size, cfg.enc_channels, cfg.latent_dim),
+        "encoder": ConvEncoder(cfg.image_size, cfg.enc_channels, cfg.latent_dim, cfg.enc_keypoints),
         "decoder": PixelDecoder(cfg.image_size, cfg.latent_dim, cfg.dec_channels),
         "lam": LatentActionModel(cfg.latent_dim, cfg.action_dim),
         "teacher": stages.make_teacher(cfg, cfg.action_dim),

@@ -94,13 +94,15 @@ def train_encoder(cfg: VisualConfig, eps: list[VideoEpisode], out: Path, resume:
 
     import torch
 
-    from wm_control.world.visual import ConvEncoder, JEPAPredictor, frames_to_input
+    from wm_control.world.visual import ConvEncoder, JEPAPredictor, PatchPredictor, frames_to_input
 
     torch.manual_seed(cfg.seed)
-    enc = ConvEncoder(cfg.image_size, cfg.enc_channels, cfg.latent_dim)
+    enc = ConvEncoder(cfg.image_size, cfg.enc_channels, cfg.latent_dim, cfg.enc_keypoints)
     pred = JEPAPredictor(cfg.latent_dim, cfg.jepa_max_offset)
+    patch = PatchPredictor(enc.map_channels, cfg.jepa_max_offset) if cfg.jepa_patch_weight > 0 else None
     target = copy.deepcopy(enc).requires_grad_(False)
-    opt = torch.optim.AdamW(list(enc.parameters()) + list(pred.parameters()), lr=cfg.jepa_lr, weight_decay=1e-4)
+    params = list(enc.parameters()) + list(pred.parameters()) + (list(patch.parameters()) if patch else [])
+    opt = torch.optim.AdamW(params, lr=cfg.jepa_lr, weight_decay=1e-4)
     gen = torch.Generator().manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     step = 0
@@ -114,6 +116,8 @@ def train_encoder(cfg: VisualConfig, eps: list[VideoEpisode], out: Path, resume:
                                f"(delete it to start the encoder afresh): {type(exc).__name__}: {msg}") from None
         enc.load_state_dict(st["encoder"])
         pred.load_state_dict(st["predictor"])
+        if patch is not None:
+            patch.load_state_dict(st["patch_predictor"])
         target.load_state_dict(st["target"])
         opt.load_state_dict(st["opt"])
         gen.set_state(st["gen"])
@@ -135,12 +139,18 @@ def train_encoder(cfg: VisualConfig, eps: list[VideoEpisode], out: Path, resume:
         ctx = frames_to_input(torch.from_numpy(np.stack([eps[e].frames[i] for e, i in zip(ei, t)])))
         tgt = frames_to_input(torch.from_numpy(np.stack([eps[e].frames[i + d] for e, i, d in zip(ei, t, dt)])))
         with torch.no_grad():
-            z_tgt = target(tgt)
-        z_ctx = enc(_mask_blocks(ctx, cfg.mask_blocks, cfg.mask_size, gen))
+            z_tgt, f_tgt = target.forward_with_map(tgt)
+        z_ctx, f_ctx = enc.forward_with_map(_mask_blocks(ctx, cfg.mask_blocks, cfg.mask_size, gen))
         z_pred = pred(z_ctx, torch.from_numpy(dt))
         pred_loss = (z_pred - z_tgt).pow(2).sum(-1).mean()
         var_loss, cov_loss = _var_cov(z_ctx)
         loss = pred_loss + cfg.jepa_var_weight * var_loss + cfg.jepa_cov_weight * cov_loss
+        if patch is not None:  # every cell of the target frame's feature map, from the context's (I-JEPA style)
+            f_t = torch.nn.functional.layer_norm(f_tgt.permute(0, 2, 3, 1), f_tgt.shape[1:2]).permute(0, 3, 1, 2)
+            patch_loss = (patch(f_ctx, torch.from_numpy(dt)) - f_t).pow(2).mean()
+            cells = f_ctx.permute(0, 2, 3, 1).reshape(-1, f_ctx.shape[1])
+            patch_var = (1.0 - (cells.var(0) + 1e-4).sqrt()).clamp(min=0).mean()  # no collapse of the map
+            loss = loss + cfg.jepa_patch_weight * (patch_loss + patch_var)
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -155,14 +165,15 @@ def train_encoder(cfg: VisualConfig, eps: list[VideoEpisode], out: Path, resume:
                    "cov_loss": cov_loss.item(), "momentum": tau,
                    "latent_std_mean": float(std.mean()), "latent_std_min": float(std.min()),
                    "latent_dims_collapsed": int((std < 1e-3 * max(float(std.max()), 1e-12)).sum()),
-                   "latent_norm": float(z_tgt.norm(dim=-1).mean())}
+                   "latent_norm": float(z_tgt.norm(dim=-1).mean()),
+                   **({"patch_loss": patch_loss.item()} if patch is not None else {})}
             log.write(**rec)
             bar.set_postfix(loss=f"{loss.item():.4f}", std=f"{rec['latent_std_mean']:.3f}")
         bar.update(1)
         if step % cfg.ckpt_every == 0 or step == stop:
             torch.save({"encoder": enc.state_dict(), "predictor": pred.state_dict(), "target": target.state_dict(),
                         "opt": opt.state_dict(), "gen": gen.get_state(), "rng": rng.bit_generator.state,
-                        "step": step}, state_path)
+                        "step": step, **({"patch_predictor": patch.state_dict()} if patch else {})}, state_path)
     bar.close()
     log.close()
     if step < total:
