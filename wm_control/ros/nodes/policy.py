@@ -75,6 +75,8 @@ from wm_control.ros.throttle import ThrottledLog
 from wm_control.world.bundle import Bundle, EffectiveLimits, effective_limits, load_bundle, urdf_limits
 
 MODES = ("autonomous", "teleop", "hold")
+#: sim time, a camera policy: wall seconds the first tick waits for the first latent (the world model starting)
+FIRST_LATENT_WAIT = 60.0
 JOINT_STATES_QOS = qos.QoSProfile("best_effort", "volatile", 200)
 #: /wm/estop readers (:data:`wm_control.ros.topics.ANY_QOS_READERS`): together they match a publisher of any
 #: reliability and durability; a sample heard on more than one is handled once (publisher, source timestamp)
@@ -145,7 +147,7 @@ class PolicyConfig:
     (the frame of its instant), so lock-step results do not depend on the world model's speed."""
     latent_wait: float = 0.5
     """Sim time, latent policy: wall seconds a tick waits for the latent of its instant (the first tick waits
-    for the first latent without limit: nothing moves before the camera chain is up)."""
+    up to a minute for the first latent: nothing moves before the camera chain is up)."""
     track_frames: bool = True
     """Subscribe /wm/frame and report camera-to-command latency (a latent policy: measured on the frame
     whose latent the command used)."""
@@ -374,8 +376,8 @@ class PolicyNode:
                                   wait=max(cfg.plan_wait if cfg.use_plan else 0.0, cfg.latent_wait if latent else 0.0))
         if latent and self.ticker.sim_time and not self.latents:
             # sim time: nothing moves before the camera chain is up; the first tick waits for the first latent
-            # (a lock-step simulator waits with it), then each tick at most latent_wait
-            self._wait, self.ticker.wait = self.ticker.wait, math.inf
+            # (a lock-step simulator waits with it) up to FIRST_LATENT_WAIT, then each tick at most latent_wait
+            self._wait, self.ticker.wait = self.ticker.wait, max(self.ticker.wait, FIRST_LATENT_WAIT)
 
     def _unload(self) -> None:
         """Back to unconfigured: no bundle, no loop, no inputs of the old joints; the e-stop state kept."""
