@@ -25,7 +25,7 @@ import numpy as np
 import yaml
 
 from wm_control.report import figure_path, pyplot, read_json, save_figure, summary_line, write_json, wrote
-from wm_control.sim.robots import DEFAULT_ROBOT
+from wm_control.sim.robots import DEFAULT_ROBOT, success_radius
 
 
 def evaluate_suite(config: str | Path, json_path: str | Path | None = None, episodes: int | None = None,
@@ -51,7 +51,7 @@ def evaluate_suite(config: str | Path, json_path: str | Path | None = None, epis
     n = episodes or int(suite.get("episodes", 50))
     ep_s, seed, robot = float(suite.get("episode_s", 2.0)), int(suite.get("seed", 0)), suite.get("robot", DEFAULT_ROBOT)
     out: dict[str, Any] = {"evaluation": "suite", "config": str(config), "robot": robot, "episodes": n,
-                           "episode_s": ep_s, "seed": seed, "success_radius_m": 0.02,
+                           "episode_s": ep_s, "seed": seed, "success_radius_m": success_radius(robot),
                            "mode": "lockstep (sim time)", "groups": {}}
     old: dict[str, Any] = {}
     prev = (read_json(json_path) if resume else None) or {}
@@ -89,17 +89,24 @@ def plot_suite(out: dict[str, Any], path: Path) -> None:
         labels = list(res)
         x = np.arange(len(labels))
         colors = plt.cm.tab10(np.arange(len(labels)) % 10)
-        succ = [100 * res[k]["success_rate"] for k in labels]
+        succ = np.array([100 * res[k]["success_rate"] for k in labels])
         ax = axes[0, j]
-        ax.bar(x, succ, color=colors)
-        for xi, v in zip(x, succ):
-            ax.text(xi, v + 1, f"{v:.0f}%", ha="center", fontsize=9)
+        ci = [res[k].get("success_95ci") for k in labels]
+        err = None if any(c is None for c in ci) else \
+            [succ - [100 * c[0] for c in ci], [100 * c[1] for c in ci] - succ]  # 95% Wilson intervals
+        ax.bar(x, succ, color=colors, yerr=err, capsize=4)
+        tops = succ if err is None else succ + err[1]
+        for xi, v, top in zip(x, succ, tops):
+            ax.text(xi, top + 1, f"{v:.0f}%", ha="center", fontsize=9)
         ax.set_ylim(0, 110)
-        ax.set_ylabel("success rate (%)")
+        ax.set_ylabel("success rate (%)" + (", 95% CI" if err is not None else ""))
         ax.set_title(f"{g}: {out['episodes']} episodes")
         ax.set_xticks(x, labels, rotation=20, ha="right")
-        ax = axes[1, j]
-        ax.bar(x, [res[k]["mean_return"] for k in labels], color=colors)
-        ax.set_ylabel("mean return (sum of -distance, m)")
+        ax = axes[1, j]  # the final distance: what success is judged on (a return mixes in the task's shaping)
+        ax.bar(x, [100 * res[k]["median_final_distance"] for k in labels], color=colors)
+        if out.get("success_radius_m"):
+            ax.axhline(100 * out["success_radius_m"], color="k", lw=0.8, ls="--", label="success radius")
+            ax.legend(fontsize=8)
+        ax.set_ylabel("median final distance to the goal (cm)")
         ax.set_xticks(x, labels, rotation=20, ha="right")
     save_figure(fig, path)
