@@ -33,8 +33,6 @@ class LatentInput:
     def of(cls, spec: dict) -> "LatentInput":
         return cls(str(spec["bundle_id"]), int(spec["dim"]), float(spec["frame_rate"]), str(spec.get("bundle", "")))
 
-    def as_dict(self) -> dict:
-        return {"bundle_id": self.bundle_id, "dim": self.dim, "frame_rate": self.frame_rate, "bundle": self.bundle}
 
 
 class BundlePolicy:
@@ -78,10 +76,9 @@ class BundlePolicy:
         """The position target (n,) float64 for joint positions ``q (n,)``, velocities ``qd (n,)`` (NaN:
         not reported), the goal point ``goal (3,)`` and, for a latent kind, the visual latent ``(Dz,)`` (the
         goal-image kind: the goal image's latent ``(Dz,)`` in place of the goal point)."""
-        for name, z in (("visual latent", latent), ("goal image's latent", goal_latent)):
-            if name.startswith("goal") and not self.needs_goal_image:
-                continue
-            if self.latent is not None and (z is None or np.shape(z) != (self.latent.dim,)):
+        wanted = [("visual latent", latent)] + ([("goal image's latent", goal_latent)] if self.needs_goal_image else [])
+        for name, z in wanted if self.latent is not None else ():
+            if z is None or np.shape(z) != (self.latent.dim,):
                 raise ValueError(f"this policy needs the {name} ({self.latent.dim} values) of visual bundle "
                                  f"{self.latent.bundle_id[:12]}")
         obs = policy_observation(self.observation, q, qd, goal, latent, goal_latent=goal_latent)[None]

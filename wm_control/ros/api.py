@@ -99,9 +99,10 @@ class ControlTick:
 
     ``ready(T)`` (optional, sim time only) gates the act at T on another input of that instant (the
     policy node waits for the plan made from the state at T): once the state has arrived, the tick
-    waits for ``ready(T)`` at most ``wait`` seconds of wall time (a steady timer; sim time does not
-    advance while a lock-step simulator waits for the command), then acts anyway with
-    :attr:`timed_out` set for that act. Call :meth:`poke` when the gated input arrives.
+    waits for ``ready(T)`` at most ``wait`` seconds of wall time (``first_wait`` for the very first act,
+    while the gated input may still be starting; a steady timer; sim time does not advance while a lock-step
+    simulator waits for the command), then acts anyway with :attr:`timed_out` set for that act. Call
+    :meth:`poke` when the gated input arrives.
 
     A lock-step simulator that has not had a command re-announces the state of its instant; when that
     state comes again more than ``resend_after`` s (wall) after we acted on that instant, our command
@@ -110,7 +111,8 @@ class ControlTick:
     """
 
     def __init__(self, node: "Node", rate: float, act: Callable[[], None],
-                 ready: Callable[[float], bool] | None = None, wait: float = 0.5, resend_after: float = 0.25):
+                 ready: Callable[[float], bool] | None = None, wait: float = 0.5, resend_after: float = 0.25,
+                 first_wait: float | None = None):
         self.node = node
         self.resend_after = float(resend_after)
         self.acted_wall = -math.inf  # monotonic time of the last act
@@ -122,6 +124,7 @@ class ControlTick:
         self.acted_at = -math.inf  # sim time: the instant of the last act (at most one per instant)
         self.ready = ready if self.sim_time else None
         self.wait = float(wait)
+        self.first_wait = self.wait if first_wait is None else float(first_wait)  # the first act's (inputs starting)
         self.waiting_since: float | None = None  # monotonic time the pending instant became gated
         self.timed_out = False
         self.timer = node.create_timer(1.0 / rate, self._tick)
@@ -149,7 +152,7 @@ class ControlTick:
             now = time.monotonic()
             if self.waiting_since is None:
                 self.waiting_since = now
-            if now - self.waiting_since < self.wait:
+            if now - self.waiting_since < (self.first_wait if self.acted_at == -math.inf else self.wait):
                 return
             timed_out = True
         self.pending, self.waiting_since = None, None

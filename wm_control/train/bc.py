@@ -192,7 +192,7 @@ def train_bc(cfg: BCConfig, data_dir: str | Path, out_dir: str | Path) -> Path:
         "kind": "bc_policy", "config": asdict(cfg), "joint_names": episodes[0].joint_names,
         "robot": robot.manifest() if robot else None,
         "observation": cfg.observation, "obs_dim": fit["obs_dim"], "action_dim": fit["action_dim"],
-        **({"latent": latent.as_dict()} if latent else {}),
+        **({"latent": asdict(latent)} if latent else {}),
         "normalizer": {k: v.astype(float).tolist() for k, v in fit["normalizer"].items()},
         "data": {"dir": str(data_dir), "episodes": fit["episodes"], "steps": fit["steps"],
                  "val_episodes": fit["val_episodes"]},

@@ -340,8 +340,6 @@ class PolicyNode:
         if self.bundle is not None:
             self.policy = BundlePolicy(self.bundle, cfg.device)  # warmed up here, not in the loop
             self.session = self.policy.session
-            if getattr(self, "diag", None) is not None:  # (at start the subscription follows the others)
-                self._subscribe_latent()
         self.rate = self.limits.control_rate
         self.safety = _carry_estop(self.safety, SafetyLayer(self.limits.safety_config(
             {"joint_states": cfg.max_joint_state_age})))
@@ -372,12 +370,11 @@ class PolicyNode:
         cfg = self.cfg
         latent = self.policy is not None and self.policy.needs_latent
         gated = cfg.use_plan or latent
-        self.ticker = ControlTick(self.node, self.rate, self.act, ready=self.ready if gated else None,
-                                  wait=max(cfg.plan_wait if cfg.use_plan else 0.0, cfg.latent_wait if latent else 0.0))
-        if latent and self.ticker.sim_time and not self.latents:
-            # sim time: nothing moves before the camera chain is up; the first tick waits for the first latent
-            # (a lock-step simulator waits with it) up to FIRST_LATENT_WAIT, then each tick at most latent_wait
-            self._wait, self.ticker.wait = self.ticker.wait, max(self.ticker.wait, FIRST_LATENT_WAIT)
+        wait = max(cfg.plan_wait if cfg.use_plan else 0.0, cfg.latent_wait if latent else 0.0)
+        # sim time, a camera policy: nothing moves before the camera chain is up; the first tick waits for the first
+        # latent (a lock-step simulator waits with it) up to FIRST_LATENT_WAIT, then each tick at most latent_wait
+        self.ticker = ControlTick(self.node, self.rate, self.act, ready=self.ready if gated else None, wait=wait,
+                                  first_wait=max(wait, FIRST_LATENT_WAIT) if latent else None)
 
     def _unload(self) -> None:
         """Back to unconfigured: no bundle, no loop, no inputs of the old joints; the e-stop state kept."""
@@ -414,6 +411,7 @@ class PolicyNode:
         self.diag.hardware_id = self._hardware_id()
         self.diag.set("providers", ",".join(self.session.providers) if self.session else "none (no bundle)")
         self.diag.set("mode", self.mode)
+        self._subscribe_latent()
         self._start_ticker()
         self.diag.status(Diagnostics.WARN, "inactive (lifecycle): no commands until activate")
         self._log_up()
@@ -578,8 +576,6 @@ class PolicyNode:
                 self.diag.count("dropped.latent_out_of_order")
                 return
         self.latents.append((stamp, z))
-        if getattr(self, "_wait", None) is not None:  # the first latent: later ticks wait at most latent_wait
-            self.ticker.wait, self._wait = self._wait, None
         self.diag.tick("latents")
         self.ticker.poke()  # sim time: the tick of this instant may be waiting for it
 

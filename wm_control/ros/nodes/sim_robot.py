@@ -88,6 +88,7 @@ class SimRobotNode:
         self.names = list(self.arm.joint_names)
         _, self.cmd_index, _ = cv.command_order(cfg.joint_order, self.names, "the robot's joints")  # model <- command
         self.obs = self.arm.reset(seed=cfg.seed)
+        self._last_image = None  # the last camera frame published (lock-step re-announces it before the first command)
         self.episode = 0
         self.episode_start = self.arm.total_time
         self.results: list[dict] = []
@@ -219,9 +220,9 @@ class SimRobotNode:
             # no controller yet: do not advance; re-announce the state so a late joiner can act on it
             if self.commands_since_step == 0:
                 if waited > 0.5:
-                    shown = getattr(self, "_last_image", None)
+                    shown = self._last_image
                     self.publish_state()
-                    if shown is not None and shown is getattr(self, "_last_image", None):
+                    if shown is not None and shown is self._last_image:
                         self.pub_img.publish(shown)  # the instant's frame too (a camera policy waits for it)
                     self.publish_clock()
                     self._last_step_wall = time.monotonic()

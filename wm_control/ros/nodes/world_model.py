@@ -39,7 +39,7 @@ from wm_control.ros import topics
 from wm_control.ros.api import Diagnostics, Node, Window
 from wm_control.ros.throttle import ThrottledLog
 from wm_control.world.bundle import load_bundle
-from wm_control.world.frames import image_msg_to_rgb
+from wm_control.world.frames import FrameSpec, image_msg_to_rgb, prepare_frame
 from wm_control.world.stream import StreamingWorldModel, strip
 
 WARN_PERIOD = 5.0
@@ -164,8 +164,6 @@ class WorldModelNode:
     def on_goal_image(self, msg) -> None:
         """A goal image (the scene as it should end): resized to the model's frame (as camera_ingest resizes the
         camera), encoded, and its latent published on /wm/goal_latent (latched, with the image's stamp)."""
-        from wm_control.world.frames import FrameSpec, prepare_frame
-
         try:
             rgb = prepare_frame(image_msg_to_rgb(msg), FrameSpec(self.wm.size[1], self.wm.size[0]))
             z = self.wm.encode(rgb)
