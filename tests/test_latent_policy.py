@@ -87,8 +87,9 @@ def test_observation_of_a_latent_kind_and_the_bundle_policy(lb, tmp_path):
         BundlePolicy(load_bundle(blind), "cpu")
 
 
-def test_the_planner_refuses_a_policy_that_sees_the_camera(tmp_path, lb):
-    """The planner's ensemble has no latent state: a camera policy in its bundle is refused at load."""
+def test_the_planner_refuses_a_camera_policy_over_an_ensemble_without_the_latent(tmp_path, lb):
+    """This ensemble's state has no latent: a camera policy in its bundle is refused at load (it could not
+    be rolled forward through the model)."""
     from wm_control.control.planner import Planner, PlannerConfig
 
     b = toy_bundle(tmp_path / "planner")
@@ -103,7 +104,7 @@ def test_the_planner_refuses_a_policy_that_sees_the_camera(tmp_path, lb):
               "policy": (lb / "policy.onnx", {k: v for k, v in src.items() if k != "file"})}
     out = write_bundle(tmp_path / "planner2", graphs, robot=m["robot"], normalizers=m.get("normalizers"),
                        thresholds=m.get("thresholds"))
-    with pytest.raises(BundleError, match="sees the visual latent"):
+    with pytest.raises(BundleError, match=r"sees visual bundle abababababab's latent but the ensemble predicts \(q, qd\)"):
         Planner(load_bundle(out), PlannerConfig(device="cpu", threads=1, samples=8))
 
 
@@ -328,3 +329,92 @@ def test_verify_checks_the_visual_bundle_a_camera_policy_needs(lb, tmp_path, cap
     other = toy_bundle(tmp_path / "other")  # a bundle of another id given as the visual one: refused
     assert cli.main(["verify", str(lb), "--visual", str(other)]) == 2
     assert "reads the latents of visual bundle " + VISUAL_ID[:12] in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------------------
+# The planner over the camera: an ensemble whose state is (q, qd, latent). Member m moves q a fraction
+# gain[m] of the way to the target and keeps the latent; the reward is -|q - latent[:2]| (the camera shows
+# where to go). Its policy is the latent policy above (q + GAIN * latent[:2]).
+# ------------------------------------------------------------------------------------------
+class LatentToyEnsemble(torch.nn.Module):
+    def __init__(self, gains=(0.5, 0.6, 0.7)):
+        super().__init__()
+        self.register_buffer("gain", torch.tensor(gains, dtype=torch.float32).reshape(-1, 1, 1))
+
+    def forward(self, state_window, action_window, goal):
+        s = state_window[:, :, -1]
+        q, z = s[..., :2], s[..., 4:]
+        nq = q + self.gain * (action_window[:, :, -1] - q)
+        reward = -torch.linalg.vector_norm(nq - z[..., :2], dim=-1) + 0.0 * goal.sum(-1)  # (the goal: an input)
+        return torch.cat([nq, (nq - q) / 0.02, z], dim=-1), reward
+
+
+def latent_planner_bundle(out: Path, visual_id: str = VISUAL_ID) -> Path:
+    pol = latent_bundle(out.parent / (out.name + "_policy"),
+                        latent={"bundle_id": visual_id, "dim": DIM, "frame_rate": 25.0, "bundle": "nowhere"})
+    src = out.parent / (out.name + "_src")
+    src.mkdir(parents=True, exist_ok=True)
+    M, H, ds = 3, 4, 2 * len(NAMES) + DIM
+    names = ["state_window", "action_window", "goal", "next_state", "reward"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(LatentToyEnsemble(), (torch.zeros(M, 2, H, ds), torch.zeros(M, 2, H, 2), torch.zeros(M, 2, 3)),
+                          str(src / "ensemble.onnx"), dynamo=False, opset_version=17, input_names=names[:3],
+                          output_names=names[3:], dynamic_axes={k: {1: "batch"} for k in names})
+    pm = load_bundle(pol).manifest
+    graphs = {"ensemble": (src / "ensemble.onnx", {
+        "inputs": {"state_window": {"shape": [M, -1, H, ds], "dtype": "float32"},
+                   "action_window": {"shape": [M, -1, H, 2], "dtype": "float32"},
+                   "goal": {"shape": [M, -1, 3], "dtype": "float32"}},
+        "outputs": {"next_state": {"shape": [M, -1, ds], "dtype": "float32"}, "reward": {"shape": [M, -1],
+                                                                                       "dtype": "float32"}},
+        "members": M, "history": H, "state": {"layout": ["q", "qd", "latent"], "latent_dim": DIM},
+        "latent": {"bundle_id": visual_id, "dim": DIM, "frame_rate": 25.0, "bundle": "nowhere"}}),
+        "policy": (pol / "policy.onnx", {k: v for k, v in pm["graphs"]["policy"].items() if k != "file"})}
+    return write_bundle(out, graphs, robot=pm["robot"], normalizers={"ensemble_uncertainty_scale": {"std": [1.0] * ds}},
+                        thresholds={"first_step_p99": 1e9})
+
+
+def test_the_planner_node_plans_from_the_latent_of_the_instant_or_says_why_not(tmp_path):
+    """Real time: without a latent every plan is NO_INPUT (``latent_fallback.missing``), a stale one too
+    (``.stale``); with the camera's latents the plans head where the latent says (the camera changes the plan)
+    and the planner reports the visual bundle it reads; another bundle's latents are dropped."""
+    from wm_control.control.planner import Planner, PlannerConfig
+
+    b = latent_planner_bundle(tmp_path / "planner")
+    p = Planner(load_bundle(b), PlannerConfig(device="cpu", threads=1, samples=8, horizon=4))
+    assert p.latent.bundle_id == VISUAL_ID and p.state_dim == 2 * len(NAMES) + DIM
+    with pytest.raises(BundleError, match="cdcdcdcdcdcd's latent but the ensemble predicts visual bundle abab"):
+        pol = latent_bundle(tmp_path / "other_policy", latent={"bundle_id": "cd" * 32, "dim": DIM,
+                                                                "frame_rate": 25.0})
+        bad = load_bundle(b).manifest
+        graphs = {"ensemble": (b / "ensemble.onnx", {k: v for k, v in bad["graphs"]["ensemble"].items() if k != "file"}),
+                  "policy": (pol / "policy.onnx", {k: v for k, v in load_bundle(pol).manifest["graphs"]["policy"].items()
+                                                   if k != "file"})}
+        Planner(load_bundle(write_bundle(tmp_path / "mixed", graphs, robot=bad["robot"],
+                                         normalizers=bad["normalizers"])), PlannerConfig(device="cpu", samples=8))
+    plans: list = []
+    with NodeProcess("planner", "-p", f"bundle:={b}", "-p", "device:=cpu", "-p", "samples:=16", "-p", "horizon:=4",
+                     "-p", "threads:=1", "-p", "rate:=20.0", "-r", "/wm/plan:=/latent_test/plan") as proc:
+        rig = LatentRig()
+        rig.node.create_subscription("wm_control/msg/Plan", "/latent_test/plan", plans.append, qos.DEFAULT)
+        try:
+            assert rig.node.spin(until=lambda: len(plans) > 5, timeout=30), proc.output()
+            assert all(m.status == 3 and "camera latent missing" in m.message for m in plans[-3:])
+            assert rig.node.spin(until=lambda: "latent_fallback.missing" in rig.diag.get("planner", {}), timeout=5)
+            for z in (Z, -Z):
+                rig.latent_kw = {"z": z}
+                rig.run(0.6)
+                last = plans[-1]
+                assert last.status == 0, last.message
+                first = np.asarray(last.actions).reshape(-1, 2)[0]
+                assert np.sign(first - Q0).tolist() == np.sign(z[:2]).tolist(), (z, first)  # toward the latent
+            assert rig.diag["planner"]["latent.bundle_id"] == VISUAL_ID
+            rig.latent_kw = {"z": Z, "age": 1.0}
+            rig.run(0.6)
+            assert plans[-1].status == 3 and "stale" in plans[-1].message
+            rig.latent_kw = {"z": Z, "bundle_id": "cd" * 32}
+            assert rig.node.spin(until=lambda: int(rig.diag["planner"].get("dropped.latent_model", 0)) > 5, timeout=5)
+            assert plans[-1].status == 3  # and without this model's latents: NO_INPUT again
+        finally:
+            rig.node.destroy()

@@ -232,3 +232,102 @@ def test_full_resets_start_episode_k_from_seed_plus_k():
         ref.disconnect()
     finally:
         close_instance(sim, node.logger)
+
+
+@pytest.fixture(scope="module")
+def latent_ensembles(pixel_bc, push_visual, tmp_path_factory):
+    """``train ensemble --visual --reward object`` at the debug preset, teacher- and self-forced, on the push
+    video: {regime: checkpoint}."""
+    from wm_control.train.ensemble import ensemble_preset, train_ensemble
+
+    root = tmp_path_factory.mktemp("latent_ensembles")
+    return {regime: train_ensemble(ensemble_preset("debug", robot="pusher", visual=str(pixel_bc[0]), reward="object",
+                                                   label_fraction=0.4, regime=regime), push_visual[1], root / regime)
+            for regime in ("teacher", "self")}
+
+
+def test_ensemble_over_joints_and_latent_with_an_object_reward_from_few_labels(pixel_bc, push_visual,
+                                                                              latent_ensembles, tmp_path):
+    """``train ensemble --visual --reward object``: the state is (q, qd, the camera latent); the reward head
+    learns the object's distance to the goal from the labels of a share of the episodes only (the others'
+    rewards never enter its loss); no kinematic reach reward is recorded for planners. ``eval world-model``
+    reads the object back from the predicted latents through a probe fitted on the training bags."""
+    import yaml
+
+    from wm_control.eval.world_model import evaluate_world_model
+    from wm_control.train.ensemble import ensemble_preset, make_transitions, object_reward
+
+    vis, _ = pixel_bc
+    _, data = push_visual
+    with pytest.raises(ValueError, match="--visual"):
+        ensemble_preset("debug", robot="pusher", reward="object")
+    runs = latent_ensembles
+    meta = yaml.safe_load((runs["self"] / "checkpoint.yaml").read_text())
+    latent_dim = meta["spec"]["latent_dim"]
+    assert latent_dim > 0 and meta["latent"]["bundle"] == str(vis) and meta["latent"]["dim"] == latent_dim
+    n_train = meta["data"]["train_episodes"]
+    assert meta["data"]["reward"] == "object" and meta["data"]["labelled_episodes"] == max(1, int(0.4 * n_train))
+    assert "kinematics" not in meta["robot"]  # the reach reward would score the tip, not the object
+
+    from wm_control.data.dataset import DatasetConfig, load_episodes
+
+    eps = load_episodes([data], DatasetConfig(load_images=False))
+    for e in eps:
+        e.latent = np.zeros((len(e), 4), np.float32)
+    tr = make_transitions(eps, 2, 3, "pusher", labelled={1})
+    first, second = len(eps[0]), len(eps[1])
+    assert tr.W[:first].sum() == 0 and tr.W[first:first + second].all() and tr.W[first + second:].sum() == 0
+    np.testing.assert_allclose(tr.R[first:first + second], object_reward(eps[1]), atol=1e-6)
+
+    res = evaluate_world_model(str(runs["teacher"]), str(runs["self"]), heldout=str(data.parent / "data_heldout"),
+                               ood=str(tmp_path / "random"), episodes=2, horizon=5, json_path=str(tmp_path / "wm.json"))
+    saved = json.loads((tmp_path / "wm.json").read_text())
+    assert saved["object_probe"]["train_episodes"] > 0
+    for name in ("self_forced", "teacher_forced"):
+        o = saved["models"][name]["object"]
+        assert set(o["median_error_cm"]) == {"1", "5"} and all(v >= 0 for v in o["median_error_cm"].values())
+        assert o["moving"]["rollouts"] <= saved["models"][name]["rollouts"]
+        if o["moving"]["rollouts"]:  # the rollouts in which the object moves more than 1 cm
+            assert o["moving"]["object_stays_cm"]["5"] > 1.0
+    assert res["summary"]["object_median_error_cm_5"] >= 0
+    assert (tmp_path / "wm.png").stat().st_size > 1000
+
+    # the planner over it, around the policy from pixels: its state windows carry the latent
+    from wm_control.control.planner import Planner, PlannerConfig
+    from wm_control.train.ensemble import export_ensemble
+    from wm_control.world.bundle import load_bundle
+
+    b = load_bundle(export_ensemble(runs["self"], tmp_path / "planner", policy_bundle=pixel_bc[1]))
+    assert b.graph("ensemble")["latent"]["bundle_id"] == b.graph("policy")["latent"]["bundle_id"]
+    assert b.manifest["robot"].get("kinematics") is None
+    planner = Planner(b, PlannerConfig(device="cpu", threads=1, samples=16, horizon=4, lam=1.0))
+    assert planner.latent.dim == latent_dim and planner.chain is None  # the reward is the head's: the object's
+    n, H = planner.n, planner.history
+    e = eps[0]
+    z = np.random.default_rng(0).standard_normal((H, latent_dim)).astype(np.float32)
+    states = np.concatenate([e.q[:H], np.nan_to_num(e.qd[:H]), z], axis=1)
+    plan = planner.plan(states, e.action[:H - 1], e.goal[0], stamp=0.0)
+    assert plan.status_name in ("OK", "UNCERTAIN") and plan.actions.shape == (4, n) and np.isfinite(plan.actions).all()
+    other = planner.plan(np.concatenate([states[:, :2 * n], z + 3.0], axis=1), e.action[:H - 1], e.goal[0])
+    assert abs(other.nominal_return - plan.nominal_return) > 1e-6  # what the camera shows changes the prediction
+    with pytest.raises(ValueError, match=f"states \\({H}, {2 * n + latent_dim}\\)"):
+        planner.plan(states[:, :2 * n], e.action[:H - 1], e.goal[0])
+
+
+def test_the_planner_from_pixels_drives_the_pusher_over_the_graph(pixel_bc, latent_ensembles, tmp_path):
+    """``eval closed-loop --policy planner:BUNDLE`` where the ensemble's state has the camera's latent: the
+    camera is in the loop, the planner plans from the latent of each instant's frame (never without one) and
+    the policy node follows the plans."""
+    from wm_control.train.ensemble import export_ensemble
+
+    bundle = export_ensemble(latent_ensembles["self"], tmp_path / "planner", policy_bundle=pixel_bc[1])
+    r = run_episodes(f"planner:{bundle}", 2, robot="pusher", episode_s=1.0, device="cpu",
+                     planner_params={"samples": 16, "horizon": 4, "uncertainty_threshold": 1e9})
+    assert r["episodes"] == 2 and "visual" in r
+    pc = {k: float(v) for k, v in r["policy_counters"].items()}
+    pl = {k: float(v) for k, v in r["planner_counters"].items() if not k.startswith("plan.")}
+    ticks = sum(v for k, v in pc.items() if k.startswith("ticks."))
+    plans = sum(v for k, v in pl.items() if k.startswith("status.") and k != "status.NO_INPUT")
+    assert plans >= 0.9 * ticks > 0, (pc, pl)  # a plan from the camera's latent for (nearly) every tick
+    assert not any(k.startswith(("latent_fallback.", "dropped.")) for k in pl), pl
+    assert pc.get("ticks.plan", 0) >= 0.8 * ticks, pc  # the commands followed the plans

@@ -89,7 +89,7 @@ CONFIGS = {
     "policy": [{"use_plan": True}, {"command_interface": "trajectory"}, {"dry_run": True},
                {"dry_run": True, "command_interface": "trajectory"}, {"bundle": "LATENT"},
                {"bundle": "GOAL_IMAGE"}],
-    "planner": [{"threads": 1, "samples": 16}],
+    "planner": [{"threads": 1, "samples": 16}, {"bundle": "LATENT_PLANNER", "threads": 1, "samples": 16}],
     "world_model": [{}],
     "teleop": [{"input": "joy", "view": "topic", "joint_names": ["joint0", "joint1"]}],
 }
@@ -103,11 +103,12 @@ def bundle(tmp_path_factory):
 @pytest.fixture(scope="module")
 def graph(bundle, tmp_path_factory):
     """node type -> the endpoints it created over its CONFIGS ("LATENT": a policy that sees the camera,
-    "GOAL_IMAGE": one in the goal-image mode)."""
-    from tests.test_latent_policy import GOAL_KIND, latent_bundle
+    "GOAL_IMAGE": one in the goal-image mode, "LATENT_PLANNER": a planner whose ensemble predicts the latent)."""
+    from tests.test_latent_policy import GOAL_KIND, latent_bundle, latent_planner_bundle
     from wm_control.ros.nodes import world_model
 
     special = {"LATENT": str(latent_bundle(tmp_path_factory.mktemp("topics_latent") / "bundle")),
+               "LATENT_PLANNER": str(latent_planner_bundle(tmp_path_factory.mktemp("topics_latent_planner") / "b")),
                "GOAL_IMAGE": str(latent_bundle(tmp_path_factory.mktemp("topics_goal_image") / "bundle",
                                                kind=GOAL_KIND))}
 

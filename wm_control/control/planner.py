@@ -56,7 +56,7 @@ import numpy as np
 
 from wm_control.control.kinematics import Chain
 from wm_control.control.limits import clamp_command, clamp_sequence
-from wm_control.control.policy import BundlePolicy
+from wm_control.control.policy import BundlePolicy, LatentInput
 from wm_control.world.bundle import Bundle, BundleError, load_bundle
 
 STATUS_OK, STATUS_UNCERTAIN, STATUS_FAILED, STATUS_NO_INPUT = 0, 1, 2, 3
@@ -194,12 +194,22 @@ class Planner:
             raise BundleError(f"reward 'kinematic' needs robot.kinematics in {b.path}'s manifest (export with a "
                               f"simulated robot's ensemble) or use reward 'head'")
         self.chain = Chain.from_dict(kin) if kin and cfg.reward != "head" else None
+        self.latent = LatentInput.of(spec["latent"]) if isinstance(spec.get("latent"), dict) else None
+        if self.state_dim != 2 * self.n + (self.latent.dim if self.latent else 0):
+            raise BundleError(f"bundle {b.path}: the ensemble's state has {self.state_dim} values, not (q, qd) = "
+                              f"{2 * self.n} + a visual latent it names (graphs.ensemble.latent); re-export it with "
+                              f"`wm-control train ensemble --bundle OUT`")
         self.ensemble = b.session("ensemble", cfg.device, warmup=20, threads=cfg.threads)  # verified, id-keyed cache
         self.policy = BundlePolicy(b, cfg.device)
-        if self.policy.needs_latent:
-            raise BundleError(f"{b.path}: its policy sees the visual latent ({self.policy.observation}); the "
-                              "planner's ensemble predicts (q, qd) only: give the planner a bundle whose policy "
-                              "reads joint states and the goal")
+        if self.policy.needs_goal_image:
+            raise BundleError(f"{b.path}: its policy takes the goal as an image ({self.policy.observation}); the "
+                              "planner plans to a goal point: give it a bundle whose policy reads the /goal point")
+        pl = self.policy.latent
+        if pl is not None and (self.latent is None or pl.bundle_id != self.latent.bundle_id):
+            raise BundleError(f"{b.path}: its policy sees visual bundle {pl.bundle_id[:12]}'s latent but the ensemble "
+                              + ("predicts (q, qd) only" if self.latent is None else
+                                 f"predicts visual bundle {self.latent.bundle_id[:12]}'s")
+                              + ": train both on the same visual bundle (`--visual`)")
         self.providers = self.ensemble.providers
         self.rng = np.random.default_rng(cfg.seed)
         self.last: Plan | None = None
@@ -232,7 +242,8 @@ class Planner:
 
     def plan(self, states: np.ndarray, actions: np.ndarray, goal: np.ndarray, stamp: float | None = None,
              prev_command: np.ndarray | None = None) -> Plan:
-        """Plan from ``states (H, ds)`` (oldest first; the last is now) and ``actions (H-1, n)``, the
+        """Plan from ``states (H, ds)`` (oldest first; the last is now: q, qd and, for an ensemble over the
+        visual latent, the latent of the latest frame at each step) and ``actions (H-1, n)``, the
         commands in force over the steps between them (``actions[-1]`` is the command in force now,
         from which the rate limit counts, unless ``prev_command`` is given; it must be when H == 1).
         ``stamp``: the time of the last state (for the warm start's shift)."""
@@ -329,7 +340,8 @@ class Planner:
         for k in range(K):
             if policy_row:  # the policy's target from the members' mean state, through the same clamps
                 s = seq_s[:, 0, H - 1 + k].mean(0, dtype=np.float64)
-                t = self.policy.select_action(s[:n], s[n: 2 * n], goal)
+                t = self.policy.select_action(s[:n], s[n: 2 * n], goal,
+                                              s[2 * n:].astype(np.float32) if self.policy.needs_latent else None)
                 p_prev = clamp_command(t, p_prev, self.max_step, self.lo, self.hi)
                 seq_a[0, H - 1 + k] = p_prev
             state_window = seq_s[:, :, k: k + H]

@@ -125,22 +125,33 @@ def _graph_yaml(policy: str, robot: str, episode_s: float, seed: int, device: st
         graph["policy"] = {"ros__parameters": {"bundle": bundle, "device": device, "max_joint_state_age": 0.1,
                                                "track_frames": False, "use_plan": True}}
         graph["planner"] = {"ros__parameters": {"bundle": bundle, "device": device, **(planner_params or {})}}
+        _camera_in_the_loop(graph, bundle, visual, device)
     else:
         graph["policy"] = {"ros__parameters": {"bundle": str(Path(policy).resolve()), "device": device,
                                                "max_joint_state_age": 0.1, "track_frames": False}}
-        seen = visual_for(policy, visual)
-        if seen is not None:  # the camera in the loop: sim camera -> camera_ingest -> world_model -> /wm/latent
-            li, vis = seen
-            cam = yaml.safe_load((vis / "manifest.yaml").read_text())["camera"]
-            w, h = int(cam["width"]), int(cam["height"])
-            graph["sim_robot"]["ros__parameters"].update(render=True, camera_rate=LOCKSTEP_CAMERA_RATE,
-                                                         image_width=w, image_height=h)
-            graph["camera_ingest"] = {"ros__parameters": {"width": w, "height": h, "max_age": 0.5}}
-            graph["world_model"] = {"ros__parameters": {"bundle": str(vis.resolve()), "bundle_id": li["bundle_id"],
-                                                        "device": device, "preview_steps": 0}}
-            # the first frame's latent waits for world_model to start (seconds); later ones take milliseconds
-            graph["policy"]["ros__parameters"].update(latent_period=1.0 / LOCKSTEP_CAMERA_RATE, latent_wait=8.0)
+        _camera_in_the_loop(graph, policy, visual, device)
     return graph
+
+
+def _camera_in_the_loop(graph: dict, bundle: str, visual: str | None, device: str) -> None:
+    """For a bundle whose policy sees the camera: sim camera -> camera_ingest -> world_model -> /wm/latent, at
+    the lock-step camera rate; the policy node (and a planner over the latent) wait for the latent of each
+    instant's frame."""
+    seen = visual_for(bundle, visual)
+    if seen is None:
+        return
+    li, vis = seen
+    cam = yaml.safe_load((vis / "manifest.yaml").read_text())["camera"]
+    w, h = int(cam["width"]), int(cam["height"])
+    graph["sim_robot"]["ros__parameters"].update(render=True, camera_rate=LOCKSTEP_CAMERA_RATE,
+                                                 image_width=w, image_height=h)
+    graph["camera_ingest"] = {"ros__parameters": {"width": w, "height": h, "max_age": 0.5}}
+    graph["world_model"] = {"ros__parameters": {"bundle": str(vis.resolve()), "bundle_id": li["bundle_id"],
+                                                "device": device, "preview_steps": 0}}
+    # the first frame's latent waits for world_model to start (seconds); later ones take milliseconds
+    graph["policy"]["ros__parameters"].update(latent_period=1.0 / LOCKSTEP_CAMERA_RATE, latent_wait=8.0)
+    if "planner" in graph:
+        graph["planner"]["ros__parameters"].setdefault("latent_period", 1.0 / LOCKSTEP_CAMERA_RATE)
 
 
 def run_episodes(policy: str, episodes: int, robot: str = DEFAULT_ROBOT, episode_s: float = 2.0, seed: int = 0,
@@ -184,6 +195,8 @@ def run_episodes(policy: str, episodes: int, robot: str = DEFAULT_ROBOT, episode
                 bar[0].close()
             counters = {k: v for k, v in run.diagnostics.get("policy", {}).items()
                         if k.startswith(("ticks.", "latent_fallback.", "plan_fallback.", "held_ticks", "dropped."))}
+            planner = {k: v for k, v in run.diagnostics.get("planner", {}).items()
+                       if k.startswith(("status.", "latent_fallback.", "dropped.", "plan."))}
     if failure:
         raise RuntimeError(f"eval of {policy}: {failure}")
     results = sorted(results, key=lambda r: r["episode"])[:episodes]
@@ -196,6 +209,7 @@ def run_episodes(policy: str, episodes: int, robot: str = DEFAULT_ROBOT, episode
         **({"planner_params": dict(planner_params)} if planner_params and policy.startswith("planner:") else {}),
         **({"visual": graph["world_model"]["ros__parameters"]["bundle"]} if "world_model" in graph else {}),
         "policy_counters": counters,  # the policy node's last diagnostics: ticks by source, fallbacks, holds
+        **({"planner_counters": planner} if "planner" in graph else {}),  # plans by status, latency, fallbacks
         "per_episode": results,
     }
 

@@ -82,7 +82,7 @@ CAMERA_COMPRESSED = Topic("/camera/image_raw/compressed", "sensor_msgs/msg/Compr
                           ("camera driver (image_transport)",), ("camera_ingest",))
 FRAME = Topic("/wm/frame", "sensor_msgs/msg/Image", qos.SENSOR_DATA, ("camera_ingest",),
               ("world_model", "policy", "teleop"))
-LATENT = Topic("/wm/latent", "wm_control/msg/LatentState", qos.DEFAULT, ("world_model",), ("policy",))
+LATENT = Topic("/wm/latent", "wm_control/msg/LatentState", qos.DEFAULT, ("world_model",), ("policy", "planner"))
 PREVIEW = Topic("/wm/preview", "sensor_msgs/msg/Image", qos.SENSOR_DATA, ("world_model",), ("teleop",))
 GOAL = Topic("/goal", "geometry_msgs/msg/PointStamped", qos.LATCHED, ("sim_robot", "the task"),
              ("policy", "planner", "scripted_controller"))

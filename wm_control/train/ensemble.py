@@ -81,9 +81,25 @@ class EnsembleConfig:
     prior_scale: float = 0.0
     """Randomised prior functions (Osband et al. 2018): each member adds a fixed, untrained random
     network scaled by this to its output, so members disagree wherever the data do not pin them."""
+    visual: str = ""
+    """A visual world model bundle (`train visual`): the state gains the latent of each step's latest camera
+    frame, encoded as the world_model node does (the bags need the camera topic); '' for joints only."""
+    reward: Literal["reach", "object"] = "reach"
+    """What the reward head learns: 'reach' (-tip distance to the goal, from the robot's kinematics) or
+    'object' (a push task: -xy distance of the object to the goal, from the labelling topic of at most
+    ``label_fraction`` of the training episodes; the head reads the latent, so it needs ``visual``)."""
+    label_fraction: float = 0.1
+    """With reward 'object': the share of training episodes whose object labels teach the reward head (the
+    rest teach the dynamics only; a robot's operator labels a few episodes, not all)."""
     seed: int = 0
 
     def __post_init__(self) -> None:
+        if self.reward not in ("reach", "object"):
+            raise ValueError(f"reward must be 'reach' or 'object', not {self.reward!r}")
+        if self.reward == "object" and not self.visual:
+            raise ValueError("reward 'object' reads the object from the camera: give --visual VISUAL_BUNDLE")
+        if not 0.0 < self.label_fraction <= 1.0:
+            raise ValueError(f"label_fraction must be in (0, 1], not {self.label_fraction}")
         if self.regime not in ("self", "teacher"):
             raise ValueError(f"regime must be 'self' or 'teacher', not {self.regime!r}")
         if self.arch not in ("mlp", "gru"):
@@ -113,6 +129,8 @@ class Transitions:
     R: np.ndarray  # (N,) reward of arriving at this state (-fingertip distance)
     starts: np.ndarray  # indices t: window S[t-H+1..t], targets S[t+1..t+K]
     episode_of: np.ndarray  # (N,)
+    W: np.ndarray | None = None
+    """(N,) 1 where R is known (labelled episodes of an object reward), 0 elsewhere; None: known everywhere."""
 
 
 @dataclass
@@ -170,10 +188,20 @@ def _sim_joint_names(robot: str) -> list[str]:
         arm.disconnect()
 
 
+def object_reward(e: Episode) -> np.ndarray:
+    """(T,) -xy distance of the labelled object to the goal (a push task's reward; the success test's metric)."""
+    if e.object is None or e.goal is None:
+        raise ValueError(f"{e.source}: no object labels or no goal (reward 'object' needs the labelling topic)")
+    return -np.linalg.norm(e.object[:, :2] - e.goal[:, :2], axis=1)
+
+
 def make_transitions(episodes: list[Episode], history: int, horizon: int, robot: str | Task,
-                     rewards: bool = True) -> Transitions:
+                     rewards: bool = True, labelled: set[int] | None = None) -> Transitions:
     """Flatten episodes; ``rewards=False`` skips the (kinematics-based) reward when nobody reads it.
-    ``robot``: a :class:`Task`, or a simulated robot's name."""
+    ``robot``: a :class:`Task`, or a simulated robot's name. ``labelled``: the reward is the object reward
+    (:func:`object_reward`), known on these episodes only (``Transitions.W``)."""
+    if labelled is not None:
+        rewards = False
     S, A, G, E, starts = [], [], [], [], []
     off = 0
     for i, e in enumerate(episodes):
@@ -191,8 +219,12 @@ def make_transitions(episodes: list[Episode], history: int, horizon: int, robot:
         R = task.reward(S_[:, : A_.shape[1]], G_)
     else:
         R = np.zeros(len(S_))
+    W = None
+    if labelled is not None:
+        R = np.concatenate([object_reward(e) if i in labelled else np.zeros(len(e)) for i, e in enumerate(episodes)])
+        W = np.concatenate([np.full(len(e), float(i in labelled)) for i, e in enumerate(episodes)]).astype(np.float32)
     return Transitions(S_.astype(np.float32), A_.astype(np.float32), G_.astype(np.float32), R.astype(np.float32),
-                       np.asarray(starts, dtype=np.int64), np.concatenate(E))
+                       np.asarray(starts, dtype=np.int64), np.concatenate(E), W)
 
 
 def reward_samples(robot: str | Task, tr: Transitions, n: int, joint_names: list[str], rng: np.random.Generator
@@ -225,8 +257,11 @@ def batch(tr: Transitions, idx: np.ndarray, history: int, horizon: int) -> dict[
     w = idx[..., None] + h  # (M, B, H)
     f = idx[..., None] + k  # (M, B, K)
     t = torch.as_tensor
-    return {"sw": t(tr.S[w]), "aw": t(tr.A[w]), "target": t(tr.S[f]), "future_a": t(tr.A[f[..., :-1]]),
-            "reward": t(tr.R[f]), "goal": t(tr.G[idx])}
+    out = {"sw": t(tr.S[w]), "aw": t(tr.A[w]), "target": t(tr.S[f]), "future_a": t(tr.A[f[..., :-1]]),
+           "reward": t(tr.R[f]), "goal": t(tr.G[idx])}
+    if tr.W is not None:
+        out["reward_w"] = t(tr.W[f])
+    return out
 
 
 def bootstrap_indices(tr: Transitions, members: int, kind: str, rng: np.random.Generator) -> np.ndarray:
@@ -264,7 +299,7 @@ def set_normalizers(model: EnsembleDynamics, tr: Transitions) -> None:
         model.delta_std.copy_(std(d))
         model.state_mean.copy_(S.mean(0))
         model.state_std.copy_(std(S))
-        r = torch.as_tensor(tr.R)
+        r = torch.as_tensor(tr.R if tr.W is None else tr.R[tr.W > 0])
         model.reward_mean.copy_(r.mean().reshape(1))
         model.reward_std.copy_(r.std().clamp_min(1e-4).reshape(1))
         model.reward_range.copy_(torch.stack([r.min(), r.max()]))
@@ -292,7 +327,12 @@ def rollout_loss(model: Any, b: dict[str, torch.Tensor], horizon: int, p_own: fl
             state_loss = state_loss + err.mean()
         # the reward head learns r(s', goal) on the true next state: a function of states, trained on data
         r_true = inner.reward(true, b["goal"])
-        reward_loss = reward_loss + (((r_true - b["reward"][:, :, k]) / inner.reward_std) ** 2).mean()
+        r_err = ((r_true - b["reward"][:, :, k]) / inner.reward_std) ** 2
+        if "reward_w" in b:  # the reward is known on the labelled episodes only
+            w = b["reward_w"][:, :, k]
+            reward_loss = reward_loss + (r_err * w).sum() / w.sum().clamp_min(1.0)
+        else:
+            reward_loss = reward_loss + r_err.mean()
         if k + 1 < horizon:
             own = (torch.rand(nxt.shape[:2], generator=gen) < p_own).unsqueeze(-1)
             fed = torch.where(own, nxt, true)
@@ -336,8 +376,13 @@ def train_ensemble(cfg: EnsembleConfig, data_dir: str | Path, out_dir: str | Pat
                              control_rate=cfg.control_rate, seed=cfg.seed), data_dir)
     if world > 1:
         torch.distributed.barrier()
+    latent_input = None
     if episodes is None:
-        episodes = load_episodes([data_dir], dcfg)
+        episodes = load_episodes([data_dir], replace(dcfg, load_images=bool(cfg.visual)))
+        if cfg.visual and episodes:
+            from wm_control.train.bc import attach_latents
+
+            latent_input = attach_latents(episodes, cfg.visual)
     if not episodes:
         raise ValueError(f"no usable episodes under {data_dir}")
     latent_dim = 0 if episodes[0].latent is None else int(episodes[0].latent.shape[1])
@@ -350,13 +395,22 @@ def train_ensemble(cfg: EnsembleConfig, data_dir: str | Path, out_dir: str | Pat
     train_eps = [episodes[i] for i in order[n_val:]] or val_eps
     K = 1 if cfg.regime == "teacher" else cfg.horizon
     task = Task.of(cfg.robot, list(episodes[0].joint_names), cfg.robot_config)
-    tr = make_transitions(train_eps, cfg.history, max(K, 1), task)
+    labelled = None
+    if cfg.reward == "object":
+        with_labels = [i for i, e in enumerate(train_eps) if e.object is not None and e.goal is not None]
+        if not with_labels:
+            raise ValueError(f"{data_dir}: no episode has object labels ({dcfg.label_topic}) and a goal; reward "
+                             f"'object' needs a few labelled episodes")
+        n_lab = max(1, int(cfg.label_fraction * len(train_eps)))
+        labelled = set(np.random.default_rng(cfg.seed + 3).permutation(with_labels)[:n_lab].tolist())
+    tr = make_transitions(train_eps, cfg.history, max(K, 1), task, labelled=labelled)
     spec = StateSpec(joint_names=list(episodes[0].joint_names), history=cfg.history, latent_dim=latent_dim)
     torch.manual_seed(cfg.seed)
     model = EnsembleDynamics(spec, cfg.members, cfg.hidden, cfg.layers, cfg.arch, prior_scale=cfg.prior_scale,
                              reward_hidden=cfg.reward_hidden)
     set_normalizers(model, tr)
-    aug = reward_samples(task, tr, cfg.reward_samples, spec.joint_names, np.random.default_rng(cfg.seed + 7))
+    aug = None if labelled is not None else reward_samples(task, tr, cfg.reward_samples, spec.joint_names,
+                                                           np.random.default_rng(cfg.seed + 7))
     if aug is not None:
         lo_hi = torch.stack([torch.minimum(model.reward_range[0], aug["R"].min()),
                              torch.maximum(model.reward_range[1], aug["R"].max())])
@@ -406,12 +460,14 @@ def train_ensemble(cfg: EnsembleConfig, data_dir: str | Path, out_dir: str | Pat
     thresholds = calibrate(model, val_eps, cfg)
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(out / "model.safetensors"))
     robot = {**(robot_manifest or {}), "name": task.name, "position_limits": task.limits}
-    if task.chain is not None:
+    if task.chain is not None and cfg.reward == "reach":
         robot["kinematics"] = task.chain.to_dict()  # base-to-tip chain: the task reward for planners
     meta = {"kind": "ensemble", "config": asdict(cfg), "spec": asdict(spec), "thresholds": thresholds,
             "robot": robot,
             "data": {"dir": str(data_dir), "train_episodes": len(train_eps), "val_episodes": len(val_eps),
-                     "windows": int(len(tr.starts))},
+                     "windows": int(len(tr.starts)), "reward": cfg.reward,
+                     **({"labelled_episodes": len(labelled)} if labelled is not None else {})},
+            **({"latent": asdict(latent_input)} if latent_input is not None else {}),
             "train_seconds": round(time.monotonic() - t0, 1), "world_size": world}
     (out / "checkpoint.yaml").write_text(yaml.safe_dump(meta, sort_keys=False))
     return out
@@ -445,7 +501,8 @@ def heldout_rollouts(model: EnsembleDynamics, episodes: list[Episode], horizon: 
     idx = rng.choice(tr.starts, size=min(max_starts, len(tr.starts)), replace=False)
     b = batch(tr, idx[None], H, horizon)
     states, _ = model.rollout(b["sw"][0], b["aw"][0], b["future_a"][0], b["goal"][0])
-    return {"members": states.numpy(), "truth": b["target"][0].numpy(), "start": b["sw"][0, :, -1].numpy()}
+    return {"members": states.numpy(), "truth": b["target"][0].numpy(), "start": b["sw"][0, :, -1].numpy(),
+            "index": idx}
 
 
 def calibrate(model: EnsembleDynamics, episodes: list[Episode], cfg: EnsembleConfig) -> dict[str, float]:
@@ -489,7 +546,8 @@ def export_ensemble(ckpt_dir: str | Path, bundle_dir: str | Path, policy_bundle:
     cfg = meta["config"]
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "ensemble.onnx"
-        graphs = {"ensemble": (path, export_ensemble_onnx(model, path))}
+        graphs = {"ensemble": (path, {**export_ensemble_onnx(model, path),
+                                      **({"latent": meta["latent"]} if meta.get("latent") else {})})}
         robot = {"name": cfg["robot"], "joint_names": meta["spec"]["joint_names"], "control_rate": cfg["control_rate"],
                  "max_step": 0.15}
         if "robot" in meta:  # the robot as trained: name, limits, kinematics (and a robot config's manifest)

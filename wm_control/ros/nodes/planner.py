@@ -11,6 +11,15 @@ the step's end; before any command, the measured position). Missing joint veloci
 the alignment, as in training. A joint state older than the newest is counted (``late.joint_states``)
 and joins the history, but is not planned from.
 
+An ensemble over the visual latent (``train ensemble --visual``; its bundle's ``graphs.ensemble.latent``)
+also reads ``/wm/latent`` (:class:`wm_control.control.latents.LatentStream`: the world_model node's latents of
+that visual bundle; others, wrong-sized, non-finite or out-of-order ones are dropped and counted): each grid
+step of the window gets the latent of the latest frame captured at or before it, as the training data paired
+them. None, or the newest older than ``max_latent_age``, gives a NO_INPUT plan (``latent_fallback.missing`` /
+``.stale``), which the policy node answers with its named plan fallback. Under sim time a state is planned from
+once the latent of its instant's frame (captured after T - ``latent_period``) is here; a state whose frame never
+gave one gets NO_INPUT when the next state comes.
+
 Output: ``wm_control/msg/Plan`` on ``/wm/plan``: ``header.stamp`` = the stamp of the state planned
 from, the bundle's joint names, ``dt`` (the control period), ``horizon``, the position targets
 row-major ``[step][joint]`` (the first for the state at the stamp), the per-step uncertainty of the
@@ -42,6 +51,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from wm_control.control.history import ControlHistory
+from wm_control.control.latents import LatentStream
 from wm_control.control.planner import (
     STATUS_FAILED,
     STATUS_NAMES,
@@ -75,14 +85,23 @@ class PlannerNodeConfig(PlannerConfig):
     """Order of the command topic's Float64MultiArray values; default: the bundle's joint names."""
     max_joint_state_age: float = 0.1
     """Real time: a newest joint state older than this gives a NO_INPUT plan."""
+    max_latent_age: float = 0.15
+    """An ensemble over the visual latent: the newest /wm/latent of its visual bundle captured at or before the
+    state planned from; none, or one captured longer ago than this: a NO_INPUT plan (``latent_fallback.missing``
+    / ``.stale``)."""
+    latent_period: float = 0.0
+    """Sim time, an ensemble over the visual latent: the camera's frame period (0: the visual model's frame
+    rate's). The state at T is planned from once the latent of a frame captured after T - period is here."""
     lifecycle: bool = False
     """A ROS 2 managed node: start unconfigured (no bundle loaded, no plans) and wait for `configure` and
     `activate` (~/change_state, as `ros2 lifecycle set`). false: configure and activate at start."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if not self.rate > 0 or not self.max_joint_state_age > 0:
-            raise ValueError("rate and max_joint_state_age must be > 0")
+        if not self.rate > 0 or not self.max_joint_state_age > 0 or not self.max_latent_age > 0:
+            raise ValueError("rate, max_joint_state_age and max_latent_age must be > 0")
+        if self.latent_period < 0:
+            raise ValueError("latent_period must be >= 0")
 
 
 class PlannerNode:
@@ -95,6 +114,9 @@ class PlannerNode:
                              "`wm-control train ensemble --bundle OUT --policy-bundle POLICY_BUNDLE`)")
         self.node, self.cfg = node, cfg
         self.bundle = self.planner = self.history = self.names = None
+        self.latents: LatentStream | None = None  # an ensemble over the visual latent: its bundle's latents
+        self._latent_sub = None
+        self.pending: float | None = None  # sim time: a state instant waiting for its frame's latent
         self.active = False  # plans are published (lifecycle: only while active)
         if not cfg.lifecycle:
             self._load()
@@ -132,9 +154,8 @@ class PlannerNode:
         self.bundle = load_bundle(cfg.bundle, expect_id=cfg.bundle_id or None)
         self.planner = Planner(self.bundle, cfg)  # sessions built and warmed up here, not in the loop
         p = self.planner
-        if p.state_dim != 2 * p.n:
-            raise ValueError(f"the ensemble's state has {p.state_dim} values; the planner node builds (q, qd) = "
-                             f"{2 * p.n} (a visual latent needs the world model node)")
+        self.latents = LatentStream(p.latent, maxlen=32) if p.latent is not None else None
+        self.pending = None
         self.names = p.names
         self.order, self.from_order, _ = cv.command_order(cfg.joint_order, self.names)
         self.dt, self.H = p.dt, p.history
@@ -145,6 +166,13 @@ class PlannerNode:
     def _up(self) -> None:
         """After :meth:`_load`: diagnostics and the start line."""
         cfg, p = self.cfg, self.planner
+        if self.latents is not None and self._latent_sub is None:
+            self._latent_sub = topics.LATENT.subscribe(self.node, self.on_latent)
+        if self.latents is not None:
+            self.diag.set("latent.bundle_id", p.latent.bundle_id)
+            self.node.logger.info("the ensemble's state has the camera's latent: /wm/latent of visual bundle %s "
+                                  "(%d values); none newer than %.3f s: NO_INPUT", p.latent.bundle_id[:12],
+                                  p.latent.dim, cfg.max_latent_age)
         self.diag.hardware_id = f"bundle:{self.bundle.id}"
         self.diag.set("providers", ",".join(p.providers))
         self.diag.set("threads", cfg.threads)
@@ -159,6 +187,7 @@ class PlannerNode:
     def _unload(self) -> None:
         self.active = False
         self.bundle = self.planner = self.history = self.names = None  # the sessions go with the planner
+        self.latents = self.pending = None
 
     def on_configure(self, _state: int) -> None:
         try:
@@ -233,6 +262,37 @@ class PlannerNode:
             return
         self.diag.tick("joint_states")
         if self.sim_time and self.active:
+            if self.latents is not None:
+                if self.pending is not None:  # the previous instant's frame never gave a latent
+                    self.publish_no_input(self.pending, "no camera latent of its instant")
+                    self.diag.count("latent_fallback.missing")
+                self.pending = stamp
+                self._plan_pending()
+                return
+            self.plan_at(stamp)
+
+    def on_latent(self, msg) -> None:
+        """A /wm/latent: kept when it is the ensemble's visual bundle's, well formed and in order (else counted
+        ``dropped.latent_<why>``); under sim time it may complete the pending instant."""
+        if self.latents is None:  # unconfigured (lifecycle)
+            return
+        got = self.latents.check(msg.bundle_id, msg.latent, cv.stamp_sec(msg.header.stamp), self.node.now(),
+                                 MAX_FUTURE_STAMP)
+        why = got if isinstance(got, str) else self.latents.add(*got)
+        if why is not None:
+            self.diag.count(f"dropped.latent_{why}")
+            self.warn.log(f"latent_{why}", "dropped /wm/latent (%s): the ensemble reads visual bundle %s's, %d "
+                          "values, in capture order", why, self.latents.spec.bundle_id[:12], self.latents.spec.dim)
+            return
+        self.diag.tick("latents")
+        if self.sim_time and self.active:
+            self._plan_pending()
+
+    def _plan_pending(self) -> None:
+        """Sim time: plan the pending instant once the latent of its frame is here."""
+        period = self.cfg.latent_period or 1.0 / self.latents.spec.frame_rate
+        if self.pending is not None and self.latents.covers(self.pending, period):
+            stamp, self.pending = self.pending, None
             self.plan_at(stamp)
 
     # ---- planning -----------------------------------------------------------------------------
@@ -257,12 +317,23 @@ class PlannerNode:
         command the measured position within the limits): states (H, 2n), commands (H-1, n) in force over
         the steps between them, and the command in force at ``t``. Missing velocities are 0 (as training's)."""
         states, acts, prev = self.history.window(t, self.planner.lo, self.planner.hi)
-        return np.nan_to_num(states), acts, prev
+        states = np.nan_to_num(states)
+        if self.latents is not None:  # each grid step's latent: its latest frame's, as training paired them
+            times = t - self.dt * np.arange(self.H - 1, -1, -1)
+            states = np.concatenate([states, self.latents.window(times)], axis=1)
+        return states, acts, prev
 
     def plan_at(self, stamp: float) -> None:
         if self.goal is None:
             self.publish_no_input(stamp, "no goal yet")
             return
+        if self.latents is not None:
+            _, _, why = self.latents.for_tick(stamp, self.cfg.max_latent_age)
+            if why is not None:
+                self.diag.count(f"latent_fallback.{why}")
+                self.publish_no_input(stamp, f"camera latent {why} (none of visual bundle "
+                                             f"{self.latents.spec.bundle_id[:12]} within {self.cfg.max_latent_age} s)")
+                return
         t0 = time.perf_counter()
         states, acts, prev = self.window(stamp)
         plan = self.planner.plan(states, acts, self.goal, stamp=stamp, prev_command=prev)

@@ -64,6 +64,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from wm_control.control.arbitration import PlanView, choose_source, follow_plan
+from wm_control.control.latents import LatentStream
 from wm_control.control.policy import BundlePolicy
 from wm_control.control.safety import SafetyConfig, SafetyLayer
 from wm_control.messages import convert as cv
@@ -245,7 +246,7 @@ class PolicyNode:
         self.infer_ms = Window()
         self.frame_used: float | None = None
         self.last_act: float | None = None
-        self.latents: deque = deque(maxlen=16)  # (capture stamp, latent) of this policy's visual bundle, in order
+        self.latents: LatentStream | None = None  # this policy's visual bundle's latents, in capture order
         self.latent_fallback: str | None = None  # why this tick had no latent
         self.latent_used: float | None = None  # capture stamp of the latent this tick's command used
         self.latent_measured: float | None = None
@@ -356,7 +357,9 @@ class PolicyNode:
         return f"bundle:{self.bundle.id}" if self.bundle else f"robot:{self.robot.name}"
 
     def _subscribe_latent(self) -> None:
-        """/wm/latent, once, when the policy sees the visual latent."""
+        """/wm/latent, once, when the policy sees the visual latent; the stream of its visual bundle's latents."""
+        if self.policy is not None and self.policy.needs_latent:
+            self.latents = LatentStream(self.policy.latent)
         if self._latent_sub is None and self.policy is not None and self.policy.needs_latent:
             self._latent_sub = topics.LATENT.subscribe(self.node, self.on_latent)
             if self.policy.needs_goal_image:
@@ -388,7 +391,7 @@ class PolicyNode:
         self.safety = _estop_only(self.safety)
         self.q = self.qd = self.teleop = self.plan = None
         self.plan_stamp = -np.inf
-        self.latents.clear()
+        self.latents = None
         self.goal_latent = None
         self.rx.clear()
 
@@ -536,31 +539,27 @@ class PolicyNode:
                     self.goal_latent is None or self.goal_latent[0] < min(self.goal_stamp, t) - 1e-6):
                 return False  # a new goal was posed (its point came): wait for its image's latent
             period = self.cfg.latent_period or 1.0 / self.policy.latent.frame_rate
-            newest = max((st for st, _ in self.latents if st <= t + 1e-6), default=-np.inf)
-            return newest > t - period + 1e-6
+            return self.latents is not None and self.latents.covers(t, period)
         return True
 
     def _latent_of(self, msg, what: str) -> tuple[float, np.ndarray] | None:
         """(capture stamp, latent) of a LatentState when it is this policy's visual bundle's, of its size, finite
         and not stamped in the future; else None, counted ``dropped.<what>_model`` / ``_malformed`` / ``_future``."""
-        li = self.policy.latent if self.policy is not None else None
-        if li is None:  # unconfigured (lifecycle), or a policy without the latent
+        if self.latents is None:  # unconfigured (lifecycle), or a policy without the latent
             return None
-        if msg.bundle_id != li.bundle_id:
-            self.diag.count(f"dropped.{what}_model")
-            self.warn.log(f"{what}_model", "dropped %s of visual bundle %s: this policy reads bundle %s's latents "
-                          "(run world_model with that bundle)", what, str(msg.bundle_id)[:12], li.bundle_id[:12])
+        got = self.latents.check(msg.bundle_id, msg.latent, cv.stamp_sec(msg.header.stamp), self.node.now(),
+                                 self.cfg.max_future_stamp)
+        if isinstance(got, str):
+            self.diag.count(f"dropped.{what}_{got}")
+            li = self.latents.spec
+            if got == "model":
+                self.warn.log(f"{what}_model", "dropped %s of visual bundle %s: this policy reads bundle %s's latents "
+                              "(run world_model with that bundle)", what, str(msg.bundle_id)[:12], li.bundle_id[:12])
+            elif got == "malformed":
+                self.warn.log(f"{what}_malformed", "dropped %s: %d values (want %d) or not finite", what,
+                              np.size(msg.latent), li.dim)
             return None
-        z = np.asarray(msg.latent, np.float32)
-        if z.shape != (li.dim,) or not np.all(np.isfinite(z)):
-            self.diag.count(f"dropped.{what}_malformed")
-            self.warn.log(f"{what}_malformed", "dropped %s: %d values (want %d) or not finite", what, z.size, li.dim)
-            return None
-        stamp = cv.stamp_sec(msg.header.stamp)
-        if not math.isfinite(stamp) or stamp - self.node.now() > self.cfg.max_future_stamp:
-            self.diag.count(f"dropped.{what}_future")
-            return None
-        return stamp, z
+        return got
 
     def on_latent(self, msg) -> None:
         """A /wm/latent (wm_control/msg/LatentState): kept when :meth:`_latent_of` takes it and it is not stamped
@@ -568,14 +567,9 @@ class PolicyNode:
         got = self._latent_of(msg, "latent")
         if got is None:
             return
-        stamp, z = got
-        if self.latents and stamp <= self.latents[-1][0]:
-            if stamp < self.latents[-1][0] - 1.0:  # the stream went back (a bag loop, a sim reset): start anew
-                self.latents.clear()
-            else:
-                self.diag.count("dropped.latent_out_of_order")
-                return
-        self.latents.append((stamp, z))
+        if self.latents.add(*got) is not None:  # stamped before the newest (a stream that restarted starts anew)
+            self.diag.count("dropped.latent_out_of_order")
+            return
         self.diag.tick("latents")
         self.ticker.poke()  # sim time: the tick of this instant may be waiting for it
 
@@ -590,12 +584,9 @@ class PolicyNode:
     def latent_for(self, t: float) -> tuple[np.ndarray | None, float | None, str | None]:
         """The latent for the tick at ``t``: the newest captured at or before ``t``, with its capture stamp; or
         None and why not ('missing': none yet; 'stale': older than max_latent_age)."""
-        best = next(((st, z) for st, z in reversed(self.latents) if st <= t + 1e-6), None)
-        if best is None:
+        if self.latents is None:
             return None, None, "missing"
-        if t - best[0] > self.cfg.max_latent_age:
-            return None, best[0], "stale"
-        return best[1], best[0], None
+        return self.latents.for_tick(t, self.cfg.max_latent_age)
 
     def on_frame(self, msg) -> None:
         self.frame_stamp = cv.stamp_sec(msg.header.stamp)

@@ -17,7 +17,9 @@ current command held: the teleop target in teleop mode, else the executed comman
 
 The cache is emptied on a gap in the stream: a frame more than ``max_gap`` frame periods after the
 previous one (``resets.gap``), or a stamp that jumps back (``resets.time_jump``: a bag loop, a sim
-reset). A frame with the previous one's stamp is dropped (``dropped.duplicate``); a frame of the wrong
+reset). A frame with the previous one's stamp is not encoded again: its latent is published again
+(``repeated``: a lock-step simulator re-announces its instant until a controller answers, and a controller
+that subscribed after the first latent needs it); a frame of the wrong
 size or encoding is dropped (``dropped.malformed``) with a rate-limited warning.
 
 ``/diagnostics``: ``latency.p50_ms``/``p99_ms`` (frame arrival -> latent published, i.e. encode + step),
@@ -97,6 +99,7 @@ class WorldModelNode:
         self.teleop_t = -np.inf
         self.mode = "autonomous"
         self.last_stamp: float | None = None
+        self.last_latent_msg = None  # the latest /wm/latent (published again for a repeated frame)
         self.pending_pred: np.ndarray | None = None
         self.frames = 0
         self.lat_pub = topics.LATENT.publisher(node)
@@ -194,7 +197,9 @@ class WorldModelNode:
             return
         if self.last_stamp is not None:
             if stamp == self.last_stamp:
-                self.diag.count("dropped.duplicate")
+                self.diag.count("repeated")
+                if self.last_latent_msg is not None:
+                    self.lat_pub.publish(self.last_latent_msg)
                 return
             if stamp < self.last_stamp:
                 self.diag.count("resets.time_jump")
@@ -242,4 +247,5 @@ class WorldModelNode:
                              uncertainty=0.0, reset=bool(reset))
 
     def _publish_latent(self, frame_msg, pred) -> None:
-        self.lat_pub.publish(self._latent_msg(frame_msg.header, pred.latent, pred.reset))
+        self.last_latent_msg = self._latent_msg(frame_msg.header, pred.latent, pred.reset)
+        self.lat_pub.publish(self.last_latent_msg)
