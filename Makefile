@@ -15,7 +15,7 @@ export PYTHONUNBUFFERED := 1
 
 LOCK   := lock/$(EXTRA).txt
 
-.PHONY: demo test bench rwm visual panda push setup clean lock lock-upgrade lock-check
+.PHONY: demo test bench rwm visual panda push push-plan setup clean lock lock-upgrade lock-check
 setup: $(STAMP)
 
 $(STAMP): setup.py Makefile $(LOCK) scripts/lock.py
@@ -121,6 +121,29 @@ push: $(STAMP)
 	$(PY) -m wm_control eval push --model runs/visual_push --episodes $(PUSH_EPISODES) --json runs/eval/push.json \
 	    --data expert=data/push_expert low=data/push_low mixed=data/push_mixed
 	$(PY) -m wm_control bench loop --bundle bundles/push_pixels_expert --json runs/bench/loop_push.json
+
+# The push task planned in the visual world model (README "Planning from pixels"; after `make push`): RWM-U
+# ensembles over (q, qd, the camera latent) whose reward head learns the object's distance to the goal from the
+# labels of 10% of the episodes; planners around BC from pixels on the expert and low logs; teacher vs
+# self-forcing on the expert logs, read back through the object probe (eval world-model on held-out expert
+# bags; random-policy camera bags for out of distribution); lambda 0 against the penalty over the live graph;
+# the planner's speed.
+PUSH_ENSEMBLE := $(PY) -m wm_control train ensemble --robot pusher --visual bundles/visual_push --reward object
+push-plan: $(STAMP)
+	test -e data/push_random/index.json || $(PUSH_COLLECT) --policy random --episodes 40 --seed 5 --out data/push_random
+	test -e data/push_expert_heldout/index.json || $(PUSH_COLLECT) --quality expert --episodes 40 --seed 6 \
+	    --out data/push_expert_heldout
+	for d in expert low; do test -e bundles/push_planner_$$d/manifest.yaml || $(PUSH_ENSEMBLE) --regime self \
+	    --data data/push_$$d --out runs/push_ensemble_$$d --bundle bundles/push_planner_$$d \
+	    --policy-bundle bundles/push_pixels_$$d || exit 1; done
+	test -e runs/push_ensemble_expert_teacher/checkpoint.yaml || $(PUSH_ENSEMBLE) --regime teacher \
+	    --data data/push_expert --out runs/push_ensemble_expert_teacher
+	$(PY) -m wm_control eval world-model --model runs/push_ensemble_expert --teacher runs/push_ensemble_expert_teacher \
+	    --heldout data/push_expert_heldout --ood data/push_random --json runs/eval/push_world_model.json
+	$(PY) -m wm_control eval suite --suite eval_push_plan.yaml --episodes $(PUSH_EPISODES) \
+	    --json runs/eval/push_plan_suite.json --resume
+	$(PY) -m wm_control bench planner --bundle bundles/push_planner_expert --samples 128 --horizon 8 \
+	    --json runs/bench/planner_push.json
 
 clean:
 	rm -rf $(VENV) build *.egg-info runs

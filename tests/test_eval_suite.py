@@ -4,6 +4,7 @@ import io
 import json
 import math
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -133,3 +134,26 @@ def test_report_writes_json_figures_logs_and_logged_progress(tmp_path, capsys, m
     assert capsys.readouterr().out == f"[eval x] all good\nwrote {p} and {png}\n"
     assert report.stats([1, 2, 3, 4], (50,), with_max=True) == {"p50": 2.5, "max": 4.0, "mean": 2.5}
     assert list(report.machine(python=True)) == ["cpus", "python", "platform"]
+
+
+def test_a_suite_entry_may_carry_its_own_planner_parameters():
+    from wm_control.eval.suite import entry
+
+    assert entry("BC", "bundles/bc", {"lam": 1.0}) == ("bundles/bc", {})
+    assert entry("p", "planner:b", {"lam": 1.0, "samples": 64}) == ("planner:b", {"lam": 1.0, "samples": 64})
+    assert entry("p0", {"policy": "planner:b", "planner": {"lam": 0.0}}, {"lam": 1.0, "samples": 64}) == \
+        ("planner:b", {"lam": 0.0, "samples": 64})  # its own over the command line's
+    for bad, why in (({"policy": "bundles/bc", "planner": {"lam": 0.0}}, "not a planner"),
+                     ({"policy": "planner:b", "planner": {"lamda": 0.0}}, "unknown planner parameter"),
+                     ({"bundle": "planner:b"}, "a policy spec, or")):
+        with pytest.raises(SystemExit, match=why):
+            entry("x", bad, None)
+
+
+@pytest.mark.parametrize("name", ["eval_rwm.yaml", "eval_push.yaml", "eval_push_plan.yaml"])
+def test_every_suite_shipped_in_config_has_valid_entries(name):
+    from wm_control.eval.suite import entry
+
+    suite = yaml.safe_load((Path(__file__).resolve().parents[1] / "config" / name).read_text())
+    specs = [entry(label, spec, None) for group in suite["groups"].values() for label, spec in group.items()]
+    assert specs and all(spec for spec, _ in specs)

@@ -68,15 +68,33 @@ def plan_latency(bundle: str, samples: int = 256, horizon: int = 16, iterations:
 
 def graph_run(bundle: str, duration: float = 10.0, warmup: float = 4.0, device: str = "auto",
               planner_params: dict[str, Any] | None = None, backend: str | None = None) -> dict[str, Any]:
-    """sim_robot (real time) + policy (use_plan) + planner for ``duration`` s; rates from /diagnostics."""
+    """sim_robot (real time) + policy (use_plan) + planner for ``duration`` s; rates from /diagnostics. A bundle
+    whose policy (and ensemble) sees the camera gets the camera chain too: the simulated robot it was trained
+    on, rendering at 25 Hz, camera_ingest and world_model publishing /wm/latent."""
+    from wm_control.eval.closed_loop import visual_for
+    from wm_control.sim.robots import ROBOTS
+    from wm_control.world.bundle import load_bundle
+
     path = str(Path(bundle).resolve())
+    sim: dict[str, Any] = {"mode": "realtime", "control_rate": 50.0, "render": False, "episode_s": 4.0}
     graph = {
         "/**": {"ros__parameters": {"use_sim_time": False, "launch": {"required": True}}},
-        "sim_robot": {"ros__parameters": {"mode": "realtime", "control_rate": 50.0, "render": False,
-                                          "episode_s": 4.0}},
+        "sim_robot": {"ros__parameters": sim},
         "policy": {"ros__parameters": {"bundle": path, "device": device, "use_plan": True, "track_frames": False}},
         "planner": {"ros__parameters": {"bundle": path, "device": device, **(planner_params or {})}},
     }
+    seen = visual_for(bundle)
+    if seen is not None:
+        li, vis = seen
+        vb = load_bundle(vis, expect_id=li["bundle_id"])
+        cam = vb.manifest.get("camera") or {"width": 64, "height": 64}
+        robot = load_bundle(bundle).manifest["robot"].get("name")
+        sim.update(render=True, camera_rate=25.0, image_width=int(cam["width"]), image_height=int(cam["height"]),
+                   **({"robot": robot} if robot in ROBOTS else {}))
+        graph["camera_ingest"] = {"ros__parameters": {"width": int(cam["width"]), "height": int(cam["height"]),
+                                                      "max_age": 0.1}}
+        graph["world_model"] = {"ros__parameters": {"bundle": str(vb.path.resolve()), "bundle_id": vb.id,
+                                                    "device": device, "preview_steps": 0}}
     plans: list[float] = []
     cmds: list[float] = []
     with GraphRun(graph, "wm_bench_planner", backend=backend) as run:
@@ -110,6 +128,9 @@ def graph_run(bundle: str, duration: float = 10.0, warmup: float = 4.0, device: 
             "plan_latency_ms": {"p50": float(pl.get("plan.p50_ms", "nan")), "p99": float(pl.get("plan.p99_ms", "nan"))},
             "status_counts": {k.split(".", 1)[1]: int(v) for k, v in pl.items() if k.startswith("status.")},
             "threads": pl.get("threads"), "providers": pl.get("providers"),
+            **({"camera_in_the_loop": True,
+                "latent_fallbacks": {k: int(float(v)) for k, v in pl.items() if k.startswith("latent_fallback.")}}
+               if seen is not None else {}),
         },
         "policy": {
             "command_rate_hz": n_cmds / wall, "ticks": ticks,

@@ -62,11 +62,15 @@ class EnsembleOptions(BenchOptions):
 
 @dataclass
 class PlannerOptions(BenchOptions):
-    """Plan latency (5 members x 256 samples x horizon 16) and the running graph."""
+    """Plan latency (the ensemble's members x samples x horizon) and the running graph."""
 
     bundle: str = "bundles/ensemble"
     duration: float = 10.0
     """Seconds of the running graph."""
+    samples: int = 256
+    """Candidates per plan (the planner's samples)."""
+    horizon: int = 16
+    """Control steps planned."""
 
 
 @dataclass
@@ -103,7 +107,8 @@ def cmd_bench(argv: list[str]) -> int:
         from wm_control.bench.planner import bench_planner
 
         p, _ = parse(prog, argv, PlannerOptions)
-        res, path = bench_planner(p.bundle, device=p.device, duration=p.duration), p.json
+        res, path = bench_planner(p.bundle, samples=p.samples, horizon=p.horizon, device=p.device,
+                                  duration=p.duration), p.json
     else:
         from wm_control.bench.visual import bench_visual
 

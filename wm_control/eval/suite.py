@@ -12,6 +12,10 @@ behaviour policy that collected the logs)::
         BC: bundles/bc
         PPO lambda=0: bundles/ppo_expert_lam0
 
+A planner entry may carry its own planner parameters (over the command line's ``--planner-param``)::
+
+        planner lambda=0: {policy: "planner:bundles/push_planner_low", planner: {lam: 0.0}}
+
 Every policy runs the same ``episodes`` (same simulator seed: paired starts and goals) through the real
 graph in lock-step. One JSON with everything and one PNG (success rate and mean return per group).
 """
@@ -43,8 +47,10 @@ def evaluate_suite(config: str | Path, json_path: str | Path | None = None, epis
         groups = {k: v for k, v in groups.items() if k in only}
         if not groups:
             raise SystemExit(f"no group named {only} in {config} (groups: {list(suite['groups'])})")
-    missing = [f"{g}/{label}: {m}" for g, pol in groups.items() for label, spec in pol.items()
-               if (m := missing_bundle(str(spec)))]
+    entries = {g: {label: entry(label, spec, planner_params) for label, spec in pol.items()}
+               for g, pol in groups.items()}
+    missing = [f"{g}/{label}: {m}" for g, pol in entries.items() for label, (spec, _) in pol.items()
+               if (m := missing_bundle(spec))]
     if missing:
         raise SystemExit("bundles missing (build them first, see the README's offline RL section):\n  "
                          + "\n  ".join(missing))
@@ -61,9 +67,8 @@ def evaluate_suite(config: str | Path, json_path: str | Path | None = None, epis
     for g, pol in groups.items():
         res: dict[str, Any] = {}
         out["groups"][g] = res
-        for label, spec in pol.items():
+        for label, (spec, params) in entries[g].items():
             r = old.get(g, {}).get(label)
-            params = dict(planner_params or {}) if str(spec).startswith("planner:") else {}
             if r is None or r.get("policy") != str(spec) or r.get("planner_params", {}) != params:
                 r = run_episodes(str(spec), n, robot, ep_s, seed, device, planner_params=params or None)
                 r["label"] = label
@@ -79,6 +84,30 @@ def evaluate_suite(config: str | Path, json_path: str | Path | None = None, epis
         plot_suite(out, figure_path(json_path))
         wrote(json_path, figure_path(json_path))
     return out
+
+
+def entry(label: str, spec: Any, planner_params: dict[str, Any] | None) -> tuple[str, dict[str, Any]]:
+    """(policy spec, planner parameters) of a suite entry: a spec, or {policy: SPEC, planner: {NAME: VALUE}}."""
+    from wm_control.eval.closed_loop import check_planner_params
+
+    own: dict[str, Any] = {}
+    if isinstance(spec, dict):
+        if set(spec) - {"policy", "planner"} or "policy" not in spec or not isinstance(spec.get("planner", {}), dict):
+            raise SystemExit(f"suite entry {label!r}: a policy spec, or {{policy: SPEC, planner: {{NAME: VALUE}}}}; "
+                             f"not {spec!r}")
+        own = dict(spec.get("planner") or {})
+        spec = spec["policy"]
+    spec = str(spec)
+    if not spec.startswith("planner:"):
+        if own:
+            raise SystemExit(f"suite entry {label!r}: planner parameters for {spec}, which is not a planner: entry")
+        return spec, {}
+    params = {**(planner_params or {}), **own}
+    try:
+        check_planner_params(params)
+    except ValueError as exc:
+        raise SystemExit(f"suite entry {label!r}: {exc}") from None
+    return spec, params
 
 
 def plot_suite(out: dict[str, Any], path: Path) -> None:
