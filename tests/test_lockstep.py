@@ -93,3 +93,16 @@ def test_control_tick_acts_again_when_the_simulator_reannounces_its_instant(monk
     tick.on_state(0.0)  # an old instant arriving late never re-acts
     node.timer()
     assert acts == [0.0, 0.0, 0.02] and tick.resent == 0 + 1
+
+
+def test_closed_loop_gives_up_on_a_run_that_stops_finishing_episodes_not_on_a_slow_one(debug_bc):
+    """The eval's watchdog is on progress: episodes that keep finishing may take as long as they take; a run in
+    which none finishes within the limit fails with a line that says so (and how far it got)."""
+    import pytest
+
+    from wm_control.eval.closed_loop import run_episodes
+
+    r = run_episodes(str(debug_bc[1]), 3, episode_s=0.4, device="cpu", timeout_s=20)
+    assert r["episodes"] == 3
+    with pytest.raises(RuntimeError, match=r"no episode finished in 4 s \(0/1 done\)"):
+        run_episodes(str(debug_bc[1]), 1, episode_s=3600.0, device="cpu", timeout_s=4)  # lock-step: never in 4 s

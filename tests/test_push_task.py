@@ -286,7 +286,7 @@ def test_ensemble_over_joints_and_latent_with_an_object_reward_from_few_labels(p
     for name in ("self_forced", "teacher_forced"):
         o = saved["models"][name]["object"]
         assert set(o["median_error_cm"]) == {"1", "5"} and all(v >= 0 for v in o["median_error_cm"].values())
-        assert o["moving"]["rollouts"] <= saved["models"][name]["rollouts"]
+        assert o["moving"]["rollouts"] <= saved["models"][name]["rollouts"] and o["vs_probe_on_true_latent_cm"]["1"] >= 0
         if o["moving"]["rollouts"]:  # the rollouts in which the object moves more than 1 cm
             assert o["moving"]["object_stays_cm"]["5"] > 1.0
     assert res["summary"]["object_median_error_cm_5"] >= 0

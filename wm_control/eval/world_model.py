@@ -75,7 +75,8 @@ def camera_episodes(paths: list[Path], rate: float, visual: str, max_episodes: i
 def object_metrics(r: dict[str, np.ndarray], unc: np.ndarray, episodes: list, probe: np.ndarray, n: int,
                    horizon: int) -> dict[str, Any]:
     """The object read back from the mean predicted latent by the linear ``probe`` (cm), per horizon:
-    the model, the probe on the true latents, the object where it was; all rollouts and moving ones."""
+    the model, the probe on the true latents, the object where it was, and the model against the probe on the
+    true latents (its own error with the probe's taken out); all rollouts and moving ones."""
     from wm_control.train.visual import ridge_apply
 
     obj = np.concatenate([e.object[:, :2] for e in episodes])  # aligned with heldout_rollouts' transitions
@@ -86,6 +87,7 @@ def object_metrics(r: dict[str, np.ndarray], unc: np.ndarray, episodes: list, pr
     floor = ridge_apply(probe, r["truth"][..., 2 * n:])
     err = 100 * np.linalg.norm(pred - truth, axis=-1)  # (B, K) cm
     floor_err = 100 * np.linalg.norm(floor - truth, axis=-1)
+    drift = 100 * np.linalg.norm(pred - floor, axis=-1)  # the model's own error, the probe's taken out
     stays = 100 * np.linalg.norm(obj[idx][:, None] - truth, axis=-1)
     moving = stays[:, -1] > 1.0  # the object moves more than 1 cm over the horizon
 
@@ -95,8 +97,10 @@ def object_metrics(r: dict[str, np.ndarray], unc: np.ndarray, episodes: list, pr
     every = np.ones(len(idx), bool)
     return {"median_error_cm": per_h(err, every), "probe_on_true_latent_cm": per_h(floor_err, every),
             "object_stays_cm": per_h(stays, every),
+            "vs_probe_on_true_latent_cm": per_h(drift, every),
             "moving": {"rollouts": int(moving.sum()), "median_error_cm": per_h(err, moving),
-                       "probe_on_true_latent_cm": per_h(floor_err, moving), "object_stays_cm": per_h(stays, moving)},
+                       "probe_on_true_latent_cm": per_h(floor_err, moving), "object_stays_cm": per_h(stays, moving),
+                       "vs_probe_on_true_latent_cm": per_h(drift, moving)},
             "spearman_uncertainty_object_error": spearman(unc.ravel(), err.ravel()),
             "error_by_step_cm": np.median(err, 0).tolist()}
 
@@ -208,6 +212,8 @@ def evaluate_world_model(teacher: str | None, self_forced: str, heldout: str = f
             if so["moving"]["median_error_cm"].get(h) and to["moving"]["median_error_cm"].get(h):
                 summary[f"object_self_over_teacher_moving_{h}"] = \
                     so["moving"]["median_error_cm"][h] / to["moving"]["median_error_cm"][h]
+                summary[f"object_model_error_self_over_teacher_moving_{h}"] = \
+                    so["moving"]["vs_probe_on_true_latent_cm"][h] / to["moving"]["vs_probe_on_true_latent_cm"][h]
     summary["beats_baseline_every_horizon"] = all(
         sf["relative_error"][k] < sf["baseline_relative_error"][k] for k in sf["relative_error"])
     res["summary"] = summary
@@ -222,7 +228,9 @@ def evaluate_world_model(teacher: str | None, self_forced: str, heldout: str = f
             summary_line(f"{name:>15}: object (read by the probe) median error at {h} steps "
                          f"{o['median_error_cm'][h]:.1f} cm, {o['moving']['median_error_cm'][h] or float('nan'):.1f} cm "
                          f"where it moves ({o['moving']['rollouts']} rollouts); the probe on true latents "
-                         f"{o['probe_on_true_latent_cm'][h]:.1f} cm, the object left where it was "
+                         f"{o['probe_on_true_latent_cm'][h]:.1f} cm (against it "
+                         f"{o['moving']['vs_probe_on_true_latent_cm'][h] or float('nan'):.1f} cm where it moves), "
+                         f"the object left where it was "
                          f"{o['moving']['object_stays_cm'][h] or float('nan'):.1f} cm where it moves")
     u = res["uncertainty_in_vs_out_of_distribution"]
     summary_line(f"uncertainty in-distribution {u['in_distribution_mean']:.3f} vs random-policy data "
@@ -277,9 +285,11 @@ def _plot(res: dict, path: Path) -> Path:
     ax[2].legend()
     ax[2].set_title(f"out of distribution: {u['ratio']:.1f}x higher")
     if with_object:
-        for name, m in res["models"].items():
-            o = m["object"]["moving"]["median_error_cm"]
-            ax[3].plot(list(o), list(o.values()), "o-", label=name.replace("_", " "))
+        for i, (name, m) in enumerate(res["models"].items()):
+            o, own = m["object"]["moving"]["median_error_cm"], m["object"]["moving"]["vs_probe_on_true_latent_cm"]
+            ax[3].plot(list(o), list(o.values()), "o-", color=f"C{i}", label=name.replace("_", " "))
+            ax[3].plot(list(own), list(own.values()), "s--", color=f"C{i}",
+                       label=f"{name.replace('_', ' ')}: against the probe on the true latent")
         o = next(m["object"]["moving"] for m in res["models"].values())
         ax[3].plot(list(o["object_stays_cm"]), list(o["object_stays_cm"].values()), "k--", label="object stays")
         ax[3].plot(list(o["probe_on_true_latent_cm"]), list(o["probe_on_true_latent_cm"].values()), ":",
