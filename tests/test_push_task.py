@@ -3,6 +3,7 @@ and the object's true position only on the simulator's ground-truth topic; the s
 pushes over the graph from that topic and episodes are scored by the object's distance to the goal."""
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -331,3 +332,42 @@ def test_the_planner_from_pixels_drives_the_pusher_over_the_graph(pixel_bc, late
     assert plans >= 0.9 * ticks > 0, (pc, pl)  # a plan from the camera's latent for (nearly) every tick
     assert not any(k.startswith(("latent_fallback.", "dropped.")) for k in pl), pl
     assert pc.get("ticks.plan", 0) >= 0.8 * ticks, pc  # the commands followed the plans
+    iv = r["imagined_vs_real"]  # the object reward's expected distance against the simulator's ground truth
+    assert iv["episodes"] == 2 and iv["plans"] >= 0.5 * plans, (iv, plans)
+    assert 0 <= iv["imagined_success_rate"] <= 1 and iv["real_mean_distance_m"] > 0
+    assert len(iv["per_episode"]) == 2 and all(math.isfinite(e["imagined_distance"]) for e in iv["per_episode"])
+
+
+def test_imagined_vs_real_pairs_each_plan_with_what_the_object_then_did():
+    """The plan's expected return over its horizon, read as the object's distance to the goal, against the
+    ground truth over the same instants; windows that leave their episode are not paired; per episode the last
+    paired plan gives the imagined success. An optimistic model (expects 1 cm, gets 4 cm) shows optimism."""
+    from types import SimpleNamespace as NS
+
+    from wm_control.eval.imagined_vs_real import ImaginedVsReal
+
+    def stamp(t):
+        return NS(sec=int(t), nanosec=int(round((t - int(t)) * 1e9)))
+
+    def point(t, x, y):
+        return NS(header=NS(stamp=stamp(t)), point=NS(x=x, y=y, z=0.0))
+
+    iv, dt, k = ImaginedVsReal(0.05), 0.02, 4
+    iv.on_goal(point(0.0, 0.0, 0.0))
+    iv.on_goal(point(0.0, 0.0, 0.0))  # the latched goal again: one episode
+    iv.on_goal(point(1.0, 1.0, 0.0))
+    for j in range(50):  # episode 0: the object stays 4 cm from its goal; episode 1: 2 cm from its own
+        iv.on_object(point(j * dt, 0.04, 0.0))
+        iv.on_object(point(1.0 + j * dt, 1.02, 0.0))
+    for t in [j * dt for j in range(0, 50, 5)] + [1.0 + j * dt for j in range(0, 50, 5)] + [0.95, 1.92]:
+        iv.on_plan(NS(header=NS(stamp=stamp(t)), dt=dt, horizon=k, expected_return=-0.01 * k))  # expects 1 cm
+    iv.on_plan(NS(header=NS(stamp=stamp(0.5)), dt=dt, horizon=0, expected_return=0.0))  # a NO_INPUT plan
+    s = iv.summary(episodes=2)
+    # the plan at 0.95 leaves its episode (0.95 + 4 x 0.02 > 1.0); the one at 1.92 has no sample at 2.0
+    assert s["plans"] == 20 and s["episodes"] == 2
+    assert s["imagined_mean_distance_m"] == pytest.approx(0.01)
+    assert s["real_mean_distance_m"] == pytest.approx(0.03)
+    assert s["optimism_m"] == pytest.approx(0.02)
+    assert s["imagined_success_rate"] == 1.0 and s["real_success_rate_last_window"] == 1.0
+    assert [e["real_distance"] for e in s["per_episode"]] == pytest.approx([0.04, 0.02])
+    assert ImaginedVsReal(0.05).summary(2) is None  # nothing heard: nothing claimed

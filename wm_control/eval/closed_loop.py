@@ -18,9 +18,10 @@ from typing import Any
 import numpy as np
 import yaml
 
+from wm_control.eval.imagined_vs_real import ImaginedVsReal, summary_text
 from wm_control.eval.push import wilson
 from wm_control.report import write_json
-from wm_control.ros import qos
+from wm_control.ros import qos, topics
 from wm_control.ros.harness import GraphRun
 from wm_control.sim.robots import DEFAULT_ROBOT, episode_reset, success_radius
 
@@ -107,6 +108,19 @@ def visual_for(bundle: str | Path, visual: str | None = None) -> tuple[dict, Pat
     return li, path
 
 
+def plans_object_reward(policy: str) -> bool:
+    """A ``planner:BUNDLE`` spec whose ensemble's reward head learnt the object's distance to the goal (then
+    ``-expected_return / horizon`` is a distance, comparable with the simulator's ground truth)."""
+    if not policy.startswith("planner:"):
+        return False
+    path = Path(policy.split(":", 1)[1]) / "manifest.yaml"
+    try:
+        manifest = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError):
+        return False
+    return ((manifest.get("training") or {}).get("ensemble") or {}).get("config", {}).get("reward") == "object"
+
+
 def _graph_yaml(policy: str, robot: str, episode_s: float, seed: int, device: str, render: bool,
                 planner_params: dict[str, Any] | None = None, visual: str | None = None) -> dict:
     graph: dict[str, Any] = {
@@ -174,9 +188,15 @@ def run_episodes(policy: str, episodes: int, robot: str = DEFAULT_ROBOT, episode
             bar[0].refresh()
 
     graph = _graph_yaml(policy, robot, episode_s, seed, device, render, planner_params, visual)
+    imagined = ImaginedVsReal(success_radius(robot)) if plans_object_reward(policy) else None
     with GraphRun(graph, "wm_eval", backend=backend) as run:
         run.node.create_subscription("diagnostic_msgs/msg/DiagnosticStatus", "/sim_robot/episode", on_episode,
                                      qos.QoSProfile("reliable", "volatile", 100))
+        if imagined is not None:  # what the planner expected against what the simulator then did
+            topics.GOAL.subscribe(run.node, imagined.on_goal)
+            topics.PLAN.subscribe(run.node, imagined.on_plan)
+            run.node.create_subscription(topics.GROUND_TRUTH_OBJECT.type, topics.GROUND_TRUTH_OBJECT.name,
+                                         imagined.on_object, qos.QoSProfile("reliable", "volatile", 1000))
         run.start()
         t0 = time.monotonic()
         # a watchdog on progress, not on the whole run: lock-step runs as fast as the slowest node (a planner
@@ -219,6 +239,7 @@ def run_episodes(policy: str, episodes: int, robot: str = DEFAULT_ROBOT, episode
         **({"visual": graph["world_model"]["ros__parameters"]["bundle"]} if "world_model" in graph else {}),
         "policy_counters": counters,  # the policy node's last diagnostics: ticks by source, fallbacks, holds
         **({"planner_counters": planner} if "planner" in graph else {}),  # plans by status, latency, fallbacks
+        **({"imagined_vs_real": iv} if (iv := imagined and imagined.summary(len(results))) else {}),
         "per_episode": results,
     }
 
@@ -280,7 +301,7 @@ def evaluate(policies: list[str], episodes: int = 50, robot: str = DEFAULT_ROBOT
     for r in runs:
         print(f"{policy_label(r['policy']):>12}: success {100 * r['success_rate']:5.1f}%  mean return "
               f"{r['mean_return']:8.3f}  mean final distance {r['mean_final_distance']:.4f} m  "
-              f"({r['episodes']} episodes, {r['wall_s']:.0f} s)")
+              f"({r['episodes']} episodes, {r['wall_s']:.0f} s){summary_text(r)}")
     if json_path:
         p = write_json(json_path, out)
         _plot(out, p.with_suffix(".png"))
@@ -306,8 +327,8 @@ def _plot(out: dict, path: Path) -> None:
     for r, name in zip(runs, names):
         d = np.array([e["final_distance"] for e in r["per_episode"]])
         ax[1].hist(np.clip(d, 0, 0.2) * 100, bins=40, range=(0, 20), alpha=0.6, label=name)
-    ax[1].axvline(2.0, color="k", ls="--", lw=1, label="success radius")
-    ax[1].set_xlabel("final fingertip-to-goal distance (cm, clipped at 20)")
+    ax[1].axvline(100 * out["success_radius_m"], color="k", ls="--", lw=1, label="success radius")
+    ax[1].set_xlabel("final distance to the goal (cm, clipped at 20)")
     ax[1].set_ylabel("episodes")
     ax[1].legend()
     fig.tight_layout()

@@ -40,6 +40,7 @@ def evaluate_suite(config: str | Path, json_path: str | Path | None = None, epis
     and a group can be added later). The file is rewritten after every policy. ``planner_params`` go to
     every ``planner:`` policy's planner node (a result made with other parameters is run again)."""
     from wm_control.eval.closed_loop import missing_bundle, run_episodes
+    from wm_control.eval.imagined_vs_real import summary_text
 
     suite = yaml.safe_load(Path(config).read_text())
     groups: dict[str, dict[str, str]] = suite["groups"]
@@ -76,7 +77,8 @@ def evaluate_suite(config: str | Path, json_path: str | Path | None = None, epis
                 summary_line(f"{label}: kept from {json_path}", tag=g)
             res[label] = r
             summary_line(f"{label:>16}: success {100 * r['success_rate']:5.1f}%  mean return {r['mean_return']:8.3f}  "
-                         f"mean final distance {r['mean_final_distance']:.4f} m  ({r['wall_s']:.0f} s)", tag=g)
+                         f"mean final distance {r['mean_final_distance']:.4f} m  ({r['wall_s']:.0f} s)"
+                         f"{summary_text(r)}", tag=g)
             if json_path:
                 write_json(json_path, out)  # after every policy: a stopped suite resumes from here
     if json_path:
