@@ -127,6 +127,7 @@ push: $(STAMP)
 # labels of 10% of the episodes; planners around BC from pixels on the expert and low logs; teacher vs
 # self-forcing on the expert logs, read back through the object probe (eval world-model on held-out expert
 # bags; random-policy camera bags for out of distribution); lambda 0 against the penalty over the live graph;
+# the goal-image mode planned by the energy to the goal image's latent (the expert ensemble around goal-image BC);
 # the planner's speed.
 PUSH_ENSEMBLE := $(PY) -m wm_control train ensemble --robot pusher --visual bundles/visual_push --reward object
 push-plan: $(STAMP)
@@ -136,6 +137,8 @@ push-plan: $(STAMP)
 	for d in expert low; do test -e bundles/push_planner_$$d/manifest.yaml || $(PUSH_ENSEMBLE) --regime self \
 	    --data data/push_$$d --out runs/push_ensemble_$$d --bundle bundles/push_planner_$$d \
 	    --policy-bundle bundles/push_pixels_$$d || exit 1; done
+	test -e bundles/push_planner_goalimg_expert/manifest.yaml || $(PY) -m wm_control export runs/push_ensemble_expert \
+	    --out bundles/push_planner_goalimg_expert --policy-bundle bundles/push_goalimg_expert
 	test -e runs/push_ensemble_expert_teacher/checkpoint.yaml || $(PUSH_ENSEMBLE) --regime teacher \
 	    --data data/push_expert --out runs/push_ensemble_expert_teacher
 	$(PY) -m wm_control eval world-model --model runs/push_ensemble_expert --teacher runs/push_ensemble_expert_teacher \
@@ -144,6 +147,8 @@ push-plan: $(STAMP)
 	    --json runs/eval/push_plan_suite.json --resume
 	$(PY) -m wm_control bench planner --bundle bundles/push_planner_expert --samples 128 --horizon 8 \
 	    --json runs/bench/planner_push.json
+	$(PY) -m wm_control bench planner --bundle bundles/push_planner_goalimg_expert --samples 128 --horizon 8 \
+	    --json runs/bench/planner_push_goalimg.json
 
 clean:
 	rm -rf $(VENV) build *.egg-info runs

@@ -184,14 +184,24 @@ def test_bench_loop_times_the_frame_whose_latent_the_command_used(pixel_bc, tmp_
     assert res["control"]["achieved_hz"] > 0
 
 
-def test_goal_image_mode_from_bags_to_the_graph(pixel_bc, push_visual, tmp_path):
+@pytest.fixture(scope="module")
+def goal_image_bc(pixel_bc, push_visual, tmp_path_factory):
+    """``train bc --visual --observation joint_trig_goal_image_latent`` (debug): the goal-image mode's bundle."""
+    from wm_control.train.bc import export_bc, train_bc
+    from wm_control.train.presets import bc_preset
+
+    root = tmp_path_factory.mktemp("goal_image_bc")
+    cfg = bc_preset("debug", robot="pusher", visual=str(pixel_bc[0]), observation="joint_trig_goal_image_latent")
+    return export_bc(train_bc(cfg, push_visual[1], root / "bc"), root / "bundle")
+
+
+def test_goal_image_mode_from_bags_to_the_graph(pixel_bc, push_visual, goal_image_bc):
     """The goal-image mode: the bags' /goal_image is read per episode (each image once, each step's index),
     encoded as the world model encodes it, and a BC policy on (joints, latent, goal image's latent) runs over
     the graph with no goal point in its observation, steering by /wm/goal_latent."""
     from wm_control.data.dataset import DatasetConfig, load_episodes
     from wm_control.eval.closed_loop import evaluate
-    from wm_control.train.bc import attach_latents, export_bc, train_bc
-    from wm_control.train.presets import bc_preset
+    from wm_control.train.bc import attach_latents
 
     vis, _ = pixel_bc
     _, data = push_visual
@@ -202,9 +212,7 @@ def test_goal_image_mode_from_bags_to_the_graph(pixel_bc, push_visual, tmp_path)
     assert np.abs(e.goal_images[0].astype(int) - e.frames[0]).sum() > 0  # the object at the goal, not the start
     attach_latents(eps[:1], vis)
     assert eps[0].goal_latent.shape == eps[0].latent.shape
-    cfg = bc_preset("debug", robot="pusher", visual=str(vis), observation="joint_trig_goal_image_latent")
-    bundle = export_bc(train_bc(cfg, data, tmp_path / "bc"), tmp_path / "bundle")
-    r = evaluate([str(bundle)], episodes=2, robot="pusher", episode_s=1.0, device="cpu")["policies"][0]
+    r = evaluate([str(goal_image_bc)], episodes=2, robot="pusher", episode_s=1.0, device="cpu")["policies"][0]
     c = {k: float(v) for k, v in r["policy_counters"].items()}
     assert r["episodes"] == 2 and c.get("ticks.policy", 0) >= 40, c
     assert not any(k.startswith("latent_fallback.") for k in c), c
@@ -371,3 +379,42 @@ def test_imagined_vs_real_pairs_each_plan_with_what_the_object_then_did():
     assert s["imagined_success_rate"] == 1.0 and s["real_success_rate_last_window"] == 1.0
     assert [e["real_distance"] for e in s["per_episode"]] == pytest.approx([0.04, 0.02])
     assert ImaginedVsReal(0.05).summary(2) is None  # nothing heard: nothing claimed
+
+
+def test_the_planner_plans_to_a_goal_image_by_the_energy_to_its_latent(goal_image_bc, latent_ensembles, tmp_path):
+    """V-JEPA 2-AC's setting: a bundle whose policy reads the goal image's latent plans with the energy (the
+    predicted latent's distance to the goal image's, in data spreads), never to a point: a point is refused,
+    a goal latent 5 spreads away costs what it should, and over the graph the planner plans from
+    /wm/goal_latent and the policy node follows (no imagined-vs-real pairing: the return is no distance)."""
+    from wm_control.control.planner import Planner, PlannerConfig
+    from wm_control.train.ensemble import export_ensemble
+
+    bundle = export_ensemble(latent_ensembles["self"], tmp_path / "planner", policy_bundle=goal_image_bc)
+    p = Planner(str(bundle), PlannerConfig(samples=32, horizon=4, uncertainty_threshold=1e9))
+    assert p.goal_image and p.goal_dim == p.latent.dim and p.chain is None
+    mid = 0.5 * (p.lo + p.hi)
+    z = np.linspace(-0.5, 0.5, p.latent.dim)
+    states = np.concatenate([np.tile(mid, (p.history, 1)), np.zeros((p.history, p.n)), np.tile(z, (p.history, 1))], 1)
+    acts = np.tile(mid, (p.history - 1, 1))
+    with pytest.raises(ValueError, match="goal image's latent"):
+        p.plan(states, acts, np.array([0.1, 0.1, 0.0]), prev_command=mid)
+    near = p.plan(states, acts, z, prev_command=mid)
+    p.reset()
+    far = p.plan(states, acts, z + 5 * p.latent_std, prev_command=mid)
+    assert np.isfinite(near.expected_return) and near.cost_spread >= 0
+    drift = -near.expected_return / 4  # the mean energy to where it is: how far the predicted latent moves
+    # (its own plan drifts about as far: the bound is loose by that)
+    assert -far.expected_return / 4 == pytest.approx(5.0, abs=max(2 * drift, 0.5)), (near, far)
+    from wm_control.bench.planner import plan_latency
+
+    lat = plan_latency(str(bundle), samples=16, horizon=4, plans=5)  # bench planner plans to a goal latent too
+    assert lat["latency_ms"]["p50"] > 0
+
+    r = run_episodes(f"planner:{bundle}", 2, robot="pusher", episode_s=1.0, device="cpu",
+                     planner_params={"samples": 16, "horizon": 4, "uncertainty_threshold": 1e9})
+    pc = {k: float(v) for k, v in r["policy_counters"].items()}
+    pl = {k: float(v) for k, v in r["planner_counters"].items() if k.startswith("status.")}
+    ticks = sum(v for k, v in pc.items() if k.startswith("ticks."))
+    assert r["episodes"] == 2 and sum(v for k, v in pl.items() if k != "status.NO_INPUT") >= 0.9 * ticks > 0, (pc, pl)
+    assert pc.get("ticks.plan", 0) >= 0.8 * ticks and not any(k.startswith("latent_fallback.") for k in pc), pc
+    assert "imagined_vs_real" not in r and "plan.cost_spread" in r["planner_counters"]

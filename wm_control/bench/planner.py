@@ -41,11 +41,12 @@ def plan_latency(bundle: str, samples: int = 256, horizon: int = 16, iterations:
     mean = np.asarray((b.manifest.get("normalizers", {}).get("ensemble_state") or {}).get("mean")
                       or np.zeros(p.state_dim), dtype=np.float64)
     states = np.repeat(mean[None], p.history, 0)
-    states[:, p.n:] = 0.0  # at rest
+    states[:, p.n: 2 * p.n] = 0.0  # at rest (a visual latent stays at its data mean)
     q = np.clip(states[-1, : p.n], p.lo, p.hi)
     states[:, : p.n] = q
     actions = np.repeat(q[None], p.history - 1, 0)
-    goal = np.array([0.1, -0.1, 0.01])
+    # a point, or for a bundle that plans to a goal image a latent off the mean by one data spread
+    goal = mean[2 * p.n:] + p.latent_std if p.goal_image else np.array([0.1, -0.1, 0.01])
     for i in range(10):  # warm: the node plans warm-started
         p.plan(states, actions, goal, stamp=i * p.dt)
     ms = np.empty(plans)

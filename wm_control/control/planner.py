@@ -28,6 +28,11 @@ MPPI (model-predictive path integral), warm-started:
   :meth:`wm_control.world.ensemble.EnsembleDynamics.uncertainty`: the std over members (unbiased,
   as torch) of the predicted state divided by ``normalizers.ensemble_uncertainty_scale``, summed
   over state dimensions.
+* **the goal as an image** (a bundle whose policy reads the goal image's latent, ``--observation
+  joint_trig_goal_image_latent``; the ensemble over the same visual latent): the step's reward is V-JEPA
+  2-AC's energy, minus the mean absolute difference between the members' predicted latent and the goal
+  image's, each value in units of its spread in the ensemble's data (``normalizers.ensemble_state.std``); no
+  goal point, no reward head.
 * **update**: weights ``exp(-(cost - min cost) / temperature)``; the new mean is the weighted mean of
   the (clamped, hence feasible: the constraints are convex) candidates. The plan is the final mean,
   rolled out once more for its uncertainty and expected return. Not the best single candidate:
@@ -132,6 +137,9 @@ class Plan:
     nominal_cost: float = math.nan
     warm: bool = False
     """Whether the sampling started from the previous plan."""
+    cost_spread: float = math.nan
+    """The std of the candidates' costs in the last MPPI iteration: the scale the temperature is set against
+    (far below it the weights are flat, far above it MPPI takes the single best)."""
     stamp: float | None = None
 
     @property
@@ -201,9 +209,19 @@ class Planner:
                               f"`wm-control train ensemble --bundle OUT`")
         self.ensemble = b.session("ensemble", cfg.device, warmup=20, threads=cfg.threads)  # verified, id-keyed cache
         self.policy = BundlePolicy(b, cfg.device)
-        if self.policy.needs_goal_image:
-            raise BundleError(f"{b.path}: its policy takes the goal as an image ({self.policy.observation}); the "
-                              "planner plans to a goal point: give it a bundle whose policy reads the /goal point")
+        self.goal_image = self.policy.needs_goal_image  # the goal is a goal image's latent (V-JEPA 2-AC's energy)
+        if self.goal_image and self.latent is None:
+            raise BundleError(f"{b.path}: its policy takes the goal as an image ({self.policy.observation}) but the "
+                              f"ensemble predicts (q, qd) only: the energy to the goal image needs an ensemble over "
+                              f"the visual latent (`train ensemble --visual`)")
+        self.goal_dim = self.latent.dim if self.goal_image else 3
+        if self.goal_image:  # the energy's units: each latent value over its spread in the ensemble's data
+            std = (b.manifest.get("normalizers", {}).get("ensemble_state") or {}).get("std")
+            if std is None or len(std) != self.state_dim:
+                raise BundleError(f"bundle {b.path}: normalizers.ensemble_state.std with {self.state_dim} values is "
+                                  f"missing (export the ensemble with `wm-control train ensemble`)")
+            self.latent_std = np.maximum(np.asarray(std, np.float32)[2 * self.n:], 1e-6)
+            self.chain = None  # neither the fingertip nor the reward head: the goal is a picture
         pl = self.policy.latent
         if pl is not None and (self.latent is None or pl.bundle_id != self.latent.bundle_id):
             raise BundleError(f"{b.path}: its policy sees visual bundle {pl.bundle_id[:12]}'s latent but the ensemble "
@@ -250,7 +268,10 @@ class Planner:
         H, K, n = self.history, self.cfg.horizon, self.n
         states = np.asarray(states, np.float64)
         actions = np.asarray(actions, np.float64).reshape(-1, n)
-        goal = np.asarray(goal, np.float64).reshape(3)
+        goal = np.asarray(goal, np.float64).ravel()
+        if goal.shape != (self.goal_dim,):
+            what = "the goal image's latent" if self.goal_image else "a point"
+            raise ValueError(f"plan() needs the goal as {what} ({self.goal_dim} values), got {goal.shape[0]}")
         if states.shape != (H, self.state_dim) or actions.shape != (H - 1, n):
             raise ValueError(f"plan() needs states ({H}, {self.state_dim}) and actions ({H - 1}, {n}), got "
                              f"{states.shape} and {actions.shape}")
@@ -260,7 +281,7 @@ class Planner:
             prev_command = actions[-1]
         prev = np.asarray(prev_command, np.float64).reshape(n)
         hold = np.repeat(np.clip(np.where(np.isfinite(prev), prev, states[-1, :n]), self.lo, self.hi)[None], K, 0)
-        bad = [what for what, v in (("state", states), ("actions", actions), ("previous command", prev))
+        bad = [what for what, v in (("state", states), ("actions", actions), ("previous command", prev), ("goal", goal))
                if not np.all(np.isfinite(v))]
         if bad:
             return self._failed(hold, f"non-finite input: {', '.join(bad)}", stamp)
@@ -289,6 +310,8 @@ class Planner:
                 return self._failed(hold, "every candidate's cost is non-finite", stamp)
             if c[i] < best[0]:
                 best = (float(c[i]), r["actions"][i], r["uncertainty"][i], r["rewards"][i])
+            finite = c[np.isfinite(c)]
+            spread = float(finite.std()) if len(finite) > 1 else math.nan
             w = np.exp(-(c - c[i]) / self.cfg.temperature)
             mean = np.tensordot(w / w.sum(), r["actions"], axes=1)
         m = self._rollout(sw, past, goal, mean[None], prev, policy_row=False)  # the plan: the MPPI mean
@@ -305,7 +328,7 @@ class Planner:
         plan = Plan(actions=np.asarray(chosen, np.float64), uncertainty=np.asarray(unc, np.float32),
                     expected_return=ret, cost=cost, status=status, message=msg,
                     nominal_return=float(nom["rewards"][0].sum()), nominal_cost=float(nom["cost"][0]),
-                    warm=warm is not None, stamp=stamp)
+                    warm=warm is not None, stamp=stamp, cost_spread=spread)
         self.last, self._last_goal = plan, goal.copy()
         return plan
 
@@ -316,6 +339,9 @@ class Planner:
                     cost=math.nan, status=STATUS_FAILED, message=why, stamp=stamp)
 
     def _goal(self, goal: np.ndarray, N: int) -> np.ndarray:
+        """The ensemble graph's goal input (its reward head's; unused against a goal image: zeros)."""
+        if self.goal_image:
+            return np.zeros((self.members, N, 3), np.float32)
         return np.ascontiguousarray(np.broadcast_to(goal.astype(np.float32), (self.members, N, 3)))
 
     def _rollout(self, sw: np.ndarray, past: np.ndarray, goal: np.ndarray, u: np.ndarray, prev: np.ndarray,
@@ -340,8 +366,9 @@ class Planner:
         for k in range(K):
             if policy_row:  # the policy's target from the members' mean state, through the same clamps
                 s = seq_s[:, 0, H - 1 + k].mean(0, dtype=np.float64)
-                t = self.policy.select_action(s[:n], s[n: 2 * n], goal,
-                                              s[2 * n:].astype(np.float32) if self.policy.needs_latent else None)
+                t = self.policy.select_action(s[:n], s[n: 2 * n], None if self.goal_image else goal,
+                                              s[2 * n:].astype(np.float32) if self.policy.needs_latent else None,
+                                              goal_latent=goal.astype(np.float32) if self.goal_image else None)
                 p_prev = clamp_command(t, p_prev, self.max_step, self.lo, self.hi)
                 seq_a[0, H - 1 + k] = p_prev
             state_window = seq_s[:, :, k: k + H]
@@ -352,7 +379,9 @@ class Planner:
             rewards[:, :, k] = out[1]
         states = seq_s[:, :, H:]  # (M, N, K, ds)
         unc = (states / self.scale).std(0, ddof=1).sum(-1)  # (N, K): EnsembleDynamics.uncertainty
-        if self.chain is not None:  # the task reward of every member's predicted configuration
+        if self.goal_image:  # the energy: minus the mean |predicted latent - the goal image's| in data spreads
+            rewards = -(np.abs(states[..., 2 * n:] - goal.astype(np.float32)) / self.latent_std).mean(-1)
+        elif self.chain is not None:  # the task reward of every member's predicted configuration
             rewards = self.chain.reach_reward(states[..., :n], goal[None, None, None]).astype(np.float32)
         ret_steps = rewards.mean(0)  # (N, K)
         with np.errstate(invalid="ignore", over="ignore"):
@@ -368,7 +397,7 @@ class Planner:
         s[:, : self.n] = mid
         a = np.repeat(mid[None], self.history - 1, 0)
         for _ in range(plans):
-            self.plan(s, a, np.array([0.1, 0.1, 0.0]), prev_command=mid)
+            self.plan(s, a, np.zeros(self.goal_dim) if self.goal_image else np.array([0.1, 0.1, 0.0]), prev_command=mid)
         self.reset()
         self.rng = np.random.default_rng(self.cfg.seed)
 

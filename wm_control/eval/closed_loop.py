@@ -118,6 +118,10 @@ def plans_object_reward(policy: str) -> bool:
         manifest = yaml.safe_load(path.read_text())
     except (OSError, yaml.YAMLError):
         return False
+    from wm_control.control.features import needs_goal_image
+
+    if needs_goal_image(str(((manifest.get("graphs") or {}).get("policy") or {}).get("observation", ""))):
+        return False  # it plans to a goal image: its return is the energy to that image's latent, not a distance
     return ((manifest.get("training") or {}).get("ensemble") or {}).get("config", {}).get("reward") == "object"
 
 

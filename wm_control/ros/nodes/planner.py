@@ -20,6 +20,11 @@ them. None, or the newest older than ``max_latent_age``, gives a NO_INPUT plan (
 once the latent of its instant's frame (captured after T - ``latent_period``) is here; a state whose frame never
 gave one gets NO_INPUT when the next state comes.
 
+A bundle whose policy reads the goal as an image (``--observation joint_trig_goal_image_latent``, the ensemble over
+the same visual latent) plans to ``/wm/goal_latent`` (the world_model node's latent of ``/goal_image``) with the
+energy of :mod:`wm_control.control.planner`, never to the ``/goal`` point: the point's stamp only says a new goal
+was posed, and until the latent of its image comes (a newer stamp) the plan is NO_INPUT (sim time: it waits).
+
 Output: ``wm_control/msg/Plan`` on ``/wm/plan``: ``header.stamp`` = the stamp of the state planned
 from, the bundle's joint names, ``dt`` (the control period), ``horizon``, the position targets
 row-major ``[step][joint]`` (the first for the state at the stamp), the per-step uncertainty of the
@@ -122,6 +127,8 @@ class PlannerNode:
             self._load()
             self.active = True
         self.goal: np.ndarray | None = None
+        self.goal_stamp = -math.inf  # the newest /goal point's stamp (goal-image mode: a new goal was posed)
+        self.goal_latent: tuple[float, np.ndarray] | None = None  # goal-image mode: (stamp, the goal image's latent)
         self.sim_time = bool(getattr(node, "use_sim_time", False))
 
         self.pub = topics.PLAN.publisher(node)
@@ -129,6 +136,7 @@ class PlannerNode:
         # so the command answering the previous state is in the history before the next state is planned from
         topics.POSITION_COMMANDS.subscribe(node, self.on_command)
         topics.GOAL.subscribe(node, self.on_goal)
+        topics.GOAL_LATENT.subscribe(node, self.on_goal_latent)  # used by a bundle that plans to a goal image
         topics.JOINT_STATES.subscribe(node, self.on_joint_state)
         self.diag = Diagnostics(node)
         self.warn = ThrottledLog(node.logger, period=5.0)
@@ -187,7 +195,7 @@ class PlannerNode:
     def _unload(self) -> None:
         self.active = False
         self.bundle = self.planner = self.history = self.names = None  # the sessions go with the planner
-        self.latents = self.pending = None
+        self.latents = self.pending = self.goal_latent = None
 
     def on_configure(self, _state: int) -> None:
         try:
@@ -234,6 +242,38 @@ class PlannerNode:
         except cv.ConversionError as exc:
             self.diag.count("dropped.goal")
             self.warn.log("goal", "dropped goal: %s", exc)
+            return
+        self.goal_stamp = cv.stamp_sec(msg.header.stamp)
+
+    def on_goal_latent(self, msg) -> None:
+        """A /wm/goal_latent (the goal image's latent): the goal of a bundle that plans to a goal image, when it is
+        its visual bundle's, well formed and not from the future (else counted ``dropped.goal_latent_<why>``)."""
+        if self.latents is None or not self.planner.goal_image:
+            return
+        got = self.latents.check(msg.bundle_id, msg.latent, cv.stamp_sec(msg.header.stamp), self.node.now(),
+                                 MAX_FUTURE_STAMP)
+        if isinstance(got, str):
+            self.diag.count(f"dropped.goal_latent_{got}")
+            self.warn.log(f"goal_latent_{got}", "dropped /wm/goal_latent (%s): the plan's goal is visual bundle %s's "
+                          "latent of the goal image, %d values", got, self.latents.spec.bundle_id[:12],
+                          self.latents.spec.dim)
+            return
+        self.goal_latent = got
+        self.diag.count("goal_latents")
+        if self.sim_time and self.active:
+            self._plan_pending()
+
+    def goal_for(self, t: float) -> tuple[np.ndarray | None, str | None]:
+        """The plan's goal for a state at ``t``: the /goal point, or (a bundle that plans to a goal image) the goal
+        image's latent; None and why when there is none yet, or (goal-image mode) the newest latent predates the
+        newest goal point (a new goal was posed: its image's latent is on its way)."""
+        if not self.planner.goal_image:
+            return (self.goal, None) if self.goal is not None else (None, "no goal yet")
+        if self.goal_latent is None:
+            return None, "no goal image's latent yet"
+        if self.goal_latent[0] < min(self.goal_stamp, t) - 1e-6:
+            return None, "the goal image's latent predates the newest goal"
+        return self.goal_latent[1], None
 
     def on_joint_state(self, msg) -> None:
         if self.history is None:  # unconfigured (lifecycle)
@@ -289,9 +329,11 @@ class PlannerNode:
             self._plan_pending()
 
     def _plan_pending(self) -> None:
-        """Sim time: plan the pending instant once the latent of its frame is here."""
+        """Sim time: plan the pending instant once the latent of its frame (and, planning to a goal image, the
+        latent of the newest goal's image) is here."""
         period = self.cfg.latent_period or 1.0 / self.latents.spec.frame_rate
-        if self.pending is not None and self.latents.covers(self.pending, period):
+        if self.pending is not None and self.latents.covers(self.pending, period) and (
+                not self.planner.goal_image or self.goal_for(self.pending)[1] is None):
             stamp, self.pending = self.pending, None
             self.plan_at(stamp)
 
@@ -324,8 +366,9 @@ class PlannerNode:
         return states, acts, prev
 
     def plan_at(self, stamp: float) -> None:
-        if self.goal is None:
-            self.publish_no_input(stamp, "no goal yet")
+        goal, why = self.goal_for(stamp)
+        if goal is None:
+            self.publish_no_input(stamp, why)
             return
         if self.latents is not None:
             _, _, why = self.latents.for_tick(stamp, self.cfg.max_latent_age)
@@ -336,7 +379,7 @@ class PlannerNode:
                 return
         t0 = time.perf_counter()
         states, acts, prev = self.window(stamp)
-        plan = self.planner.plan(states, acts, self.goal, stamp=stamp, prev_command=prev)
+        plan = self.planner.plan(states, acts, goal, stamp=stamp, prev_command=prev)
         dt = time.perf_counter() - t0
         self.planned_stamp = stamp
         self.publish(plan, stamp)
@@ -350,6 +393,7 @@ class PlannerNode:
         self.diag.set("expected_return", plan.expected_return)
         self.diag.set("first_step_uncertainty", float(plan.uncertainty[0]))
         self.diag.set("nominal_return", plan.nominal_return)
+        self.diag.set("plan.cost_spread", plan.cost_spread)  # the candidates' cost std: what temperature is against
         level = Diagnostics.OK if plan.status == STATUS_OK else Diagnostics.WARN
         self.diag.status(level, f"{plan.status_name}: {plan.message}")
 
