@@ -60,6 +60,7 @@ def test_missing_bundles_are_named(tmp_path):
 def test_planner_params_parse_and_check():
     assert parse_params(["lam=1", "samples=128", "warm_start=false", "device=cpu"]) == {
         "lam": 1, "samples": 128, "warm_start": False, "device": "cpu"}
+    assert parse_params(["uncertainty_threshold=1e9"]) == {"uncertainty_threshold": 1e9}  # not YAML 1.1's string
     check_planner_params({"lam": 1, "samples": 128, "horizon": 8})
     with pytest.raises(ValueError, match="NAME=VALUE"):
         parse_params(["lam"])

@@ -255,7 +255,13 @@ def parse_params(items: list[str] | None) -> dict[str, Any]:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
             raise ValueError(f"expected NAME=VALUE, got {item!r}")
-        out[key.strip()] = yaml.safe_load(value) if value.strip() else ""
+        v = yaml.safe_load(value) if value.strip() else ""
+        if isinstance(v, str):  # YAML 1.1 reads 1e9 as a string: a number written so is still a number
+            try:
+                v = float(v)
+            except ValueError:
+                pass
+        out[key.strip()] = v
     return out
 
 
