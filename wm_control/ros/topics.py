@@ -89,12 +89,13 @@ GOAL = Topic("/goal", "geometry_msgs/msg/PointStamped", qos.LATCHED, ("sim_robot
 GOAL_IMAGE = Topic("/goal_image", "sensor_msgs/msg/Image", qos.LATCHED, ("sim_robot", "the task"),
                    ("world_model",))
 #: the goal image's latent (the goal-image mode, V-JEPA 2-AC's setting): stamped with the goal image's stamp
-GOAL_LATENT = Topic("/wm/goal_latent", "wm_control/msg/LatentState", qos.LATCHED, ("world_model",), ("policy",))
+GOAL_LATENT = Topic("/wm/goal_latent", "wm_control/msg/LatentState", qos.LATCHED, ("world_model",),
+                    ("policy", "planner"))
 #: the simulator's true object position: for evaluation, labelling and the scripted demonstrator, never
 #: an input of the learned stack (a robot has no such topic)
 GROUND_TRUTH_OBJECT = Topic("/sim/ground_truth/object", "geometry_msgs/msg/PointStamped", qos.DEFAULT, ("sim_robot",),
                             ("scripted_controller", "wm-control eval, dataset labels"))
-PLAN = Topic("/wm/plan", "wm_control/msg/Plan", qos.DEFAULT, ("planner",), ("policy",))
+PLAN = Topic("/wm/plan", "wm_control/msg/Plan", qos.DEFAULT, ("planner",), ("policy", "wm-control eval"))
 TELEOP_COMMAND = Topic("/teleop/command", "sensor_msgs/msg/JointState", qos.DEFAULT, ("teleop",),
                        ("policy", "world_model"))
 MODE = Topic("/wm/mode", "std_msgs/msg/String", qos.LATCHED, ("teleop",), ("policy", "world_model", "teleop"))
