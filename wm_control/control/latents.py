@@ -16,6 +16,7 @@ each control step sees the latest frame captured at or before it).
 * :meth:`LatentStream.covers`: sim time: has the latent of the frame of this instant arrived (one captured
   after ``t - period``)?
 * :meth:`LatentStream.window`: for a model over a history on the control grid, the latent of each grid time.
+* :func:`predates_goal`: the goal-image mode: is the goal image's latent older than the newest goal posed?
 """
 
 from __future__ import annotations
@@ -90,4 +91,10 @@ class LatentStream:
         return np.stack([(self.at(float(t)) or (None, first))[1] for t in times])
 
 
-__all__ = ["LatentStream", "RESTART_JUMP"]
+def predates_goal(latent_stamp: float, goal_stamp: float, t: float) -> bool:
+    """The goal-image mode: a goal image's latent stamped before the newest goal posed by ``t`` (the /goal point's
+    stamp says a new goal came; the latent of its image is on its way)."""
+    return latent_stamp < min(goal_stamp, t) - EPS
+
+
+__all__ = ["LatentStream", "RESTART_JUMP", "predates_goal"]

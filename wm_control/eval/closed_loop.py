@@ -86,12 +86,17 @@ def policy_label(policy: str) -> str:
 LOCKSTEP_CAMERA_RATE = 25.0
 
 
+def _manifest(bundle: str | Path) -> dict:
+    """A bundle folder's manifest.yaml, read (not verified: the nodes verify the bundle they load)."""
+    return yaml.safe_load((Path(bundle) / "manifest.yaml").read_text()) or {}
+
+
 def latent_input(bundle: str | Path) -> dict | None:
     """A bundle's ``graphs.policy.latent`` (the visual bundle whose latents its policy reads); None when its
     policy is blind to the camera."""
     from wm_control.control.features import needs_latent
 
-    spec = (yaml.safe_load((Path(bundle) / "manifest.yaml").read_text()) or {}).get("graphs", {}).get("policy", {})
+    spec = (_manifest(bundle).get("graphs") or {}).get("policy") or {}
     return spec.get("latent") if needs_latent(str(spec.get("observation", ""))) else None
 
 
@@ -113,9 +118,8 @@ def plans_object_reward(policy: str) -> bool:
     ``-expected_return / horizon`` is a distance, comparable with the simulator's ground truth)."""
     if not policy.startswith("planner:"):
         return False
-    path = Path(policy.split(":", 1)[1]) / "manifest.yaml"
     try:
-        manifest = yaml.safe_load(path.read_text())
+        manifest = _manifest(policy.split(":", 1)[1])
     except (OSError, yaml.YAMLError):
         return False
     from wm_control.control.features import needs_goal_image

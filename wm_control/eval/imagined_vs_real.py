@@ -47,16 +47,17 @@ class ImaginedVsReal:
         if int(msg.horizon) > 0 and math.isfinite(r) and msg.dt > 0:
             self.plans.append((cv.stamp_sec(msg.header.stamp), float(msg.dt), int(msg.horizon), r))
 
-    def _real(self, ts: np.ndarray, xy: np.ndarray, t: float, dt: float, k: int, end: float) -> float | None:
-        """The mean object-goal distance over t + dt .. t + k dt from the ground truth (``ts`` sorted, s; ``xy``
-        with it); None when the window leaves the episode or a sample is missing."""
+    def _real(self, ts: np.ndarray, xy: np.ndarray, t: float, dt: float, k: int, e: int, end: float
+              ) -> float | None:
+        """The mean distance of the object to episode ``e``'s goal over t + dt .. t + k dt from the ground truth
+        (``ts`` sorted, s; ``xy`` with it); None when the window leaves the episode (``end``) or a sample is
+        missing."""
         if t + k * dt >= end - 1e-6:
             return None
-        e = bisect.bisect(self.goal_t, t + 1e-9) - 1
         want = t + dt * np.arange(1, k + 1)
         i = np.clip(np.searchsorted(ts, want), 1, len(ts) - 1)
         i = np.where(np.abs(ts[i - 1] - want) < np.abs(ts[i] - want), i - 1, i)  # the nearest sample
-        if e < 0 or np.any(np.abs(ts[i] - want) > 0.5 * dt):
+        if np.any(np.abs(ts[i] - want) > 0.5 * dt):
             return None
         return float(np.linalg.norm(xy[i] - self.goal_xy[e], axis=-1).mean())
 
@@ -74,7 +75,7 @@ class ImaginedVsReal:
             e = bisect.bisect(self.goal_t, t + 1e-9) - 1
             if e < 0 or e >= episodes:
                 continue
-            r = self._real(ts, xy, t, dt, k, ends[e])
+            r = self._real(ts, xy, t, dt, k, e, ends[e])
             if r is None:
                 continue
             imagined.append(-ret / k)

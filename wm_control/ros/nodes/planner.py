@@ -56,7 +56,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from wm_control.control.history import ControlHistory
-from wm_control.control.latents import LatentStream
+from wm_control.control.latents import LatentStream, predates_goal
 from wm_control.control.planner import (
     STATUS_FAILED,
     STATUS_NAMES,
@@ -271,7 +271,7 @@ class PlannerNode:
             return (self.goal, None) if self.goal is not None else (None, "no goal yet")
         if self.goal_latent is None:
             return None, "no goal image's latent yet"
-        if self.goal_latent[0] < min(self.goal_stamp, t) - 1e-6:
+        if predates_goal(self.goal_latent[0], self.goal_stamp, t):
             return None, "the goal image's latent predates the newest goal"
         return self.goal_latent[1], None
 

@@ -64,7 +64,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from wm_control.control.arbitration import PlanView, choose_source, follow_plan
-from wm_control.control.latents import LatentStream
+from wm_control.control.latents import LatentStream, predates_goal
 from wm_control.control.policy import BundlePolicy
 from wm_control.control.safety import SafetyConfig, SafetyLayer
 from wm_control.messages import convert as cv
@@ -536,7 +536,7 @@ class PolicyNode:
             return False
         if self.policy is not None and self.policy.needs_latent:
             if self.policy.needs_goal_image and math.isfinite(self.goal_stamp) and (
-                    self.goal_latent is None or self.goal_latent[0] < min(self.goal_stamp, t) - 1e-6):
+                    self.goal_latent is None or predates_goal(self.goal_latent[0], self.goal_stamp, t)):
                 return False  # a new goal was posed (its point came): wait for its image's latent
             period = self.cfg.latent_period or 1.0 / self.policy.latent.frame_rate
             return self.latents is not None and self.latents.covers(t, period)
