@@ -341,12 +341,15 @@ def rollout_loss(model: Any, b: dict[str, torch.Tensor], horizon: int, p_own: fl
     return state_loss / horizon, reward_weight * reward_loss / horizon
 
 
-def _dist() -> tuple[int, int]:
+def _dist() -> tuple[int, int, bool]:
+    """(rank, world size, whether this call started the process group: then the caller ends it)."""
+    started = False
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.distributed.is_initialized():
         torch.distributed.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+        started = True
     if torch.distributed.is_initialized():
-        return torch.distributed.get_rank(), torch.distributed.get_world_size()
-    return 0, 1
+        return torch.distributed.get_rank(), torch.distributed.get_world_size(), started
+    return 0, 1, False
 
 
 def train_ensemble(cfg: EnsembleConfig, data_dir: str | Path, out_dir: str | Path, progress: bool = True,
@@ -355,7 +358,7 @@ def train_ensemble(cfg: EnsembleConfig, data_dir: str | Path, out_dir: str | Pat
     replace reading ``data_dir``."""
     from safetensors.torch import save_file
 
-    rank, world = _dist()
+    rank, world, started = _dist()
     data_dir, out = Path(data_dir), Path(out_dir)
     dcfg = DatasetConfig(rate=cfg.control_rate, load_images=False)
     robot_manifest = None
@@ -453,6 +456,10 @@ def train_ensemble(cfg: EnsembleConfig, data_dir: str | Path, out_dir: str | Pat
         if it % 50 == 0:
             bar.set_postfix(state=f"{ls.item():.4f}", reward=f"{lr_.item():.4f}", p_own=f"{p_own:.2f}")
     bar.close()
+    if started:  # every rank past its last collective: end the group, or its threads may abort the process at exit
+        del net
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()
     if rank != 0:
         return out
     log.close()
